@@ -1,0 +1,3 @@
+"""rerank-scaling: scaling studies of cross-encoder rerankers."""
+
+__version__ = "0.1.0"

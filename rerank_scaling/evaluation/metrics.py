@@ -1,0 +1,128 @@
+"""Ranking metrics via ranx, with the project's conventions stated once.
+
+Conventions
+-----------
+* **Grades**: judgments with grade ``<= 0`` are non-relevant and are dropped
+  before ranx sees the qrels; grades ``> 0`` are relevant, with the grade as
+  the gain.
+* **Which queries**: the mean is over the queries of ``qrels`` that have at
+  least one relevant document.  A judged query that is absent from the
+  ranking (or has an empty list) scores 0 on every metric (like
+  ``trec_eval -c``); queries of the ranking without relevant judgments are
+  ignored.  Pass qrels restricted to the split you evaluate.
+* **NDCG** is ranx's ``ndcg``: linear gain (= grade) and ``log2(rank + 1)``
+  discount, i.e. Järvelin & Kekäläinen as in trec_eval (not the exponential
+  "Burges" gain).  **MAP** (``map``) is over the whole ranking; ``map@k``
+  cuts it.  **MRR@k** is the reciprocal rank of the first relevant document
+  within the top k, 0 if none.  ``recall@k`` and ``p@k`` (precision) as usual.
+* **Ties**: ranx orders documents by score only, so each ranking is first
+  ordered with :func:`rerank_scaling.data.types.rank` (score descending, ties
+  by doc_id ascending) and its scores replaced by strictly decreasing
+  rank-based scores ``n - position``: the result does not depend on dict or
+  list order.
+
+Metric names: ``ndcg``, ``ndcg@k``, ``map``, ``map@k``, ``mrr``, ``mrr@k``,
+``recall``, ``recall@k``, ``p@k`` (or ``precision@k``), ``r-precision``,
+``hit_rate@k``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+from rerank_scaling.data.types import Ranking, rank
+from rerank_scaling.errors import UserError
+
+DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
+
+_BASES = {
+    "ndcg": "ndcg",
+    "map": "map",
+    "mrr": "mrr",
+    "recall": "recall",
+    "p": "precision",
+    "precision": "precision",
+    "r-precision": "r-precision",
+    "hit_rate": "hit_rate",
+}
+_NEEDS_K = {"p", "precision", "hit_rate"}
+_NO_K = {"r-precision"}
+_VALID = "ndcg, ndcg@k, map, map@k, mrr, mrr@k, recall, recall@k, p@k, precision@k, r-precision, hit_rate@k"
+
+
+def ranx_metric_name(name: str) -> str:
+    """Map one of our metric names to ranx's; :class:`UserError` for an unknown name."""
+    m = re.fullmatch(r"([a-z_\-]+)(?:@(\d+))?", str(name).strip().lower())
+    if not m or m.group(1) not in _BASES:
+        raise UserError(f"unknown metric '{name}' (valid: {_VALID})")
+    base, k = m.group(1), m.group(2)
+    if k is not None and int(k) < 1:
+        raise UserError(f"metric '{name}': cut-off must be >= 1")
+    if k is None and base in _NEEDS_K:
+        raise UserError(f"metric '{name}' needs a cut-off, e.g. '{base}@10' (valid: {_VALID})")
+    if k is not None and base in _NO_K:
+        raise UserError(f"metric '{name}' takes no cut-off (valid: {_VALID})")
+    return _BASES[base] + (f"@{int(k)}" if k is not None else "")
+
+
+def _judged(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    out = {}
+    for q, rels in qrels.items():
+        pos = {str(d): int(g) for d, g in rels.items() if g > 0}
+        if pos:
+            out[str(q)] = pos
+    return out
+
+
+def evaluate_per_query(
+    ranking: Ranking,
+    qrels: dict[str, dict[str, int]],
+    metrics=DEFAULT_METRICS,
+) -> dict[str, dict[str, float]]:
+    """Per-query values: ``metric -> qid -> value`` for every judged query (see module docstring)."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    metrics = list(dict.fromkeys(metrics))
+    if not metrics:
+        raise UserError(f"no metric given (valid: {_VALID})")
+    names = {m: ranx_metric_name(m) for m in metrics}
+    judged = _judged(qrels)
+    if not judged:
+        raise UserError("qrels contain no relevant judgment (grade > 0); nothing to evaluate")
+    present = sorted(q for q in judged if ranking.get(q))
+    out: dict[str, dict[str, float]] = {m: {q: 0.0 for q in sorted(judged)} for m in metrics}
+    if not present:
+        return out
+    run_dict: dict[str, dict[str, float]] = {}
+    for q in present:
+        ordered = rank(dict((str(d), float(s)) for d, s in ranking[q]))
+        n = len(ordered)
+        run_dict[q] = {d: float(n - i) for i, (d, _s) in enumerate(ordered)}
+    from ranx import Qrels, Run, evaluate as ranx_evaluate
+
+    run = Run(run_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba type-safety chatter
+        ranx_evaluate(
+            Qrels({q: judged[q] for q in present}),
+            run,
+            sorted(set(names.values())),
+            return_mean=False,
+            save_results_in_run=True,
+        )
+    for m, rname in names.items():
+        per_q = run.scores[rname]
+        for q in present:
+            out[m][q] = float(per_q[q])
+    return out
+
+
+def evaluate(
+    ranking: Ranking,
+    qrels: dict[str, dict[str, int]],
+    metrics=DEFAULT_METRICS,
+) -> dict[str, float]:
+    """Mean of each metric over the judged queries of ``qrels`` (absent from ``ranking`` = 0)."""
+    per_q = evaluate_per_query(ranking, qrels, metrics)
+    return {m: (sum(v.values()) / len(v)) for m, v in per_q.items()}

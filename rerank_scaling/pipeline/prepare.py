@@ -1,0 +1,117 @@
+"""Prepare a run's data: training groups, evaluation sets and the BM25 baseline.
+
+Everything here is deterministic in the config and cached on disk where it is
+expensive (BM25 candidates), so a grid pays for it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from rerank_scaling.candidates.bm25 import bm25_candidates
+from rerank_scaling.candidates.trec import read_trec_run
+from rerank_scaling.data.loaders import load_collection
+from rerank_scaling.data.splits import nested_budget, split_queries
+from rerank_scaling.data.types import Collection, Ranking
+from rerank_scaling.data.weak import weak_queries
+from rerank_scaling.errors import UserError
+from rerank_scaling.evaluation.contrastive import ce_name, sample_contrastive_sets
+from rerank_scaling.evaluation.metrics import evaluate
+from rerank_scaling.evaluation.rerank import EvalSet
+from rerank_scaling.examples import TrainingSet, build_training_set
+from rerank_scaling.pipeline.config import EvalSpec, RunConfig, fractions
+
+
+@dataclass
+class Prepared:
+    train: TrainingSet
+    evalsets: list[EvalSet]
+    baseline: dict[str, dict[str, float]]  # eval set -> BM25 metric values (top rerank_k)
+    info: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def _load(spec: str, data_root: str | None, cache_dir: str | None) -> Collection:
+    return load_collection(
+        spec,
+        data_root=Path(data_root) if data_root else None,
+        cache_dir=Path(cache_dir) if cache_dir else None,
+    )
+
+
+def load(config: RunConfig, spec: str) -> Collection:
+    return _load(spec, config.data_root, config.cache_dir)
+
+
+def split_of(config: RunConfig, collection: Collection, split: str) -> list[str]:
+    parts = split_queries(sorted(collection.queries), fractions(config), seed=config.split_seed)
+    if split not in parts:
+        raise UserError(f"unknown split '{split}' of {collection.name} (splits: {', '.join(parts)})")
+    return parts[split]
+
+
+def candidates_for(config: RunConfig, collection: Collection, queries: dict[str, str]) -> Ranking:
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    return bm25_candidates(collection, queries, k=config.candidates_k, cache_dir=cache)
+
+
+def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
+    coll = load(config, config.train_collection)
+    if config.supervision == "weak":
+        base = weak_queries(coll)
+    else:
+        qids = split_of(config, coll, config.train_split) if config.train_split else sorted(coll.queries)
+        base = coll.subset(qids)
+    usable = sorted(q for q in base.queries if base.positives(q))
+    if config.budget is not None:
+        if config.budget > len(usable):
+            raise UserError(
+                f"budget {config.budget} is larger than the {len(usable)} training queries with a relevant"
+                f" document in {config.train_collection} ({config.supervision} supervision)"
+            )
+        usable = nested_budget(usable, config.budget, seed=config.seed)
+    train = base.subset(usable, name=f"{coll.name}-{config.supervision}")
+    cands = candidates_for(config, coll, train.queries)
+    tset = build_training_set(train, cands, n_negatives=config.n_negatives, seed=config.seed)
+    info = {"train_queries": sorted(train.queries), **tset.info, "supervision": config.supervision}
+    return tset, info
+
+
+def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str, float], dict]:
+    coll = load(config, spec.collection)
+    qids = split_of(config, coll, spec.split) if spec.split else sorted(coll.queries)
+    qids = [q for q in qids if coll.positives(q)]
+    if spec.max_queries is not None and spec.max_queries < len(qids):
+        qids = nested_budget(qids, spec.max_queries, seed=config.split_seed)
+    sub = coll.subset(qids, name=spec.name)
+    if not sub.queries:
+        raise UserError(f"evaluation set '{spec.name}' has no query with a relevant document")
+    if config.candidates_run:
+        run = read_trec_run(config.candidates_run)
+        cands = {q: run.get(q, [])[: config.candidates_k] for q in sub.queries}
+    else:
+        cands = candidates_for(config, coll, sub.queries)
+    top = {q: lst[: config.rerank_k] for q, lst in cands.items()}
+    sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed)
+    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain)
+    baseline = evaluate({q: lst for q, lst in top.items() if lst}, sub.qrels, config.metrics)
+    info = {
+        "queries": len(sub.queries),
+        "queries_without_candidates": sum(1 for lst in top.values() if not lst),
+        "pairs_to_score": len(evalset.pairs()),
+        "qids": qids,
+    }
+    return evalset, baseline, info
+
+
+def prepare(config: RunConfig) -> Prepared:
+    tset, train_info = training_set(config)
+    evalsets, baseline, eval_info = [], {}, {}
+    for spec in config.evals:
+        es, base, info = evaluation_set(config, spec)
+        evalsets.append(es)
+        baseline[spec.name] = base
+        eval_info[spec.name] = info
+    return Prepared(tset, evalsets, baseline, {"train": train_info, "eval": eval_info})

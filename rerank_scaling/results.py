@@ -1,0 +1,69 @@
+"""The tidy results table every downstream stage reads.
+
+One row per run x checkpoint step x evaluation set x metric. Columns:
+
+=============  =========================================================
+run            run id (model__objective__supervision__budget__seed)
+model          model name, e.g. ``minilm-2L`` (``bm25`` for the baseline)
+ladder, size   the ladder and its rung
+params         model size N: non-embedding parameters (0 for BM25)
+total_params   all parameters
+objective      pointwise / pairwise / listwise / lambda (``none`` for BM25)
+supervision    human / weak
+budget         training queries used (data budget)
+seed           run seed
+step           optimizer steps done at this checkpoint
+examples_seen  query groups processed (step x batch size)
+tokens_seen    tokens processed in training (pairs x their lengths)
+flops          training FLOPs so far, ``6 * params * tokens_seen``
+eval_set       evaluation set name
+in_domain      whether the evaluation set is the training domain
+metric, value  e.g. ``ndcg@10`` / 0.41
+=============  =========================================================
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+
+from rerank_scaling.data.util import atomic_write_bytes
+
+SCHEMA = {
+    "run": pl.Utf8,
+    "model": pl.Utf8,
+    "ladder": pl.Utf8,
+    "size": pl.Utf8,
+    "params": pl.Int64,
+    "total_params": pl.Int64,
+    "objective": pl.Utf8,
+    "supervision": pl.Utf8,
+    "budget": pl.Int64,
+    "seed": pl.Int64,
+    "step": pl.Int64,
+    "examples_seen": pl.Int64,
+    "tokens_seen": pl.Int64,
+    "flops": pl.Float64,
+    "eval_set": pl.Utf8,
+    "in_domain": pl.Boolean,
+    "metric": pl.Utf8,
+    "value": pl.Float64,
+}
+
+
+def frame(rows: list[dict]) -> pl.DataFrame:
+    """Rows -> a DataFrame with exactly the schema's columns and types."""
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    """Write atomically (temp file + rename): readers never see half a table."""
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_rows(path: Path) -> list[dict]:
+    return pl.read_parquet(path).to_dicts() if path.exists() else []

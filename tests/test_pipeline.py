@@ -1,0 +1,117 @@
+"""One run end to end on the real shared data with a tiny model, offline."""
+
+import json
+import os
+
+import polars as pl
+import pytest
+
+from rerank_scaling.candidates import read_trec_run
+from rerank_scaling.cli import main
+from rerank_scaling.errors import UserError
+from rerank_scaling.pipeline.config import EvalSpec, RunConfig
+from rerank_scaling.pipeline.run import train_run
+from rerank_scaling.results import SCHEMA
+
+METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_root, tmp_path_factory):
+    return RunConfig(
+        ladder="scratch", size="L1-H64", objective="listwise", steps=4, eval_every=2, batch_size=2,
+        n_negatives=3, max_length=64, candidates_k=20, rerank_k=10, ce_negatives=5, lr=1e-3, warmup_steps=1,
+        data_root=str(shared_root), cache_dir=str(tmp_path_factory.mktemp("cache")), budget=20,
+        evals=(
+            EvalSpec("cranfield-test", "cranfield", "test", 5, True),
+            EvalSpec("cisi", str(shared_root / "beir" / "cisi"), None, 4, False),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    return train_run(tiny, folder), folder
+
+
+def test_run_writes_every_output(finished, tiny):
+    status, folder = finished
+    assert status["state"] == "done"
+    df = pl.read_parquet(folder / "metrics.parquet")
+    assert dict(df.schema) == SCHEMA
+    # 2 checkpoints x 2 eval sets x (5 metrics + contrastive entropy)
+    assert df.height == 2 * 2 * 6
+    assert sorted(df["step"].unique().to_list()) == [2, 4]
+    assert set(df["metric"]) == {*METRICS, "ce@5"}
+    assert (df["examples_seen"] == df["step"] * tiny.batch_size).all()
+    assert (df["params"] > 0).all() and (df["tokens_seen"] > 0).all()
+    assert df.filter(pl.col("eval_set") == "cranfield-test")["in_domain"].all()
+    base = pl.read_parquet(folder / "baseline.parquet")
+    assert set(base["model"]) == {"bm25"} and base.height == 2 * 5
+    for name, n in (("cranfield-test", 5), ("cisi", 4)):
+        run = read_trec_run(folder / "runs" / f"{name}.trec")
+        assert len(run) == n and all(len(docs) <= tiny.rerank_k for docs in run.values())
+    saved = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
+    assert saved == tiny
+    assert not (folder / "checkpoints").exists()
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4]
+
+
+def test_finished_run_is_skipped(finished, tiny):
+    status, folder = finished
+    before = (folder / "metrics.parquet").stat().st_mtime_ns
+    assert train_run(tiny, folder) == status
+    assert (folder / "metrics.parquet").stat().st_mtime_ns == before
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(finished, tiny, tmp_path):
+    _, reference = finished
+
+    def crash_after_first_checkpoint(event, details):
+        if event == "step" and details["step"] == 3:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_run(tiny, tmp_path, progress=crash_after_first_checkpoint)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists() and not (tmp_path / "status.json").exists()
+    assert train_run(tiny, tmp_path)["state"] == "done"
+    cols = ["step", "eval_set", "metric", "value", "tokens_seen"]
+    got = pl.read_parquet(tmp_path / "metrics.parquet").select(cols).sort(cols[:3])
+    want = pl.read_parquet(reference / "metrics.parquet").select(cols).sort(cols[:3])
+    assert got.equals(want)
+
+
+def test_nan_loss_is_recorded_as_a_failure(tiny, tmp_path, monkeypatch):
+    import torch
+
+    from rerank_scaling.objectives import ListNet
+
+    monkeypatch.setattr(ListNet, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
+    status = train_run(tiny, tmp_path)
+    assert status["state"] == "failed" and "non-finite loss" in status["reason"]
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+
+
+def test_budget_larger_than_training_queries_is_a_user_error(tiny, tmp_path):
+    from dataclasses import replace
+
+    with pytest.raises(UserError, match="budget 5000 is larger than the 1\\d\\d training queries"):
+        train_run(replace(tiny, budget=5000), tmp_path)
+
+
+def test_cli_bad_objective_is_one_line_and_writes_nothing(tmp_path, capsys, shared_root):
+    out = tmp_path / "run"
+    code = main(["train", "--out", str(out), "--objective", "softmax", "--data-root", str(shared_root)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "unknown objective 'softmax'" in err
+    assert not out.exists()
+
+
+def test_cli_unknown_dataset_is_one_line(tmp_path, capsys):
+    code = main(["train", "--out", str(tmp_path / "r"), "--train-collection", "no-such-dataset",
+                 "--steps", "1", "--ladder", "scratch", "--size", "L1-H64"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and "no-such-dataset" in err
+    assert not (tmp_path / "r").exists()
