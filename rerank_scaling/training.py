@@ -21,7 +21,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from rerank_scaling.examples import TrainingSet
 from rerank_scaling.models.cross_encoder import CrossEncoder
@@ -40,14 +40,22 @@ class OptimConfig:
     total_steps: int = 100
 
 
-class StepBatches(Dataset):
-    """Map-style dataset whose index is the global step: resumable by construction."""
+class StepBatches(IterableDataset):
+    """The batch of global step ``s`` is ``self[s]``; iteration starts at ``start()``.
 
-    def __init__(self, tset: TrainingSet, encoder: CrossEncoder, batch_size: int, steps: int):
-        self.tset, self.encoder, self.batch_size, self.steps = tset, encoder, batch_size, steps
+    Each new iterator asks ``start()`` (the trainer's global step) where to
+    begin, so the stream stays aligned with the optimizer steps however the
+    fit loop restarts epochs -- after a resume Lightning ends the first epoch
+    early and iterates the loader again, which must not replay batches.
+    """
 
-    def __len__(self) -> int:
-        return self.steps
+    def __init__(self, tset: TrainingSet, encoder: CrossEncoder, batch_size: int, steps: int,
+                 start: Callable[[], int] = lambda: 0):
+        self.tset, self.encoder, self.batch_size, self.steps, self.start = tset, encoder, batch_size, steps, start
+
+    def __iter__(self):
+        for step in range(self.start(), self.steps):
+            yield self[step]
 
     def __getitem__(self, step: int) -> dict:
         groups = self.tset.batch(step, self.batch_size)
@@ -92,9 +100,13 @@ class RerankerModule(L.LightningModule):
         decay, no_decay = [], []
         for name, p in self.encoder.named_parameters():
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
+        # fused AdamW: one kernel over all parameters instead of a Python loop per tensor, the same
+        # update (MiniLM-2L on a 2-core CPU: ~0.05 s instead of ~0.5 s per step)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in self.encoder.parameters())
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.optim.lr,
+            fused=fused or None,
         )
         warm, total = self.optim.warmup_steps, max(self.optim.total_steps, 1)
 
@@ -159,10 +171,11 @@ def fit(
 ) -> None:
     """Run the Lightning fit loop for ``batches.steps`` optimizer steps."""
 
+    batches.start = lambda: module.global_step  # restored from the checkpoint on resume
+
     class _Data(L.LightningDataModule):
         def train_dataloader(self_inner):
-            start = module.global_step  # restored from the checkpoint on resume
-            return DataLoader(batches, batch_size=None, sampler=range(start, batches.steps), num_workers=0)
+            return DataLoader(batches, batch_size=None, num_workers=0)
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -19,7 +19,7 @@ METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 @pytest.fixture(scope="module")
 def tiny(shared_root, tmp_path_factory):
     return RunConfig(
-        ladder="scratch", size="L1-H64", objective="listwise", steps=4, eval_every=2, batch_size=2,
+        ladder="scratch", size="L1-H64", objective="listwise", steps=6, eval_every=2, batch_size=2,
         n_negatives=3, max_length=64, candidates_k=20, rerank_k=10, ce_negatives=5, lr=1e-3, warmup_steps=1,
         data_root=str(shared_root), cache_dir=str(tmp_path_factory.mktemp("cache")), budget=20,
         evals=(
@@ -40,9 +40,9 @@ def test_run_writes_every_output(finished, tiny):
     assert status["state"] == "done"
     df = pl.read_parquet(folder / "metrics.parquet")
     assert dict(df.schema) == SCHEMA
-    # 2 checkpoints x 2 eval sets x (5 metrics + contrastive entropy)
-    assert df.height == 2 * 2 * 6
-    assert sorted(df["step"].unique().to_list()) == [2, 4]
+    # 3 checkpoints x 2 eval sets x (5 metrics + contrastive entropy)
+    assert df.height == 3 * 2 * 6
+    assert sorted(df["step"].unique().to_list()) == [2, 4, 6]
     assert set(df["metric"]) == {*METRICS, "ce@5"}
     assert (df["examples_seen"] == df["step"] * tiny.batch_size).all()
     assert (df["params"] > 0).all() and (df["tokens_seen"] > 0).all()
@@ -56,7 +56,7 @@ def test_run_writes_every_output(finished, tiny):
     assert saved == tiny
     assert not (folder / "checkpoints").exists()
     log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
-    assert [e["step"] for e in log] == [1, 2, 3, 4]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
 
 
 def test_finished_run_is_skipped(finished, tiny):
@@ -73,10 +73,13 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished, tiny, tmp_path):
         if event == "step" and details["step"] == 3:
             raise RuntimeError("simulated crash")
 
+    # the resumed process must not replay batches when Lightning restarts its epoch
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_run(tiny, tmp_path, progress=crash_after_first_checkpoint)
     assert (tmp_path / "checkpoints" / "last.ckpt").exists() and not (tmp_path / "status.json").exists()
     assert train_run(tiny, tmp_path)["state"] == "done"
+    losses = lambda f: [json.loads(x)["loss"] for x in (f / "train_log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert losses(tmp_path) == losses(reference)
     cols = ["step", "eval_set", "metric", "value", "tokens_seen"]
     got = pl.read_parquet(tmp_path / "metrics.parquet").select(cols).sort(cols[:3])
     want = pl.read_parquet(reference / "metrics.parquet").select(cols).sort(cols[:3])

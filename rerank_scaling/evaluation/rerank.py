@@ -22,15 +22,15 @@ class EvalSet:
     in_domain: bool = False
 
     def pairs(self) -> list[tuple[str, str]]:
-        """Every distinct (qid, doc_id) a model must score for this set."""
-        seen: dict[tuple[str, str], None] = {}
-        for qid, docs in self.candidates.items():
-            for doc, _ in docs:
-                seen[(qid, doc)] = None
-        for qid, cs in self.contrastive.items():
-            for doc in (*cs.positives, *cs.negatives):
-                seen[(qid, doc)] = None
-        return list(seen)
+        """Every distinct (qid, doc_id) a model must score for this set, in sorted order.
+
+        The order is canonical because batch composition (and so padding width)
+        moves scores in the last float bits: whatever order the candidates were
+        loaded in, a model must get the same scores.
+        """
+        seen = {(qid, doc) for qid, docs in self.candidates.items() for doc, _ in docs}
+        seen.update((qid, doc) for qid, cs in self.contrastive.items() for doc in (*cs.positives, *cs.negatives))
+        return sorted(seen)
 
 
 def score_pairs(

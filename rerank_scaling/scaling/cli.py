@@ -1,0 +1,192 @@
+"""``forecast``, ``verdicts`` and ``allocate`` sub-commands (see :func:`register`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import warnings
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.scaling import render
+from rerank_scaling.scaling.allocate import allocate
+from rerank_scaling.scaling.forecast import forecast
+from rerank_scaling.scaling.laws import JOINT_LAWS
+from rerank_scaling.scaling.selection import CHOICES
+from rerank_scaling.scaling.table import load_results
+from rerank_scaling.scaling.verdicts import (
+    DEFAULT_MAX_REL_ERROR,
+    DEFAULT_MIN_COVERAGE,
+    exposure_verdicts,
+    verdicts,
+)
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_amount(text: str) -> float:
+    """``400e6``, ``400M``, ``1.5B``, ``3e17`` -> float."""
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?\d+)?)\s*([kmbgt]?)\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 400e6 or 400M)")
+    try:
+        return float(m.group(1)) * _SUFFIX.get(m.group(2), 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _level(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"level must be between 0 and 1, got {text}")
+    return value
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _dump(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _report_skipped(caught) -> None:
+    """Groups that could not be fitted are skipped; say so on stderr."""
+    for msg in dict.fromkeys(str(w.message) for w in caught):
+        if msg.startswith("skipped:"):
+            print(f"warning: {msg}", file=sys.stderr)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", help="study folder (DIR/results.parquet) or a .parquet/.csv table")
+    p.add_argument("--eval-set", default=None, help="only this evaluation set (default: each one)")
+    p.add_argument("--level", type=_level, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def _run_forecast(args) -> int:
+    table = load_results(args.results)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = forecast(
+            table, args.metric, args.fit_max_params, eval_set=args.eval_set, law=args.law, level=args.level,
+            n_boot=args.bootstrap, seed=args.seed, evidence=args.evidence, loss=args.loss,
+            bias_correct=not args.no_bias_correction, predict_params=args.predict_params,
+            objective=args.objective,
+        )
+    _report_skipped(caught)
+    if args.json:
+        _dump([r.to_dict() for r in rows])
+    else:
+        render.forecasts(rows)
+    return 0
+
+
+def _run_verdicts(args) -> int:
+    table = load_results(args.results)
+    opts = dict(metrics=args.metrics, eval_set=args.eval_set, level=args.level, seed=args.seed,
+                max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        size = verdicts(table, args.fit_max_params, law=args.law, n_boot=args.bootstrap, **opts)
+        exposure = []
+        if not args.no_exposure and not table["exposure"].is_null().all():
+            exposure = exposure_verdicts(table, fit_fraction=args.exposure_fraction,
+                                         n_boot=min(args.bootstrap, 200), **opts)
+    _report_skipped(caught)
+    if args.json:
+        _dump([v.to_dict() for v in size + exposure])
+    else:
+        render.verdicts(size, exposure)
+    return 0
+
+
+def _run_allocate(args) -> int:
+    table = load_results(args.results)
+    rows = allocate(
+        table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
+        inference_queries=args.inference_queries, candidates=args.candidates, tokens_per_pair=args.tokens_per_pair,
+        eval_set=args.eval_set, objective=args.objective, law=args.law, level=args.level, n_boot=args.bootstrap,
+        tolerance=args.tolerance, seed=args.seed,
+    )
+    if args.json:
+        _dump([a.to_dict() for a in rows])
+    else:
+        render.allocations(rows)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``forecast``, ``verdicts`` and ``allocate`` to an argparse subparsers object."""
+    p = subparsers.add_parser("forecast", help="fit a size law on small models, forecast larger ones",
+                              description="Fit a size law on runs with params <= --fit-max-params and "
+                                          "forecast every larger model, with prediction intervals.")
+    _common(p)
+    p.add_argument("--metric", required=True, help="metric to forecast, e.g. ndcg@10")
+    p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 400e6")
+    p.add_argument("--law", choices=CHOICES, default="auto",
+                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error) or a law")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--evidence", choices=("final", "late"), default="final",
+                   help="per-run value: final checkpoint (default) or mean of the late checkpoints")
+    p.add_argument("--loss", choices=("linear", "huber"), default="linear", help="fit loss (default linear)")
+    p.add_argument("--no-bias-correction", action="store_true", help="report the raw law fit")
+    p.add_argument("--predict-params", type=lambda s: [parse_amount(x) for x in _list(s)], default=[],
+                   help="extra sizes to forecast, e.g. 1e9,3e9")
+    p.add_argument("--objective", default=None, help="only this objective")
+    p.set_defaults(func=_run_forecast)
+
+    p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",
+                              description="Per metric, objective and eval set: fit small models (and early "
+                                          "checkpoints), forecast the held-out ones, judge by error and coverage.")
+    _common(p)
+    p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 150e6")
+    p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all in the table)")
+    p.add_argument("--law", choices=CHOICES, default="auto", help="size law (default auto)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--max-rel-error", type=float, default=DEFAULT_MAX_REL_ERROR,
+                   help=f"largest mean |relative error| that passes (default {DEFAULT_MAX_REL_ERROR})")
+    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+                   help=f"smallest share of actuals inside their interval that passes (default {DEFAULT_MIN_COVERAGE})")
+    p.add_argument("--exposure-fraction", type=float, default=0.5,
+                   help="exposure check fits checkpoints with D <= this x final D (default 0.5)")
+    p.add_argument("--no-exposure", action="store_true", help="skip the exposure check")
+    p.set_defaults(func=_run_verdicts)
+
+    p = subparsers.add_parser("allocate", help="best model size and data for a FLOP budget",
+                              description="Fit the joint law and find the (N, D) that maximises the metric "
+                                          "for a budget of 6*N*tokens training (+ inference) FLOPs.")
+    _common(p)
+    p.add_argument("--metric", required=True, help="metric to optimise, e.g. ndcg@10")
+    p.add_argument("--flops", type=parse_amount, required=True, help="total FLOP budget, e.g. 1e18")
+    p.add_argument("--tokens-per-example", type=float, default=None,
+                   help="training tokens per example (default: tokens_seen / examples_seen from the table)")
+    p.add_argument("--inference-queries", type=float, default=0.0, help="queries to rerank over the model's life")
+    p.add_argument("--candidates", type=float, default=100.0, help="candidates scored per query (default 100)")
+    p.add_argument("--tokens-per-pair", type=float, default=None,
+                   help="tokens per scored query-passage pair (default: tokens per example)")
+    p.add_argument("--objective", default=None, help="only this objective")
+    p.add_argument("--law", choices=JOINT_LAWS, default="joint", help="joint law (default joint)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--tolerance", type=float, default=0.25,
+                   help="grid checkpoints within this relative compute distance are listed (default 0.25)")
+    p.set_defaults(func=_run_allocate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scaling sub-commands on their own (the package CLI also includes them)."""
+    parser = argparse.ArgumentParser(prog="rerank-scaling-scaling")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

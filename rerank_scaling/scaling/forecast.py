@@ -1,0 +1,210 @@
+"""Forecast larger models from a size law fitted to the smaller ones.
+
+Runs are grouped by objective, supervision, eval set and budget (those present);
+within a group, every run (seed) with ``params <= fit_max_params`` is one point
+(its value at the end of training, see :func:`table.run_values`) and one
+bootstrap cell.  Each larger model in the group is predicted and compared with
+its actual value (the mean over its runs).
+
+Errors are ``predicted - actual``: ``error`` and ``rel_error`` are signed (a
+negative mean = forecasts biased low), ``abs_error`` is ``|error|``.
+``lower``/``upper`` bound a *new run* of that model at ``level`` (prediction
+interval), see :meth:`FitResult.interval`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.scaling.fit import FitResult, fit_law
+from rerank_scaling.scaling.selection import LawChoice, choose_law
+from rerank_scaling.scaling.table import as_table, group_columns, run_values, select_metric
+
+
+@dataclass(frozen=True)
+class Forecast:
+    objective: str
+    model: str
+    params: float
+    metric: str
+    eval_set: str
+    predicted: float
+    lower: float
+    upper: float
+    actual: float | None
+    abs_error: float | None
+    rel_error: float | None
+    law: str
+    law_reason: str
+    level: float
+    error: float | None = None
+    covered: bool | None = None
+    supervision: str | None = None
+    budget: float | None = None
+    raw_predicted: float | None = None  # law fit before the bias correction
+    n_actual_runs: int = 0
+    n_fit_runs: int = 0
+    n_fit_sizes: int = 0
+    fit_max_params: float = 0.0
+    bootstrap: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["warnings"] = list(self.warnings)
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """One fitted group: its key, the chosen law, the fit and its forecasts."""
+
+    key: dict
+    metric: str
+    choice: LawChoice
+    fit: FitResult
+    points: pl.DataFrame  # the run values that were fitted
+    forecasts: tuple[Forecast, ...]
+
+
+def group_label(metric: str, key: dict) -> str:
+    parts = [metric] + [f"{k}={v}" for k, v in key.items() if v is not None and not (k == "eval_set" and v == "default")]
+    return ", ".join(parts)
+
+
+def _groups(vals: pl.DataFrame) -> list[tuple[dict, pl.DataFrame]]:
+    keys = group_columns(vals)
+    out = []
+    for key_values, sub in vals.group_by(keys, maintain_order=True):
+        out.append((dict(zip(keys, key_values)), sub))
+    return out
+
+
+def fit_groups(
+    table,
+    metric: str,
+    fit_max_params: float,
+    *,
+    eval_set: str | None = None,
+    law: str = "auto",
+    level: float = 0.9,
+    n_boot: int = 1000,
+    seed: int = 0,
+    evidence: str = "final",
+    late_fraction: float = 0.7,
+    loss: str = "linear",
+    bias_correct: bool = True,
+    bootstrap_scheme: str = "auto",
+    predict_params=(),
+    objective: str | None = None,
+) -> list[GroupFit]:
+    """Fit every group of ``metric`` on runs with ``params <= fit_max_params``.
+
+    Groups that cannot be fitted are skipped with a warning; if none can, the
+    first group's :class:`UserError` is raised.
+    """
+    df = select_metric(as_table(table), metric, eval_set)
+    if objective is not None:
+        df = df.filter(pl.col("objective") == objective)
+        if df.height == 0:
+            raise UserError(f"objective '{objective}' has no rows for {metric}")
+    vals = run_values(df, evidence, late_fraction)
+    results: list[GroupFit] = []
+    errors: list[UserError] = []
+    for gi, (key, sub) in enumerate(_groups(vals)):
+        label = group_label(metric, key)
+        train = sub.filter(pl.col("params") <= fit_max_params)
+        if train.height == 0:
+            errors.append(UserError(f"{label}: no runs with params <= {fit_max_params:g} to fit"))
+            continue
+        N = train["params"].to_numpy().astype(float)
+        y = train["value"].to_numpy().astype(float)
+        try:
+            choice = choose_law(law, N, y, metric)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit = fit_law(
+                    choice.law, N, y, metric=metric, cells=train["run"].to_numpy(), loss=loss,
+                    n_boot=n_boot, level=level, bootstrap_scheme=bootstrap_scheme, seed=seed + gi, label=label,
+                )
+        except UserError as exc:
+            errors.append(exc)
+            continue
+        notes = tuple(str(w.message) for w in caught)
+        results.append(GroupFit(key, metric, choice, fit, train, _predict_group(
+            key, metric, sub, fit, choice, fit_max_params, predict_params, bias_correct, notes)))
+    if not results:
+        if errors:
+            raise errors[0]
+        raise UserError(f"{metric}: nothing to fit")
+    for exc in errors:
+        warnings.warn(f"skipped: {exc}", stacklevel=2)
+    return results
+
+
+def _predict_group(key, metric, sub, fit, choice, cut, predict_params, bias_correct, notes) -> tuple[Forecast, ...]:
+    bigger = (
+        sub.filter(pl.col("params") > cut)
+        .group_by("model", "params")
+        .agg(pl.col("value").mean().alias("actual"), pl.len().alias("n"))
+        .sort("params")
+    )
+    targets = [(r["model"], float(r["params"]), float(r["actual"]), int(r["n"])) for r in bigger.iter_rows(named=True)]
+    known = {t[1] for t in targets}
+    targets += [(f"N={p:.3g}", float(p), None, 0) for p in predict_params if float(p) not in known]
+    if not targets:
+        return ()
+    targets.sort(key=lambda t: t[1])
+    sizes = np.array([t[1] for t in targets])
+    has_boot = fit.draws is not None and fit.draws.theta.shape[0] > 0
+    raw = fit.predict(sizes)
+    point = fit.forecast(sizes, bias_corrected=bias_correct) if has_boot else raw
+    if has_boot:
+        lower, upper = fit.interval(sizes, bias_corrected=bias_correct)
+    else:
+        lower = upper = np.full(sizes.size, np.nan)
+    out = []
+    for i, (model, params, actual, n_act) in enumerate(targets):
+        pred = float(point[i])
+        err = None if actual is None else pred - actual
+        rel = None if actual is None or actual == 0 else err / abs(actual)
+        covered = None if actual is None or not has_boot else bool(lower[i] <= actual <= upper[i])
+        out.append(Forecast(
+            objective=str(key.get("objective")), model=model, params=params, metric=metric,
+            eval_set=str(key.get("eval_set", "default")), predicted=pred, lower=float(lower[i]),
+            upper=float(upper[i]), actual=actual, abs_error=None if err is None else abs(err),
+            rel_error=rel, law=fit.law.name, law_reason=choice.reason, level=fit.level, error=err,
+            covered=covered, supervision=key.get("supervision"), budget=key.get("budget"),
+            raw_predicted=float(raw[i]), n_actual_runs=n_act, n_fit_runs=fit.n_cells,
+            n_fit_sizes=fit.n_distinct, fit_max_params=float(cut), bootstrap=fit.bootstrap_scheme,
+            warnings=notes,
+        ))
+    return tuple(out)
+
+
+def forecast(
+    table,
+    metric: str,
+    fit_max_params: float,
+    eval_set: str | None = None,
+    law: str = "auto",
+    level: float = 0.9,
+    n_boot: int = 1000,
+    seed: int = 0,
+    **options,
+) -> list[Forecast]:
+    """Predict every model larger than ``fit_max_params`` (per objective/eval set/budget).
+
+    ``table`` is a DataFrame or a path; ``options`` are those of :func:`fit_groups`
+    (``evidence``, ``late_fraction``, ``loss``, ``bias_correct``, ``bootstrap_scheme``,
+    ``predict_params``, ``objective``).
+    """
+    groups = fit_groups(table, metric, fit_max_params, eval_set=eval_set, law=law, level=level,
+                        n_boot=n_boot, seed=seed, **options)
+    return [f for g in groups for f in g.forecasts]

@@ -1,0 +1,39 @@
+"""Metric conventions: which way a metric moves with scale, and its natural bounds.
+
+Direction is decided in exactly one place, :func:`lower_is_better`.  Everything
+else in :mod:`rerank_scaling.scaling` asks :func:`direction` (``+1`` = the metric
+increases with scale, ``-1`` = it decreases).
+"""
+
+from __future__ import annotations
+
+import re
+
+_CE = re.compile(r"^ce(@\d+)?$")
+# rank metrics that live in [0, 1]
+_BOUNDED = re.compile(r"^(ndcg|map|mrr|recall|r|p|precision|hit|hits|success|acc|accuracy)(@\d+)?$")
+
+
+def lower_is_better(metric: str) -> bool:
+    """True for losses: ``ce``/``ce@K`` (contrastive entropy), ``*entropy*``, ``*loss*``."""
+    name = metric.strip().lower()
+    return bool(_CE.match(name)) or "entropy" in name or "loss" in name
+
+
+def direction(metric: str) -> int:
+    """``+1`` if the metric increases with scale (NDCG, MAP, ...), ``-1`` if it decreases."""
+    return -1 if lower_is_better(metric) else 1
+
+
+def natural_bound(metric: str) -> float | None:
+    """The value a metric approaches with unlimited scale at best.
+
+    ``1.0`` for rank metrics in [0, 1], ``0.0`` for entropies/losses, ``None`` when unknown.
+    Used as a hard bound on a fitted asymptote and by the ``bounded`` law.
+    """
+    name = metric.strip().lower()
+    if lower_is_better(name):
+        return 0.0
+    if _BOUNDED.match(name):
+        return 1.0
+    return None

@@ -1,0 +1,136 @@
+"""Rich tables for the scaling sub-commands (presentation only, no analysis)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.console import Console
+from rich.table import Table
+
+from rerank_scaling.scaling.allocate import Allocation
+from rerank_scaling.scaling.forecast import Forecast
+from rerank_scaling.scaling.verdicts import Verdict
+
+
+def default_console() -> Console:
+    """The terminal's console; 160 columns when writing to a pipe or file."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _num(v: float | None, fmt: str = ".4f") -> str:
+    return "—" if v is None else format(v, fmt)
+
+
+def _size(v: float) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
+    console = console or default_console()
+    if not rows:
+        console.print("no models larger than the cut to forecast (use --predict-params to add sizes)")
+        return
+    first = rows[0]
+    table = Table(title=f"{first.metric}: forecasts from runs with params <= {_size(first.fit_max_params)}"
+                        f" ({first.level:.0%} prediction intervals)")
+    show_sup = any(r.supervision for r in rows)
+    show_budget = any(r.budget is not None for r in rows)
+    show_set = len({r.eval_set for r in rows}) > 1
+    for name in ["objective", *(["supervision"] if show_sup else []), *(["budget"] if show_budget else []),
+                 *(["eval set"] if show_set else []), "model", "params", "predicted", "bias corr.", "interval",
+                 "actual", "error", "rel. error", "in interval"]:
+        table.add_column(name, justify="right" if name in ("params", "budget", "predicted", "actual", "error",
+                                                             "rel. error", "bias corr.") else "left")
+    for r in rows:
+        table.add_row(
+            r.objective, *([r.supervision or "—"] if show_sup else []),
+            *([_size(r.budget) if r.budget is not None else "—"] if show_budget else []),
+            *([r.eval_set] if show_set else []), r.model, _size(r.params), _num(r.predicted),
+            _num(None if r.raw_predicted is None else r.predicted - r.raw_predicted, "+.4f"),
+            f"[{_num(r.lower)}, {_num(r.upper)}]", _num(r.actual), _num(r.error, "+.4f"),
+            _num(r.rel_error, "+.1%"), "—" if r.covered is None else ("yes" if r.covered else "NO"),
+        )
+    console.print(table)
+    reasons = defaultdict(list)
+    for r in rows:
+        reasons[r.law_reason].append(r.objective)
+    for reason, objs in reasons.items():
+        console.print(f"law ({', '.join(sorted(set(objs)))}): {reason}")
+    checked = [r for r in rows if r.error is not None]
+    if checked:
+        mean_rel = sum(r.rel_error for r in checked) / len(checked)
+        cover = sum(bool(r.covered) for r in checked) / len(checked)
+        console.print(f"held-out models: {len(checked)}, mean signed rel. error {mean_rel:+.2%}, "
+                      f"interval coverage {cover:.0%}")
+    for note in sorted({w for r in rows for w in r.warnings}):
+        console.print(f"[yellow]warning:[/yellow] {note}")
+
+
+def verdict_table(rows: list[Verdict], title: str, console: Console) -> None:
+    if not rows:
+        console.print(f"{title}: nothing to check")
+        return
+    table = Table(title=title)
+    for name in ("metric", "objective", "eval set", "extrapolates", "mean |rel err|", "signed", "coverage",
+                 "R²", "resid. RMSE", "law", "held out"):
+        table.add_column(name)
+    for v in rows:
+        mark = "—" if v.extrapolates is None else ("yes" if v.extrapolates else "NO")
+        obj = v.objective + (f" ({v.supervision})" if v.supervision else "")
+        table.add_row(v.metric, obj, v.eval_set, mark, _num(v.mean_abs_rel_error, ".2%"),
+                      _num(v.mean_rel_error, "+.2%"), _num(v.coverage, ".0%"), _num(v.r2, ".3f"),
+                      _num(v.residual_rmse, ".4f"), v.law, str(v.n_targets))
+    console.print(table)
+
+
+def verdicts(size: list[Verdict], exposure: list[Verdict], console: Console | None = None) -> None:
+    console = console or default_console()
+    rows = size or exposure
+    if rows:
+        v = rows[0]
+        console.print(f"extrapolates = mean |rel err| <= {v.max_rel_error:.1%} and at least "
+                      f"{v.min_coverage:.0%} of held-out actuals inside the {v.level:.0%} interval")
+    verdict_table(size, "size check: fit small models, forecast larger ones", console)
+    verdict_table(exposure, "exposure check: fit early checkpoints, forecast later ones", console)
+    summary = Table(title="metrics side by side (groups that extrapolate / groups checked)")
+    for name in ("metric", "size check", "exposure check", "mean |rel err| (size)"):
+        summary.add_column(name)
+    for metric in sorted({v.metric for v in size + exposure}):
+        def count(vs):
+            judged = [v for v in vs if v.metric == metric and v.extrapolates is not None]
+            return f"{sum(v.extrapolates for v in judged)}/{len(judged)}" if judged else "—"
+        errs = [v.mean_abs_rel_error for v in size if v.metric == metric and v.mean_abs_rel_error is not None]
+        summary.add_row(metric, count(size), count(exposure), _num(sum(errs) / len(errs), ".2%") if errs else "—")
+    console.print(summary)
+
+
+def allocations(rows: list[Allocation], console: Console | None = None) -> None:
+    console = console or default_console()
+    for a in rows:
+        head = f"{a.metric}, objective={a.objective}" + (f" ({a.supervision})" if a.supervision else "")
+        console.print(f"[bold]{head}[/bold]: budget {a.flops:.3g} FLOPs, law {a.law} (R² {a.fit_r2:.3f}), "
+                      f"{a.tokens_per_example:g} tokens/example")
+        console.print(f"  best: N = {_size(a.params)} params, D = {a.examples:.3g} examples "
+                      f"({a.tokens:.3g} tokens); train {a.train_flops:.3g} + inference {a.inference_flops:.3g} FLOPs")
+        console.print(f"  predicted {a.metric} = {a.predicted:.4f} [{_num(a.lower)}, {_num(a.upper)}]")
+        if a.note:
+            console.print(f"  [yellow]note:[/yellow] {a.note}")
+        if not a.equal_compute:
+            console.print("  no grid checkpoint within the tolerance of this budget")
+            continue
+        table = Table(title="grid checkpoints at about the same compute")
+        for name in ("run", "params", "examples", "FLOPs", "actual", "law"):
+            table.add_column(name)
+        for p in a.equal_compute:
+            table.add_row(p.run, _size(p.params), f"{p.examples_seen:.3g}", f"{p.flops:.3g}",
+                          f"{p.actual:.4f}", f"{p.predicted:.4f}")
+        console.print(table)
+        if a.best_grid is not None:
+            diff = a.predicted - a.best_grid.actual
+            console.print(f"  best grid run {a.best_grid.run}: {a.best_grid.actual:.4f} (law there "
+                          f"{a.best_grid.predicted:.4f}; the best of noisy runs reads high); "
+                          f"law optimum {a.predicted:.4f} ({diff:+.4f} vs that run)")

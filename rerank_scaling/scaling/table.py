@@ -1,0 +1,175 @@
+"""Read and normalise the tidy results table; derive per-run values.
+
+Input: one row per run x checkpoint x eval set x metric (see
+:mod:`rerank_scaling.results`).  Required columns: ``objective``, ``model``,
+``params``, ``metric``, ``value``.  Optional: ``examples_seen``/``step``
+(exposure D; ``examples_seen`` preferred), ``eval_set`` (default ``"default"``),
+``seed``, ``run``, ``budget``, ``supervision``, ``in_domain``, ``tokens_seen``,
+``total_params``, ``flops``.
+
+:func:`normalise` adds three columns every analysis uses:
+
+* ``exposure`` -- D, from ``examples_seen`` else ``step`` (null if neither);
+* ``run`` -- kept if given, else built from objective/model/params/supervision/budget/seed;
+* ``baseline`` -- ``model == "bm25"`` or null/zero ``params``: never fitted.
+
+Row numbers in error messages count data rows from 1 (the header is not a row).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from rerank_scaling.errors import UserError
+
+REQUIRED = ("objective", "model", "params", "metric", "value")
+NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
+TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision")
+NULL_TOKENS = ("", "na", "n/a", "null", "none")
+# columns that split runs into separately fitted groups, when present
+GROUP_COLUMNS = ("objective", "supervision", "eval_set", "budget")
+
+
+def load_results(path: str | Path) -> pl.DataFrame:
+    """Read a study folder (``DIR/results.parquet``) or a .parquet/.csv file, validated."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.parquet"
+        if not path.exists():
+            raise UserError(f"{path.parent}: no results.parquet in this study folder")
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+        elif suffix == ".csv":
+            df = pl.read_csv(path, infer_schema=False)
+        else:
+            raise UserError(f"{path.name}: unsupported file type '{suffix}' (use .parquet or .csv)")
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path.name}: cannot read table ({first})") from None
+    return normalise(df, source=path.name)
+
+
+def as_table(table: pl.DataFrame | str | Path) -> pl.DataFrame:
+    """A path is loaded; a DataFrame is validated unless it already was."""
+    if isinstance(table, pl.DataFrame):
+        return table if {"exposure", "baseline"} <= set(table.columns) else normalise(table)
+    return load_results(table)
+
+
+def _numeric(df: pl.DataFrame, col: str, source: str) -> pl.Series:
+    s = df[col]
+    if s.dtype.is_numeric():
+        return s.cast(pl.Float64)
+    text = s.cast(pl.Utf8, strict=False).str.strip_chars()
+    text = pl.Series(col, [None if v is None or v.lower() in NULL_TOKENS else v for v in text.to_list()])
+    num = text.cast(pl.Float64, strict=False)
+    bad = (num.is_null() & text.is_not_null()).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        raise UserError(f"{source}: column '{col}' has non-numeric value {text[i]!r} (row {i + 1})")
+    return num
+
+
+def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
+    """Validate types and add ``exposure``, ``run``, ``baseline`` (see module doc)."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise UserError(f"{source}: missing required column '{missing[0]}'")
+    cols = {c: _numeric(df, c, source) for c in NUMERIC if c in df.columns}
+    cols.update({c: df[c].cast(pl.Utf8) for c in TEXT if c in df.columns})
+    df = df.with_columns(**cols)
+    nulls = df["value"].is_null().arg_true()
+    if len(nulls):
+        raise UserError(f"{source}: column 'value' is empty (row {int(nulls[0]) + 1})")
+    for col in ("objective", "model", "metric"):
+        nulls = df[col].is_null().arg_true()
+        if len(nulls):
+            raise UserError(f"{source}: column '{col}' is empty (row {int(nulls[0]) + 1})")
+    if "eval_set" not in df.columns:
+        df = df.with_columns(eval_set=pl.lit("default"))
+    df = df.with_columns(pl.col("eval_set").fill_null("default"), pl.col("metric").str.strip_chars())
+    if "in_domain" in df.columns and df["in_domain"].dtype != pl.Boolean:
+        lowered = df["in_domain"].cast(pl.Utf8).str.to_lowercase().str.strip_chars()
+        df = df.with_columns(in_domain=lowered.is_in(["true", "1", "yes", "t", "y"]))
+    exposure = pl.lit(None, dtype=pl.Float64)
+    if "step" in df.columns:
+        exposure = pl.col("step")
+    if "examples_seen" in df.columns:
+        exposure = pl.coalesce(pl.col("examples_seen"), exposure)
+    df = df.with_columns(exposure=exposure.cast(pl.Float64))
+    if "run" not in df.columns:
+        parts = [c for c in ("objective", "model", "params", "supervision", "budget", "seed") if c in df.columns]
+        text = [
+            (pl.col(c).cast(pl.Int64, strict=False) if c in NUMERIC else pl.col(c)).cast(pl.Utf8).fill_null("-")
+            for c in parts
+        ]
+        df = df.with_columns(run=pl.concat_str(text, separator="__"))
+    df = df.with_columns(pl.col("run").fill_null("-"))
+    baseline = (pl.col("model").str.to_lowercase() == "bm25") | pl.col("params").is_null() | (pl.col("params") <= 0)
+    return df.with_columns(baseline=baseline)
+
+
+def group_columns(df: pl.DataFrame) -> list[str]:
+    """Columns that define separately fitted groups (objective, supervision, eval set, budget)."""
+    return [c for c in GROUP_COLUMNS if c in df.columns]
+
+
+def select_metric(df: pl.DataFrame, metric: str, eval_set: str | None = None) -> pl.DataFrame:
+    """Non-baseline rows of one metric (and eval set); :class:`UserError` if absent."""
+    df = as_table(df)
+    metrics = sorted(df["metric"].unique().to_list())
+    if metric not in metrics:
+        raise UserError(f"metric '{metric}' not in the table (has: {', '.join(metrics)})")
+    out = df.filter((pl.col("metric") == metric) & ~pl.col("baseline"))
+    if eval_set is not None:
+        sets = sorted(out["eval_set"].unique().to_list())
+        if eval_set not in sets:
+            raise UserError(f"eval set '{eval_set}' not in the table for {metric} (has: {', '.join(sets)})")
+        out = out.filter(pl.col("eval_set") == eval_set)
+    if out.height == 0:
+        raise UserError(f"metric '{metric}' has no non-baseline rows to fit")
+    return out
+
+
+def run_values(df: pl.DataFrame, evidence: str = "final", late_fraction: float = 0.7) -> pl.DataFrame:
+    """One row per run (and eval set/metric): its value at the end of training.
+
+    ``evidence="final"``: the value at the run's largest exposure (its last row
+    if there is no exposure column).  ``evidence="late"``: the mean over the
+    run's checkpoints with exposure >= ``late_fraction`` x its final exposure
+    (less checkpoint noise, slightly low if the run is still improving).
+    Columns: group columns, run, model, params, seed (if any), exposure, value, n_checkpoints.
+    """
+    if evidence not in ("final", "late"):
+        raise UserError(f"unknown evidence '{evidence}' (choose final or late)")
+    keys = [*group_columns(df), "metric", "run"]
+    df = df.with_row_index("_order").with_columns(
+        _dmax=pl.col("exposure").max().over(keys), _last=pl.col("_order").max().over(keys)
+    )
+    has_d = pl.col("_dmax").is_not_null()
+    if evidence == "final":
+        keep = pl.when(has_d).then(pl.col("exposure") == pl.col("_dmax")).otherwise(pl.col("_order") == pl.col("_last"))
+    else:
+        keep = pl.when(has_d).then(pl.col("exposure") >= late_fraction * pl.col("_dmax")).otherwise(
+            pl.col("_order") == pl.col("_last")
+        )
+    extra = [pl.col("seed").first()] if "seed" in df.columns else []
+    return (
+        df.filter(keep)
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("model").first(),
+            pl.col("params").first(),
+            *extra,
+            pl.col("_dmax").first().alias("exposure"),
+            pl.col("value").mean(),
+            pl.len().alias("n_checkpoints"),
+        )
+        .sort([*group_columns(df), "metric", "params", "run"], nulls_last=True)
+    )

@@ -1,0 +1,78 @@
+"""The sub-commands through the package CLI (rerank_scaling.cli.main)."""
+
+import json
+
+import pytest
+
+from rerank_scaling.cli import main
+from rerank_scaling.scaling.cli import parse_amount
+
+
+@pytest.fixture
+def csv_path(tmp_path, small_user_table):
+    path = tmp_path / "results.csv"
+    small_user_table.write_csv(path)
+    return path
+
+
+def test_forecast_json_keys(csv_path, capsys):
+    code = main(["forecast", str(csv_path), "--metric", "ndcg@10", "--fit-max-params", "150e6",
+                 "--bootstrap", "100", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2
+    for row in rows:
+        assert {"objective", "model", "params", "metric", "eval_set", "predicted", "lower", "upper",
+                "actual"} <= set(row)
+        assert row["metric"] == "ndcg@10" and row["lower"] <= row["predicted"] <= row["upper"]
+
+
+def test_forecast_table_output(csv_path, capsys):
+    assert main(["forecast", str(csv_path), "--metric", "ce@64", "--fit-max-params", "400M",
+                 "--bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "ce-1b" in out and "law (listwise): auto" in out
+
+
+def test_user_error_exit_code(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("objective,model,metric,value\nx,m,ndcg@10,0.5\n")
+    assert main(["forecast", str(path), "--metric", "ndcg@10", "--fit-max-params", "1e8"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: bad.csv: missing required column 'params'"
+
+
+def test_verdicts_and_allocate_json(tmp_path, study, capsys):
+    path = tmp_path / "study.parquet"
+    study.write_parquet(path)
+    assert main(["verdicts", str(path), "--fit-max-params", "150e6", "--metrics", "ndcg@10",
+                 "--bootstrap", "30", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["kind"] for r in rows} == {"size", "exposure"}
+    assert all("extrapolates" in r and "r2" in r for r in rows)
+    assert main(["allocate", str(path), "--metric", "ndcg@10", "--flops", "2e17", "--objective", "listwise",
+                 "--bootstrap", "20", "--json"]) == 0
+    (alloc,) = json.loads(capsys.readouterr().out)
+    assert alloc["params"] > 0 and alloc["equal_compute"]
+
+
+def test_parse_amount():
+    assert parse_amount("400e6") == 400e6
+    assert parse_amount("400M") == 400e6
+    assert parse_amount("1.5B") == 1.5e9
+
+
+def test_skipped_group_is_reported(tmp_path, capsys):
+    import polars as pl
+
+    from rerank_scaling.scaling.synthetic import synthetic_table
+
+    a = synthetic_table(objectives=("listwise",), checkpoints=1, metrics=("map",), seed=1)
+    b = synthetic_table(objectives=("pointwise",), sizes=(17e6, 1e9), checkpoints=1, metrics=("map",), seed=2)
+    path = tmp_path / "mixed.csv"
+    pl.concat([a, b]).write_csv(path)
+    assert main(["forecast", str(path), "--metric", "map", "--fit-max-params", "150e6", "--bootstrap", "20",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    assert {r["objective"] for r in json.loads(captured.out)} == {"listwise"}
+    assert "warning: skipped: map, objective=pointwise" in captured.err

@@ -1,0 +1,197 @@
+"""Grid runner: experiment validation, local/submitit execution, kill + resume, collect."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rerank_scaling.cli import main
+from rerank_scaling.errors import UserError
+from rerank_scaling.grid.cli import run_grid
+from rerank_scaling.grid.experiment import check_data, load_experiment
+from rerank_scaling.grid.store import collect, study_states
+
+TINY = """
+[study]
+name = "tiny"
+
+[data]
+train_collection = "cranfield"
+data_root = "{shared}"
+cache_dir = "{cache}"
+
+[[eval]]
+name = "cranfield-test"
+collection = "cranfield"
+split = "test"
+max_queries = 4
+in_domain = true
+
+[[eval]]
+name = "cisi"
+collection = "{shared}/beir/cisi"
+max_queries = 3
+
+[candidates]
+k = 20
+rerank_k = 8
+
+[grid]
+ladder = "scratch"
+sizes = ["L1-H64", "L2-H128"]
+budgets = [10]
+objectives = ["pointwise", "listwise"]
+seeds = [0]
+
+[train]
+steps = {steps}
+batch_size = 2
+n_negatives = 3
+max_length = 48
+eval_every = 2
+ce_negatives = 4
+lr = 1e-3
+warmup_steps = 1
+
+[hardware]
+workers = 1
+threads_per_worker = 1
+"""
+
+
+@pytest.fixture()
+def write_experiment(tmp_path, shared_root):
+    cache = tmp_path / "cache"
+
+    def write(text: str = TINY, steps: int = 4, name: str = "exp.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text.format(shared=shared_root, cache=cache, steps=steps))
+        return path
+
+    return write
+
+
+def test_experiment_expands_into_validated_cells(write_experiment):
+    exp = load_experiment(write_experiment())
+    assert len(exp.cells) == 2 * 2
+    assert {(c.size, c.objective) for c in exp.cells} == {
+        (s, o) for s in ("L1-H64", "L2-H128") for o in ("pointwise", "listwise")
+    }
+    assert all(c.threads == 1 and c.rerank_k == 8 and c.budget == 10 for c in exp.cells)
+    assert len({c.run_id for c in exp.cells}) == 4
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ('objectives = ["pointwise", "listwise"]', 'objectives = ["pointwise", "softmax"]',
+         "grid.objectives: unknown objective 'softmax'"),
+        ('sizes = ["L1-H64", "L2-H128"]', 'sizes = ["L1-H64", "L3-H99"]', "size 'L3-H99' is not in ladder 'scratch'"),
+        ("batch_size = 2", "batch_sise = 2", "unknown key 'batch_sise' in [train]"),
+        ("[hardware]", "[hardwire]", "unknown section [hardwire]"),
+        ("budgets = [10]", 'budgets = [-3]', "a budget must be a positive integer or \"all\", got -3"),
+        ("steps = {steps}", 'steps = "many"', "steps must be a positive integer, got 'many'"),
+        ('split = "test"', 'split = "test"\nsplit = "dev"', "invalid TOML"),
+    ],
+)
+def test_malformed_experiments_fail_with_one_line_naming_key_and_value(write_experiment, old, new, message):
+    path = write_experiment(TINY.replace(old, new))
+    with pytest.raises(UserError) as err:
+        load_experiment(path)
+    text = str(err.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_budget_larger_than_the_training_set_is_caught_before_training(write_experiment):
+    exp = load_experiment(write_experiment(TINY.replace("budgets = [10]", "budgets = [10, 900]")))
+    with pytest.raises(UserError, match="budget 900 is larger than the 1\\d\\d training queries"):
+        check_data(exp)
+
+
+def test_cli_reports_bad_experiment_as_one_line(write_experiment, capsys, tmp_path):
+    path = write_experiment(TINY.replace('ladder = "scratch"', 'ladder = "gpt"'))
+    assert main(["grid", "run", str(path), "--out", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown ladder 'gpt'" in err and "\n" not in err
+    assert not (tmp_path / "study").exists()
+
+
+def test_grid_runs_collects_and_skips_finished_cells(write_experiment, tmp_path):
+    out = tmp_path / "study"
+    run_grid(write_experiment(), out, workers=2)
+    states = study_states(out)
+    assert [s.state for s in states] == ["done"] * 4
+    table, path = collect(out)
+    assert path == out / "results.parquet"
+    runs = set(table.filter(pl.col("model") != "bm25")["run"])
+    assert len(runs) == 4
+    # 4 cells x 2 checkpoints x 2 eval sets x 6 metrics, + BM25 on 2 sets x 5 metrics
+    assert table.height == 4 * 2 * 2 * 6 + 2 * 5
+    assert table.filter(pl.col("model") == "bm25").height == 10
+    before = {s.run: (out / "cells" / s.run / "metrics.parquet").stat().st_mtime_ns for s in states}
+    started = time.perf_counter()
+    run_grid(write_experiment(), out, workers=2)
+    assert time.perf_counter() - started < 20  # nothing is retrained, no worker is spawned
+    after = {s.run: (out / "cells" / s.run / "metrics.parquet").stat().st_mtime_ns for s in study_states(out)}
+    assert before == after
+
+
+def test_failing_cell_is_recorded_and_others_finish(write_experiment, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from rerank_scaling.objectives import BCE
+
+    monkeypatch.setattr(BCE, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
+    out = tmp_path / "study"
+    run_grid(write_experiment(), out, workers=1)  # in-process, so the patch applies
+    states = {s.run: s for s in study_states(out)}
+    failed = [s for s in states.values() if s.state == "failed"]
+    assert len(failed) == 2 and all("pointwise" in s.run and "non-finite loss" in s.reason for s in failed)
+    assert sum(s.state == "done" for s in states.values()) == 2
+    assert main(["grid", "status", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "failed" in shown and "non-finite" in shown
+
+
+def test_submitit_executor_runs_cells(write_experiment, tmp_path):
+    pytest.importorskip("submitit")
+    text = TINY.replace('sizes = ["L1-H64", "L2-H128"]', 'sizes = ["L1-H64"]').replace(
+        'objectives = ["pointwise", "listwise"]', 'objectives = ["listwise"]')
+    out = tmp_path / "study"
+    run_grid(write_experiment(text, steps=2), out, executor="submitit-debug")
+    assert [s.state for s in study_states(out)] == ["done"]
+
+
+def _run_cli(args, env):
+    return subprocess.Popen([sys.executable, "-m", "rerank_scaling", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def test_sigkill_twice_then_rerun_equals_uninterrupted_run(write_experiment, tmp_path):
+    text = TINY.replace('sizes = ["L1-H64", "L2-H128"]', 'sizes = ["L1-H64"]')
+    exp = write_experiment(text, steps=6)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    for checkpoints in (1, 2):  # SIGKILL once one (then two) checkpoints exist, mid-cell
+        proc = _run_cli(["grid", "run", str(exp), "--out", str(killed)], env)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if len(list(killed.glob("cells/*/checkpoints/last.ckpt"))) + len(list(killed.glob("cells/*/status.json"))) >= checkpoints:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert any(s.state != "done" for s in study_states(killed))
+    assert main(["grid", "run", str(exp), "--out", str(killed)]) == 0
+    clean = tmp_path / "clean"
+    assert main(["grid", "run", str(exp), "--out", str(clean)]) == 0
+    cols = ["run", "step", "eval_set", "metric", "value", "tokens_seen"]
+    a = pl.read_parquet(killed / "results.parquet").select(cols).sort(cols[:4])
+    b = pl.read_parquet(clean / "results.parquet").select(cols).sort(cols[:4])
+    assert a.height == b.height == 2 * 3 * 2 * 6 + 10
+    assert a.equals(b)
