@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "rerank_scaling.grid.cli",
     "rerank_scaling.scaling.cli",
     "rerank_scaling.report.cli",
+    "rerank_scaling.demo",
 )
 
 

@@ -118,3 +118,17 @@ def test_cli_unknown_dataset_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "no-such-dataset" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_mixed_supervision_is_human_train_queries_plus_weak_titles(tiny):
+    from dataclasses import replace
+
+    from rerank_scaling.pipeline.prepare import training_set
+
+    human, _ = training_set(replace(tiny, supervision="human", budget=None))
+    weak, _ = training_set(replace(tiny, supervision="weak", budget=None))
+    mixed, info = training_set(replace(tiny, supervision="mixed", budget=None))
+    assert set(mixed.collection.queries) == set(human.collection.queries) | set(weak.collection.queries)
+    assert all(q.startswith("title:") for q in weak.collection.queries)
+    assert not any(q.startswith("title:") for q in human.collection.queries)
+    assert info["supervision"] == "mixed"

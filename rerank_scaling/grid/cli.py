@@ -89,8 +89,8 @@ def status_table(study: Path) -> Table:
     for s in states:
         detail = s.reason
         if s.final:
-            nd = [f"{k.split(':')[0]}={v:.3f}" for k, v in s.final.items() if k.endswith(":ndcg@10")]
-            detail = " ".join(nd[:1])
+            detail = " ".join(f"{name}={s.final[name + ':ndcg@10']:.3f}" for name in s.in_domain
+                              if name + ":ndcg@10" in s.final)
         table.add_row(s.run, f"[{colours.get(s.state, '')}]{s.state}", f"{s.step}/{s.steps}",
                       "" if s.seconds is None else f"{s.seconds:.0f}", detail)
     return table

@@ -63,18 +63,20 @@ class CellState:
     reason: str = ""
     seconds: float | None = None
     final: dict | None = None
+    in_domain: tuple[str, ...] = ()  # names of the cell's in-domain evaluation sets
 
 
 def cell_state(folder: Path) -> CellState:
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     steps = int(config.get("steps", 0))
+    in_domain = tuple(e["name"] for e in config.get("evals", []) if e.get("in_domain"))
     status_path = folder / "status.json"
     if status_path.exists():
         status = json.loads(status_path.read_text())
         return CellState(folder.name, status["state"], steps if status["state"] == "done" else _last_step(folder),
-                         steps, status.get("reason", ""), status.get("seconds"), status.get("final"))
+                         steps, status.get("reason", ""), status.get("seconds"), status.get("final"), in_domain)
     state = "running" if is_locked(folder) else "pending"
-    return CellState(folder.name, state, _last_step(folder), steps)
+    return CellState(folder.name, state, _last_step(folder), steps, in_domain=in_domain)
 
 
 def _last_step(folder: Path) -> int:
@@ -96,10 +98,23 @@ def _last_step(folder: Path) -> int:
 
 
 def study_states(study: Path) -> list[CellState]:
-    cells = Path(study) / "cells"
+    """Every cell of the study: those with a folder, plus the experiment's cells not started yet."""
+    study = Path(study)
+    cells = study / "cells"
     if not cells.is_dir():
         raise UserError(f"{study}: not a study folder (no cells/ inside)")
-    return [cell_state(f) for f in sorted(cells.iterdir()) if f.is_dir()]
+    states = {f.name: cell_state(f) for f in cells.iterdir() if f.is_dir()}
+    if (study / "experiment.toml").exists():
+        from rerank_scaling.grid.experiment import load_experiment
+
+        try:
+            planned = load_experiment(study / "experiment.toml").cells
+        except UserError:
+            planned = []
+        for config in planned:
+            if config.run_id not in states:
+                states[config.run_id] = CellState(config.run_id, "pending", 0, config.steps)
+    return [states[name] for name in sorted(states)]
 
 
 def collect(study: Path) -> tuple[pl.DataFrame, Path]:

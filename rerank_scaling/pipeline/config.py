@@ -10,7 +10,7 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.models.ladder import ModelSpec
 from rerank_scaling.objectives import OBJECTIVES
 
-SUPERVISION = ("human", "weak")
+SUPERVISION = ("human", "weak", "mixed")  # mixed: human train queries + weak title queries
 DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 
 
@@ -38,7 +38,7 @@ class RunConfig:
     train_split: str | None = "train"  # None: every judged query
     split_fractions: tuple[tuple[str, float], ...] = (("train", 0.6), ("dev", 0.2), ("test", 0.2))
     split_seed: int = 0  # fixed across runs so every run sees the same split
-    supervision: str = "human"  # human qrels, or weak (title -> own document)
+    supervision: str = "human"  # human qrels, weak (title -> own document), or mixed (both)
     budget: int | None = None  # number of training queries; None: all
     data_root: str | None = None  # folder laid out like ../shared (offline data)
     cache_dir: str | None = None

@@ -57,13 +57,24 @@ def candidates_for(config: RunConfig, collection: Collection, queries: dict[str,
     return bm25_candidates(collection, queries, k=config.candidates_k, cache_dir=cache)
 
 
+def _union(a: Collection, b: Collection) -> Collection:
+    """Two query sets over the same documents as one (query ids must not clash)."""
+    return Collection(
+        name=f"{a.name}+{b.name}", docs=a.docs, titles=a.titles,
+        queries={**a.queries, **b.queries}, qrels={**a.qrels, **b.qrels},
+        source=a.source, info={"parts": [a.name, b.name]},
+    )
+
+
 def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
     coll = load(config, config.train_collection)
-    if config.supervision == "weak":
-        base = weak_queries(coll)
+    qids = split_of(config, coll, config.train_split) if config.train_split else sorted(coll.queries)
+    human = coll.subset(qids)
+    if config.supervision == "human":
+        base = human
     else:
-        qids = split_of(config, coll, config.train_split) if config.train_split else sorted(coll.queries)
-        base = coll.subset(qids)
+        weak = weak_queries(coll)
+        base = weak if config.supervision == "weak" else _union(human, weak)
     usable = sorted(q for q in base.queries if base.positives(q))
     if config.budget is not None:
         if config.budget > len(usable):

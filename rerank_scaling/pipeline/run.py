@@ -40,6 +40,15 @@ from rerank_scaling.training import CheckpointEvaluator, NonFiniteLoss, OptimCon
 Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
 
 
+def hardware() -> dict:
+    """Where a run ran, for the report's hardware section."""
+    import platform
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "host": platform.node(), "cpus": os.cpu_count()}
+
+
 def read_status(folder: Path) -> dict | None:
     path = Path(folder) / "status.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -96,6 +105,7 @@ def train_run(config: RunConfig, folder: Path, progress: Progress | None = None)
         result = {"state": "failed", "reason": f"out of memory: {str(exc).splitlines()[0]}"}
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["run"] = config.run_id
+    result["hardware"] = hardware()
     _write_json(folder / "status.json", result)
     emit("done", result)
     return result

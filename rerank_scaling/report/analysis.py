@@ -1,0 +1,137 @@
+"""Run the scaling analyzer for a report, never letting one failure stop the rest.
+
+Every analyzer call is seeded (bootstrap seed 0) and its warnings are recorded
+as text, so the report can quote them; a :class:`UserError` becomes a note in
+its section ("not enough sizes to fit ...") instead of an exception.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.report.study import HEADLINE, Study
+from rerank_scaling.report.tables import size as fmt_size
+from rerank_scaling.scaling import Allocation, GroupFit, Verdict, allocate, exposure_verdicts, fit_groups, verdicts
+
+LEVEL = 0.9
+SEED = 0
+MIN_ALLOCATION_SIZES = 3  # below this the joint law's N exponent is not identified: no allocation advice
+
+
+@dataclass
+class MetricFits:
+    """Size-law fits of one metric (every objective x eval set x budget group)."""
+
+    metric: str
+    groups: list[GroupFit] = field(default_factory=list)
+    error: str = ""  # why nothing could be fitted
+    notes: list[str] = field(default_factory=list)  # skipped groups, analyzer warnings
+
+
+@dataclass
+class Analysis:
+    cut: float
+    cut_reason: str
+    n_boot: int
+    level: float
+    fits: dict[str, MetricFits]
+    size_verdicts: list[Verdict]
+    size_error: str
+    exposure_verdicts: list[Verdict]
+    exposure_error: str
+    allocation_flops: float | None
+    allocations: list[Allocation]
+    allocation_notes: list[str]
+
+    @property
+    def held_out(self) -> bool:
+        return any(f.actual is not None for mf in self.fits.values() for g in mf.groups for f in g.forecasts)
+
+
+def _record(caught) -> list[str]:
+    return list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+
+
+def default_cut(sizes: list[float]) -> tuple[float, str]:
+    """The second-largest size, so at least the largest is held out."""
+    if len(sizes) >= 2:
+        return sizes[-2], (f"the second-largest model size ({fmt_size(sizes[-2])} non-embedding parameters), "
+                           f"so the largest ({fmt_size(sizes[-1])}) is held out and forecast")
+    return sizes[-1], "the only model size: nothing can be held out"
+
+
+def fit_metric(study: Study, metric: str, cut: float, n_boot: int) -> MetricFits:
+    out = MetricFits(metric)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out.groups = fit_groups(study.table, metric, cut, level=LEVEL, n_boot=n_boot, seed=SEED)
+        except UserError as exc:
+            out.error = str(exc)
+    out.notes = [m.removeprefix("skipped: ") for m in _record(caught) if m.startswith("skipped: ")]
+    return out
+
+
+def _verdicts(study: Study, cut: float, n_boot: int) -> tuple[list[Verdict], str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return verdicts(study.table, cut, level=LEVEL, n_boot=n_boot, seed=SEED), ""
+        except UserError as exc:
+            return [], str(exc)
+
+
+def _exposure(study: Study, n_boot: int) -> tuple[list[Verdict], str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            rows = exposure_verdicts(study.table, level=LEVEL, n_boot=n_boot, seed=SEED)
+        except UserError as exc:
+            return [], str(exc)
+    if not rows:
+        return [], ("no run has at least 2 checkpoints in the first half of its training to fit and a later "
+                    "one to forecast")
+    return rows, ""
+
+
+def _allocations(study: Study, n_boot: int) -> tuple[float | None, list[Allocation], list[str]]:
+    if HEADLINE not in study.metrics:
+        return None, [], [f"no {HEADLINE} rows to allocate compute for"]
+    if len(study.param_sizes) < MIN_ALLOCATION_SIZES:
+        return None, [], [f"the joint law's size term needs at least {MIN_ALLOCATION_SIZES} model sizes, the grid "
+                          f"has {len(study.param_sizes)}"]
+    rows = study.rerankers.filter(pl.col("metric") == HEADLINE)
+    flops = rows["flops"].max() if "flops" in rows.columns else None
+    if flops is None or not flops > 0:
+        return None, [], ["the table records no training FLOPs (flops column), so there is no budget to allocate"]
+    out, notes = [], []
+    for es in study.eval_sets:
+        for objective in sorted(rows.filter(pl.col("eval_set") == es.name)["objective"].unique().to_list()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    out.extend(allocate(study.table, HEADLINE, float(flops), eval_set=es.name, objective=objective,
+                                        level=LEVEL, n_boot=n_boot, seed=SEED))
+                except UserError as exc:
+                    notes.append(f"{es.name}, {objective}: {exc}")
+    return float(flops), out, notes
+
+
+def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300) -> Analysis:
+    sizes = study.param_sizes
+    if fit_max_params is None:
+        cut, reason = default_cut(sizes)
+    else:
+        cut = float(fit_max_params)
+        held = [s for s in sizes if s > cut]
+        reason = f"given with --fit-max-params ({fmt_size(cut)})"
+        reason += f"; {len(held)} larger size(s) held out" if held else "; no larger size is held out"
+    fits = {m: fit_metric(study, m, cut, n_boot) for m in study.metrics}
+    size_v, size_err = _verdicts(study, cut, n_boot)
+    exp_v, exp_err = _exposure(study, n_boot)
+    flops, allocs, alloc_notes = _allocations(study, n_boot)
+    return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes)

@@ -1,0 +1,104 @@
+"""Build a study's report: REPORT.md plus figures/*.png beside it, written atomically.
+
+Everything is produced in a temporary folder next to the output first; only
+when all of it succeeded are the figures moved into ``figures/`` and, last,
+the markdown renamed into place.  On any error nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.report import figures as F
+from rerank_scaling.report import sections as S
+from rerank_scaling.report.analysis import analyse
+from rerank_scaling.report.caveats import caveats
+from rerank_scaling.report.study import HEADLINE, Study, load_study
+
+FIGURES = "figures"
+
+
+def _out_path(study_dir: Path, out: Path | str | None) -> Path:
+    if out is None:
+        return study_dir / "REPORT.md"
+    out = Path(out)
+    if out.is_dir() or str(out).endswith(os.sep):
+        return out / "REPORT.md"
+    return out
+
+
+def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dict]:
+    """Write every PNG into ``folder``; returns {eval set: relative path} for each kind."""
+    size, exposure, metrics = {}, {}, {}
+    if HEADLINE in study.metrics:
+        for es in study.eval_sets:
+            if study.finals.filter((study.finals["eval_set"] == es.name) & (study.finals["metric"] == HEADLINE)).height:
+                name = f"size_{F.slug(HEADLINE)}_{F.slug(es.name)}.png"
+                F.size_figure(study, analysis, es.name, HEADLINE, folder / name)
+                size[es.name] = f"{FIGURES}/{name}"
+        has_exposure = study.rerankers["exposure"].is_not_null().any()
+        targets = study.in_domain_sets or [study.eval_sets[0].name]
+        for name_es in targets if has_exposure else []:
+            name = f"exposure_{F.slug(HEADLINE)}_{F.slug(name_es)}.png"
+            F.exposure_figure(study, name_es, HEADLINE, folder / name)
+            exposure[name_es] = f"{FIGURES}/{name}"
+    for es in study.eval_sets if len(study.param_sizes) >= 2 else []:
+        if study.finals.filter(study.finals["eval_set"] == es.name).height:
+            name = f"metrics_{F.slug(es.name)}.png"
+            F.metrics_figure(study, analysis, es.name, folder / name)
+            metrics[es.name] = f"{FIGURES}/{name}"
+    return size, exposure, metrics
+
+
+def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict]) -> str:
+    size, exposure, metrics = figure_paths
+    found = caveats(study, analysis)
+    lines = [
+        *S.header(study, analysis, found),
+        *S.study_section(study, analysis),
+        *S.baselines_section(study),
+        *S.size_section(study, analysis, size),
+        *S.verdict_section(study, analysis, metrics),
+        *S.exposure_section(study, exposure),
+        *S.allocation_section(study, analysis),
+        *S.caveats_section(found),
+    ]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + "\n"
+
+
+def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_params: float | None = None,
+                 n_boot: int = 300) -> Path:
+    """Write the report of ``study_dir`` (``DIR/REPORT.md`` unless ``out``); returns its path.
+
+    ``fit_max_params``: fit laws on runs with N at most this (default: the
+    second-largest size, so the largest is held out). ``n_boot``: bootstrap
+    resamples for every interval (seeded; 0 = no intervals).
+    """
+    study_dir = Path(study_dir)
+    if n_boot < 0:
+        raise UserError(f"--bootstrap must be >= 0, got {n_boot}")
+    if fit_max_params is not None and not fit_max_params > 0:
+        raise UserError(f"--fit-max-params must be positive, got {fit_max_params:g}")
+    study = load_study(study_dir)
+    out = _out_path(study_dir, out)
+    analysis = analyse(study, fit_max_params, n_boot)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
+    try:
+        paths = _make_figures(study, analysis, tmp / FIGURES)
+        (tmp / out.name).write_text(render(study, analysis, paths), encoding="utf-8")
+        published = out.parent / FIGURES
+        published.mkdir(exist_ok=True)
+        if (tmp / FIGURES).is_dir():
+            for png in sorted((tmp / FIGURES).iterdir()):
+                os.replace(png, published / png.name)
+        os.replace(tmp / out.name, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,38 @@
+"""`rerank-scaling report DIR`: the study's REPORT.md and figures (see :func:`build_report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rerank_scaling.report.build import build_report
+from rerank_scaling.scaling.cli import parse_amount
+
+
+def _n_boot(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write a study's REPORT.md and figures from its collected results")
+    p.add_argument("study", type=Path, help="study folder (results.parquet, or cells/ to collect first)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="markdown file to write (default: STUDY/REPORT.md); figures go to figures/ beside it")
+    p.add_argument("--fit-max-params", type=parse_amount, default=None,
+                   help="fit laws on models with at most this many non-embedding parameters, e.g. 20M "
+                        "(default: the second-largest size, so the largest is held out)")
+    p.add_argument("--bootstrap", type=_n_boot, default=300, help="bootstrap resamples (default 300; seeded)")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    path = build_report(args.study, args.out, args.fit_max_params, args.bootstrap)
+    print(path)
+    return 0

@@ -1,0 +1,234 @@
+"""Gather the facts of a study folder: its table, its experiment file, its cells.
+
+Reads only what the grid wrote (see :mod:`rerank_scaling.grid.store`)::
+
+    DIR/results.parquet   the tidy table (collected first when missing but cells exist)
+    DIR/experiment.toml   the experiment file (optional: the report says what it lacks)
+    DIR/cells/<run>/      config.json, status.json, data.json of every cell (optional)
+
+Everything is sorted, so two reads of the same folder give the same facts.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.scaling import lower_is_better, run_values
+from rerank_scaling.scaling.table import load_results
+
+HEADLINE = "ndcg@10"
+# the order metrics are shown in; others follow alphabetically, losses last
+METRIC_ORDER = ("ndcg@10", "map", "mrr@10")
+
+
+def metric_order(metrics) -> list[str]:
+    def key(m: str):
+        return (lower_is_better(m), METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
+
+    return sorted(set(metrics), key=key)
+
+
+@dataclass(frozen=True)
+class Cell:
+    run: str
+    state: str  # done | failed | running | pending | unreadable
+    reason: str = ""
+    seconds: float | None = None
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    hardware: dict = field(default_factory=dict)  # status.json "hardware": device, torch, threads, host
+
+
+@dataclass(frozen=True)
+class EvalSetInfo:
+    name: str
+    in_domain: bool | None
+    collection: str | None = None
+    split: str | None = None
+    max_queries: int | None = None
+    queries: int | None = None  # judged queries evaluated (data.json of a cell)
+
+    @property
+    def domain(self) -> str:
+        return {True: "in-domain", False: "out-of-domain"}.get(self.in_domain, "unknown")
+
+
+@dataclass
+class Study:
+    folder: Path
+    results_path: Path
+    collected: bool  # results.parquet was written by this report (it was missing)
+    name: str
+    description: str
+    experiment: dict
+    experiment_note: str
+    table: pl.DataFrame  # normalised by the analyzer (exposure, run, baseline columns added)
+    cells: tuple[Cell, ...]
+    eval_sets: tuple[EvalSetInfo, ...]
+    finals: pl.DataFrame = field(init=False)  # one row per reranker run x eval set x metric: final value
+
+    def __post_init__(self) -> None:
+        self.finals = run_values(self.rerankers)
+
+    @property
+    def rerankers(self) -> pl.DataFrame:
+        return self.table.filter(~pl.col("baseline"))
+
+    @property
+    def baseline(self) -> pl.DataFrame:
+        return self.table.filter(pl.col("baseline"))
+
+    @property
+    def metrics(self) -> list[str]:
+        return metric_order(self.rerankers["metric"].unique().to_list())
+
+    @property
+    def objectives(self) -> list[str]:
+        return sorted(self.rerankers["objective"].unique().to_list())
+
+    @property
+    def param_sizes(self) -> list[float]:
+        return sorted(float(p) for p in self.rerankers["params"].unique().to_list())
+
+    def column_values(self, column: str) -> list:
+        if column not in self.rerankers.columns:
+            return []
+        return sorted(v for v in self.rerankers[column].unique().to_list() if v is not None)
+
+    def models(self) -> list[dict]:
+        """One row per model: model, ladder, size, params, total_params, runs (sorted by params)."""
+        cols = [c for c in ("ladder", "size", "total_params") if c in self.rerankers.columns]
+        agg = [pl.col(c).first() for c in cols] + [pl.col("run").n_unique().alias("runs")]
+        out = self.rerankers.group_by("model", "params").agg(*agg).sort("params", "model")
+        return out.to_dicts()
+
+    def eval_set(self, name: str) -> EvalSetInfo:
+        return next(e for e in self.eval_sets if e.name == name)
+
+    @property
+    def in_domain_sets(self) -> list[str]:
+        return [e.name for e in self.eval_sets if e.in_domain]
+
+    @property
+    def config(self) -> dict:
+        """config.json of the first finished cell (else of any cell; ``{}`` without cells)."""
+        for state in ("done", "failed", "running", "pending"):
+            for cell in self.cells:
+                if cell.state == state and cell.config:
+                    return cell.config
+        return {}
+
+    def configs(self) -> list[dict]:
+        return [c.config for c in self.cells if c.config]
+
+    def cells_in(self, state: str) -> list[Cell]:
+        return [c for c in self.cells if c.state == state]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def read_cells(folder: Path) -> tuple[Cell, ...]:
+    cells_dir = folder / "cells"
+    if not cells_dir.is_dir():
+        return ()
+    out = []
+    for sub in sorted(p for p in cells_dir.iterdir() if p.is_dir()):
+        config, data = _read_json(sub / "config.json"), _read_json(sub / "data.json")
+        status_path = sub / "status.json"
+        if status_path.exists():
+            status = _read_json(status_path)
+            state = str(status.get("state", "unreadable")) if status else "unreadable"
+            reason = str(status.get("reason", "")) if status else "status.json is not valid JSON"
+            seconds = status.get("seconds")
+            seconds = float(seconds) if isinstance(seconds, (int, float)) else None
+            hardware = status.get("hardware") if status and isinstance(status.get("hardware"), dict) else {}
+        else:  # (imported here: the grid store pulls in torch, which a finished study does not need)
+            from rerank_scaling.grid.store import is_locked
+
+            state = "running" if is_locked(sub) else "pending"
+            reason, seconds, hardware = "", None, {}
+        out.append(Cell(sub.name, state, reason, seconds, config, data, hardware))
+    return tuple(out)
+
+
+def _experiment(folder: Path) -> tuple[dict, str]:
+    path = folder / "experiment.toml"
+    if not path.exists():
+        return {}, "no experiment.toml in the study folder"
+    try:
+        return tomllib.loads(path.read_text()), ""
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        return {}, f"experiment.toml could not be read ({' '.join(str(exc).split())})"
+
+
+def _eval_sets(table: pl.DataFrame, experiment: dict, cells: tuple[Cell, ...]) -> tuple[EvalSetInfo, ...]:
+    specs = {}
+    for spec in experiment.get("eval", []) if isinstance(experiment.get("eval"), list) else []:
+        if isinstance(spec, dict) and "name" in spec:
+            specs[str(spec["name"])] = spec
+    for cell in cells:  # config.json of cells fill in what the experiment file lacks
+        for spec in cell.config.get("evals", []) or []:
+            if isinstance(spec, dict) and "name" in spec:
+                specs.setdefault(str(spec["name"]), spec)
+    queries: dict[str, int] = {}
+    for state in ("done", "failed"):
+        for cell in cells:
+            if cell.state != state:
+                continue
+            for name, info in (cell.data.get("eval") or {}).items():
+                if isinstance(info, dict) and isinstance(info.get("queries"), int):
+                    queries.setdefault(name, info["queries"])
+    domain: dict[str, bool] = {}
+    if "in_domain" in table.columns:
+        for name, flag in table.group_by("eval_set").agg(pl.col("in_domain").any()).iter_rows():
+            if flag is not None:
+                domain[name] = bool(flag)
+    out = []
+    for name in sorted(table["eval_set"].unique().to_list()):
+        spec = specs.get(name, {})
+        flag = domain.get(name, spec.get("in_domain") if isinstance(spec.get("in_domain"), bool) else None)
+        out.append(EvalSetInfo(name, flag, spec.get("collection"), spec.get("split"), spec.get("max_queries"),
+                               queries.get(name)))
+    return tuple(sorted(out, key=lambda e: (e.in_domain is not True, e.name)))
+
+
+def load_study(folder: Path | str) -> Study:
+    """Read a study folder (collecting ``results.parquet`` first if only cells exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such study folder")
+    results = folder / "results.parquet"
+    collected = False
+    if not results.exists():
+        cells_dir = folder / "cells"
+        if not cells_dir.is_dir() or not any(p.is_dir() for p in cells_dir.iterdir()):
+            raise UserError(f"{folder}: no results.parquet and no cells/ to collect it from "
+                            "(run `rerank-scaling grid run` first)")
+        from rerank_scaling.grid.store import collect
+
+        collect(folder)
+        collected = True
+    table = load_results(results)
+    if table.filter(~pl.col("baseline")).height == 0:
+        raise UserError(f"{results}: no reranker rows (only the BM25 baseline), nothing to report")
+    experiment, note = _experiment(folder)
+    cells = read_cells(folder)
+    study = experiment.get("study", {}) if isinstance(experiment.get("study"), dict) else {}
+    return Study(
+        folder=folder, results_path=results, collected=collected,
+        name=str(study.get("name") or folder.resolve().name), description=str(study.get("description", "")),
+        experiment=experiment, experiment_note=note, table=table, cells=cells,
+        eval_sets=_eval_sets(table, experiment, cells),
+    )
