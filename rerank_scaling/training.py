@@ -100,13 +100,10 @@ class RerankerModule(L.LightningModule):
         decay, no_decay = [], []
         for name, p in self.encoder.named_parameters():
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
-        # fused AdamW: one kernel over all parameters instead of a Python loop per tensor, the same
-        # update (MiniLM-2L on a 2-core CPU: ~0.05 s instead of ~0.5 s per step)
-        fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in self.encoder.parameters())
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.optim.lr,
-            fused=fused or None,
+            **self._adamw_implementation(),
         )
         warm, total = self.optim.warmup_steps, max(self.optim.total_steps, 1)
 
@@ -117,6 +114,17 @@ class RerankerModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _adamw_implementation(self) -> dict:
+        """The same AdamW update over all parameters at once instead of a Python loop per tensor
+        (MiniLM-2L on a 2-core CPU: ~0.05 s fused, ~0.2 s foreach, ~0.5 s looped per step).
+        Lightning refuses gradient clipping with a fused optimizer under mixed precision: foreach there."""
+        params = list(self.encoder.parameters())
+        if not all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params):
+            return {}
+        trainer = self._trainer
+        mixed = trainer is not None and "mixed" in str(trainer.precision)
+        return {"foreach": True} if mixed else {"fused": True}
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["tokens_seen"] = self.tokens_seen

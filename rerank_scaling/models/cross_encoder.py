@@ -9,7 +9,17 @@ Speed levers live here, once, for training and scoring alike:
 * dynamic padding to the longest pair of the batch, and length bucketing
   (sort by length) when scoring many pairs;
 * ``torch.inference_mode`` for scoring; optional activation checkpointing per
-  chunk for long training lists.
+  chunk for long training lists;
+* for BERT-family backbones, our own forward over the backbone's modules
+  (:class:`_BertRunner`): the same weights and the same math, but
+  (a) the position-wise layers (Q/K/V, attention output, feed-forward,
+  LayerNorm) run on the real tokens only, packed without padding -- only the
+  attention product sees the padded ``[B, L]`` layout -- and (b) with CLS
+  pooling the last layer is computed for the ``[CLS]`` position only (its
+  keys and values still come from every token): nothing else of the last
+  layer reaches the pooler, so this is exact. With 2 layers it removes
+  about 40% of the encoder's FLOPs, in training and scoring alike.
+  ``CrossEncoder.fast_path = False`` falls back to the Hugging Face forward.
 
 Truncation: queries are cut to ``max_query_length`` tokens, then the document
 is cut so the pair fits ``max_length`` -- the same ids as
@@ -19,9 +29,11 @@ is cut so the pair fits ``max_length`` -- the same ids as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 
@@ -80,20 +92,164 @@ class PairTokenizer:
 
     def collate(self, encoded: Sequence[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
         """Pad a list of encoded pairs to the longest one (dynamic padding)."""
-        width = max(len(ids) for ids, _ in encoded)
         n = len(encoded)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        types = torch.zeros((n, width), dtype=torch.long)
-        for row, (ids, first) in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention[row, : len(ids)] = 1
-            if self._types:
-                types[row, first : len(ids)] = self._types
-        batch = {"input_ids": input_ids, "attention_mask": attention}
+        lengths = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int64, count=n)
+        width = int(lengths.max())
+        cols = np.arange(width)
+        valid = cols[None, :] < lengths[:, None]
+        input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        input_ids[valid] = np.fromiter(
+            (t for ids, _ in encoded for t in ids), dtype=np.int64, count=int(lengths.sum())
+        )
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(valid.astype(np.int64)),
+        }
         if self._types is not None:
-            batch["token_type_ids"] = types
+            firsts = np.fromiter((first for _, first in encoded), dtype=np.int64, count=n)
+            types = valid & (cols[None, :] >= firsts[:, None])
+            batch["token_type_ids"] = torch.from_numpy(types.astype(np.int64) * int(self._types))
         return batch
+
+
+class _BertRunner:
+    """Our forward of a Hugging Face BERT backbone: packed, and CLS-pruned for CLS pooling.
+
+    It runs the backbone's own modules and parameters (nothing is copied:
+    training, ``state_dict`` and ``save_pretrained`` are unaffected) and keeps
+    ``BertModel``'s math -- embeddings; per layer ``a = LN(x + drop(O attn(Q, K, V)))``
+    and ``LN(a + drop(W2 act(W1 a)))``; then the pooler ``tanh(W h_cls)``,
+    dropout and the classifier -- with two savings:
+
+    * packing: when a batch has enough padding, the position-wise work (Q/K/V,
+      output projection, feed-forward, LayerNorm) runs on the ``T`` real tokens
+      (``[T, H]``) instead of ``B * L`` padded slots; only the attention product
+      sees the padded layout;
+    * CLS pruning (``cls`` pooling): only the ``[CLS]`` state of the last layer
+      reaches the pooler, so that layer's query, attention row, output
+      projection and feed-forward are computed for that one position per pair
+      (its keys and values still come from every token). Exact: the logits are
+      those of the full forward up to float rounding.
+
+    Q/K/V (and the last layer's K/V) are one GEMM on stacked weights. Dropout
+    (training) is applied where BERT applies it, so the loss has the same
+    distribution; the random masks differ from the Hugging Face forward's.
+    :meth:`supports` says which backbones qualify; others use the HF forward.
+    """
+
+    #: pack the tokens when more than this fraction of the padded batch is padding
+    pack_threshold = 0.08
+
+    def __init__(self, pooling: str):
+        self.pooling = pooling
+        self._frozen: dict | None = None
+
+    @staticmethod
+    def supports(backbone: torch.nn.Module, pooling: str) -> bool:
+        config = getattr(backbone, "config", None)
+        if config is None or getattr(config, "model_type", None) != "bert":
+            return False
+        if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
+            return False
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            return False
+        if pooling == "cls":
+            if type(backbone).__name__ != "BertForSequenceClassification":
+                return False
+            bert = backbone.bert
+            if bert.pooler is None or getattr(backbone.classifier, "out_features", None) != 1:
+                return False
+        else:
+            if type(backbone).__name__ != "BertModel":
+                return False
+            bert = backbone
+        layers = bert.encoder.layer
+        return len(layers) > 0 and all(type(layer).__name__ == "BertLayer" for layer in layers)
+
+    def logits(self, backbone: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``cls`` pooling: the classifier's logits, ``[B]``."""
+        h_cls = self._encode(backbone.bert, batch, cls_only=True)[0]
+        pooler = backbone.bert.pooler
+        return backbone.classifier(backbone.dropout(pooler.activation(pooler.dense(h_cls)))).view(-1)
+
+    def mean_hidden(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``mean`` pooling: mask-averaged last hidden states, ``[B, H]``."""
+        x, idx, lengths = self._encode(bert, batch, cls_only=False)
+        b, width = batch["input_ids"].shape
+        if idx is None:
+            keep = batch["attention_mask"].unsqueeze(-1).to(x.dtype)
+            return (x.view(b, width, -1) * keep).sum(1) / lengths.unsqueeze(1).to(x.dtype)
+        rows = torch.div(idx, width, rounding_mode="floor")
+        return x.new_zeros(b, x.shape[-1]).index_add(0, rows, x) / lengths.unsqueeze(1).to(x.dtype)
+
+    def _encode(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor], cls_only: bool):
+        """Last hidden states: ``[B, H]`` of ``[CLS]`` (``cls_only``), else ``[T or B*L, H]``."""
+        input_ids, attention = batch["input_ids"], batch["attention_mask"]
+        b, width = input_ids.shape
+        x = bert.embeddings(input_ids=input_ids, token_type_ids=batch.get("token_type_ids"))
+        hidden = x.shape[-1]
+        lengths = attention.sum(1)
+        real = int(lengths.sum())
+        mask = attention.bool()[:, None, None, :] if real < b * width else None  # True = attend
+        if real < (1.0 - self.pack_threshold) * b * width:  # pack
+            idx = attention.reshape(-1).nonzero().squeeze(1)  # flat positions of the real tokens
+            x = x.reshape(-1, hidden).index_select(0, idx)  # [T, H]
+            starts = torch.cumsum(lengths, 0) - lengths  # packed row of each [CLS]
+        else:
+            idx = None
+            x = x.reshape(-1, hidden)
+            starts = torch.arange(b, device=x.device) * width
+
+        def padded(t: torch.Tensor, parts: int, heads: int) -> torch.Tensor:  # [T, parts*H] -> parts x [B, h, L, d]
+            if idx is not None:
+                t = t.new_zeros(b * width, t.shape[1]).index_copy(0, idx, t)
+            return t.view(b, width, parts, heads, -1).permute(2, 0, 3, 1, 4)
+
+        training = bert.training
+        layers = bert.encoder.layer
+        for i, layer in enumerate(layers):
+            sa = layer.attention.self
+            heads = sa.num_attention_heads
+            p = sa.dropout.p if training else 0.0
+            if cls_only and i == len(layers) - 1:
+                x_cls = x.index_select(0, starts)  # [B, H]
+                q = sa.query(x_cls).view(b, heads, 1, -1)
+                k, v = padded(F.linear(x, *self._stacked_params(sa.key, sa.value)), 2, heads)
+                att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=sa.scaling)
+                att = layer.attention.output(att.reshape(b, -1), x_cls)
+                return layer.output(layer.intermediate(att), att), None, lengths  # [B, H]
+            q, k, v = padded(F.linear(x, *self._stacked_params(sa.query, sa.key, sa.value)), 3, heads)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=sa.scaling)
+            att = att.transpose(1, 2).reshape(b * width, hidden)
+            if idx is not None:
+                att = att.index_select(0, idx)
+            att = layer.attention.output(att, x)
+            x = layer.output(layer.intermediate(att), att)
+        return x, idx, lengths
+
+    def _stacked_params(self, *linears: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weights and biases of several linear layers stacked, for one GEMM instead of several.
+
+        Stacked afresh at each call (gradients flow back to each layer), except
+        inside :meth:`frozen` (a ``score`` call), where they are stacked once. No
+        cache outlives that: keyed on tensor versions it would go stale, since
+        fused optimizers update parameters without bumping version counters.
+        """
+        if self._frozen is not None:
+            key = tuple(id(m) for m in linears)
+            if key not in self._frozen:
+                self._frozen[key] = (torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears]))
+            return self._frozen[key]
+        return torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears])
+
+    @contextmanager
+    def frozen(self):
+        """Parameters do not change inside: stacked weights are computed once and reused."""
+        self._frozen = {}
+        try:
+            yield
+        finally:
+            self._frozen = None
 
 
 class CrossEncoder(torch.nn.Module):
@@ -122,6 +278,9 @@ class CrossEncoder(torch.nn.Module):
         self.pooling = pooling
         self.head = torch.nn.Linear(backbone.config.hidden_size, 1) if pooling == "mean" else None
         self.pairs = PairTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
+        #: run BERT backbones through :class:`_BertRunner` (packed, CLS-pruned); False: the HF forward
+        self.fast_path = True
+        self._runner = _BertRunner(pooling) if _BertRunner.supports(backbone, pooling) else None
 
     def forward(self, batch: dict[str, torch.Tensor], chunk_size: int | None = None) -> torch.Tensor:
         """Scores (logits) of a collated batch, shape ``[n]``.
@@ -146,6 +305,10 @@ class CrossEncoder(torch.nn.Module):
         return torch.cat(outs)
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.fast_path and self._runner is not None and bool(batch["attention_mask"][:, 0].all()):
+            if self.head is None:
+                return self._runner.logits(self.backbone, batch)
+            return self.head(self._runner.mean_hidden(self.backbone, batch)).view(-1)
         if self.head is None:
             return self.backbone(**batch).logits.view(-1)
         hidden = self.backbone(**batch).last_hidden_state
@@ -171,11 +334,12 @@ class CrossEncoder(torch.nn.Module):
         order = np.argsort([-len(ids) for ids, _ in encoded], kind="stable")
         device = next(self.parameters()).device
         scores = np.empty(len(encoded), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
-            scores[idx] = self._logits(batch).float().cpu().numpy()
-            if on_batch:
-                on_batch(len(idx))
+        with self._runner.frozen() if self._runner is not None else nullcontext():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
+                scores[idx] = self._logits(batch).float().cpu().numpy()
+                if on_batch:
+                    on_batch(len(idx))
         self.train(was_training)
         return scores

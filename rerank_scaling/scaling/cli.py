@@ -174,19 +174,3 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance", type=float, default=0.25,
                    help="grid checkpoints within this relative compute distance are listed (default 0.25)")
     p.set_defaults(func=_run_allocate)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the scaling sub-commands on their own (the package CLI also includes them)."""
-    parser = argparse.ArgumentParser(prog="rerank-scaling-scaling")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
