@@ -80,3 +80,25 @@ def test_hf_ladder_loads_a_local_folder():
 def test_bad_model_specs_are_user_errors(spec, message):
     with pytest.raises(UserError, match=message):
         spec.validate()
+
+
+def test_mean_pooling_fast_path_equals_the_hugging_face_forward(minilm1, cranfield):
+    minilm1.eval()
+    assert minilm1._runner is not None  # the minilm ladder takes the fast path
+    docs = [cranfield.docs[d] for d in sorted(cranfield.docs)[:8]]
+    queries = ["boundary layer transition", "heat transfer at hypersonic speed"] * 4
+    batch = minilm1.pairs.collate(minilm1.pairs.encode(queries, [d[: 40 + 60 * i] for i, d in enumerate(docs)]))
+    assert batch["attention_mask"].float().mean() < 0.9  # padded enough for the packed path
+    fast = minilm1(batch)
+    fast.sum().backward()
+    g_fast = minilm1.head.weight.grad.clone()
+    minilm1.zero_grad()
+    minilm1.fast_path = False
+    try:
+        slow = minilm1(batch)
+        slow.sum().backward()
+    finally:
+        minilm1.fast_path = True
+    assert torch.allclose(fast, slow, atol=1e-5)
+    assert torch.allclose(g_fast, minilm1.head.weight.grad, atol=1e-4)
+    minilm1.zero_grad()
