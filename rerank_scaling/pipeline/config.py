@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from rerank_scaling.errors import UserError
@@ -146,9 +146,3 @@ def _eval_spec(raw: Any, where: str) -> EvalSpec:
 def fractions(config: RunConfig) -> dict[str, float]:
     return dict(config.split_fractions)
 
-
-def replace(config: RunConfig, **changes: Any) -> RunConfig:
-    return dataclasses.replace(config, **changes)
-
-
-_ = field  # re-exported for callers building configs

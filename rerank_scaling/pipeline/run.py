@@ -28,7 +28,6 @@ import torch
 
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.data.util import atomic_write_text
-from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.rerank import rerank_and_evaluate, score_pairs
 from rerank_scaling.models.ladder import load_cross_encoder, parameter_counts
 from rerank_scaling.objectives import get_objective
@@ -99,8 +98,6 @@ def train_run(config: RunConfig, folder: Path, progress: Progress | None = None)
         result = _train(config, prepared, folder, emit)
     except NonFiniteLoss as exc:
         result = {"state": "failed", "reason": str(exc)}
-    except UserError:
-        raise
     except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - GPU only
         result = {"state": "failed", "reason": f"out of memory: {str(exc).splitlines()[0]}"}
     result["seconds"] = round(time.perf_counter() - started, 2)
@@ -139,7 +136,8 @@ def _train(config: RunConfig, prepared: Prepared, folder: Path, emit: Progress) 
     metrics_path = folder / "metrics.parquet"
     ckpt = folder / "checkpoints" / "last.ckpt"
     resume = ckpt if ckpt.exists() else None
-    resume_step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if resume else 0
+    # mmap: read the step without materialising the weights (Lightning loads them in fit)
+    resume_step = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["global_step"] if resume else 0
     rows = [r for r in read_rows(metrics_path) if r["step"] <= resume_step]
     _trim_log(folder / "train_log.jsonl", resume_step)
     emit("prepared", {"run": config.run_id, "steps": config.steps, "resume_step": resume_step,
