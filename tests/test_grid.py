@@ -1,5 +1,6 @@
 """Grid runner: experiment validation, local/submitit execution, kill + resume, collect."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from rerank_scaling.cli import main
 from rerank_scaling.errors import UserError
-from rerank_scaling.grid.cli import run_grid
+from rerank_scaling.grid.cli import cell_cost, run_grid
 from rerank_scaling.grid.experiment import check_data, load_experiment
 from rerank_scaling.grid.store import collect, study_states
 
@@ -84,6 +85,15 @@ def test_experiment_expands_into_validated_cells(write_experiment):
     }
     assert all(c.threads == 1 and c.rerank_k == 8 and c.budget == 10 for c in exp.cells)
     assert len({c.run_id for c in exp.cells}) == 4
+
+
+def test_cells_are_scheduled_largest_rung_first(write_experiment):
+    cells = load_experiment(write_experiment()).cells
+    assert [c.size for c in cells[:2]] == ["L1-H64", "L1-H64"]  # the file's order: smallest first
+    ordered = sorted(cells, key=cell_cost, reverse=True)
+    assert [c.size for c in ordered] == ["L2-H128", "L2-H128", "L1-H64", "L1-H64"]
+    longer = dataclasses.replace(cells[0], steps=cells[0].steps * 10)
+    assert cell_cost(longer) > cell_cost(cells[0])
 
 
 @pytest.mark.parametrize(

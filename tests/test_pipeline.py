@@ -38,6 +38,7 @@ def finished(tiny, tmp_path_factory):
 def test_run_writes_every_output(finished, tiny):
     status, folder = finished
     assert status["state"] == "done"
+    assert status["hardware"]["peak_rss_mb"] > 100  # a torch process holds at least this much
     df = pl.read_parquet(folder / "metrics.parquet")
     assert dict(df.schema) == SCHEMA
     # 3 checkpoints x 2 eval sets x (5 metrics + contrastive entropy)

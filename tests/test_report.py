@@ -137,7 +137,7 @@ def make_study(root: Path, n_sizes: int = 5, seeds=(0,), checkpoints: int = 6, n
                 (cell / "config.json").write_text(json.dumps(config_of(size, objective, seed, steps, eval_every)))
                 (cell / "status.json").write_text(json.dumps({
                     "state": "done", "seconds": round(30.0 + n / 2e5, 2), "run": run, "params": n,
-                    "total_params": total, "final": final}))
+                    "total_params": total, "final": final, "hardware": {"peak_rss_mb": 900 + n // 10**5}}))
                 (cell / "data.json").write_text(json.dumps({
                     "train": {"queries": 120, "instances": 700, "supervision": "human"},
                     "eval": {name: {"queries": q, "queries_without_candidates": 0} for name, _, _, _, q in EVALS}}))
@@ -210,6 +210,9 @@ def test_report_has_every_section_and_the_study_facts(report):
     seconds = [json.loads(p.read_text())["seconds"] for p in sorted((study / "cells").glob("*/status.json"))]
     assert f"{sum(seconds):,.0f} s summed over {len(seconds)} cells" in text
     assert f"longest cell {max(seconds):,.0f} s" in text
+    peak = max(json.loads(p.read_text()).get("hardware", {}).get("peak_rss_mb", 0)
+               for p in (study / "cells").glob("*/status.json"))
+    assert peak > 900 and f"- **Peak memory**: {peak:,} MB resident" in text
     assert "- **Cells**: 10 done, 2 failed" in text
 
 

@@ -99,22 +99,20 @@ def evaluate_per_query(
         ordered = rank(dict((str(d), float(s)) for d, s in ranking[q]))
         n = len(ordered)
         run_dict[q] = {d: float(n - i) for i, (d, _s) in enumerate(ordered)}
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
+    from ranx import evaluate as ranx_evaluate
 
-    run = Run(run_dict)
+    # Plain dicts in the same query order (ranx pairs them by position): this
+    # skips building numba typed dicts of strings, whose compilation is the
+    # slowest part of a fresh process's first evaluation.
+    rnames = sorted(set(names.values()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba type-safety chatter
-        ranx_evaluate(
-            Qrels({q: judged[q] for q in present}),
-            run,
-            sorted(set(names.values())),
-            return_mean=False,
-            save_results_in_run=True,
-        )
+        # a one-metric list is doubled: ranx mislabels a single per-query result
+        scores = ranx_evaluate({q: judged[q] for q in present}, run_dict, rnames * (1 + (len(rnames) == 1)),
+                               return_mean=False)
     for m, rname in names.items():
-        per_q = run.scores[rname]
-        for q in present:
-            out[m][q] = float(per_q[q])
+        for q, value in zip(present, scores[rname]):
+            out[m][q] = float(value)
     return out
 
 

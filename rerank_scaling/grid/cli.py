@@ -12,6 +12,8 @@ from rich.table import Table
 from rerank_scaling.errors import UserError
 from rerank_scaling.grid.experiment import check_data, load_experiment
 from rerank_scaling.grid.store import cell_folder, collect, study_states
+from rerank_scaling.models.ladder import LADDERS
+from rerank_scaling.pipeline.config import RunConfig
 from rerank_scaling.pipeline.run import read_status
 
 EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
@@ -34,6 +36,17 @@ def register(sub) -> None:
     p.set_defaults(func=collect_command)
 
 
+def cell_cost(config: RunConfig) -> tuple[int, int]:
+    """Sort key, larger = more work: the rung's place in its ladder, then tokens per run.
+
+    Cells start largest first, so the longest cell does not start last and
+    leave the other workers idle (longest-processing-time-first scheduling).
+    """
+    sizes = LADDERS.get(config.ladder, ())
+    rung = sizes.index(config.size) if config.size in sizes else 0
+    return rung, config.steps * config.batch_size * (config.n_negatives + 1) * config.max_length
+
+
 def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None = None,
              executor: str = "local", console: Console | None = None) -> Path:
     """Validate, then run every unfinished cell; returns the study folder."""
@@ -51,7 +64,7 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
         raise UserError(f"{out} holds a study made from a different experiment file; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.path, copy)
-    cells = [(c, cell_folder(out, c)) for c in todo]
+    cells = [(c, cell_folder(out, c)) for c in sorted(todo, key=cell_cost, reverse=True)]
     workers = workers or experiment.hardware.workers
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")

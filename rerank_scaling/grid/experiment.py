@@ -11,7 +11,7 @@ Sections (all validated before any training; errors name the key and value)::
                   max_length, max_query_length, eval_every, ce_negatives,
                   eval_batch_size, chunk_size, pooling, precision
     [hardware]    workers, threads_per_worker, slurm_partition, slurm_gpus,
-                  slurm_timeout_min, strategy
+                  slurm_cpus, slurm_timeout_min (each cell trains on one device)
 
 Relative paths (data_root, cache_dir, eval collections that are folders,
 candidate run files) are resolved against the experiment file's folder.
@@ -40,7 +40,7 @@ SECTIONS: dict[str, set[str]] = {
               "max_query_length", "eval_every", "ce_negatives", "eval_batch_size", "chunk_size", "pooling",
               "precision", "metrics"},
     "hardware": {"workers", "threads_per_worker", "slurm_partition", "slurm_gpus", "slurm_timeout_min",
-                 "slurm_cpus", "strategy"},
+                 "slurm_cpus"},
     "eval": {"name", "collection", "split", "max_queries", "in_domain"},
 }
 
@@ -53,7 +53,6 @@ class Hardware:
     slurm_gpus: int = 1
     slurm_cpus: int = 8
     slurm_timeout_min: int = 240
-    strategy: str = "auto"
 
 
 @dataclass

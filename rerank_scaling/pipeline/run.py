@@ -40,12 +40,19 @@ Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", 
 
 
 def hardware() -> dict:
-    """Where a run ran, for the report's hardware section."""
+    """Where a run ran, for the report's hardware section.
+
+    ``peak_rss_mb`` is the process's peak resident memory so far: the cell's
+    own peak when it ran in a fresh process, and the peak of every cell a
+    grid worker has run so far otherwise (an upper bound).
+    """
     import platform
+    import resource
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "host": platform.node(), "cpus": os.cpu_count()}
+            "host": platform.node(), "cpus": os.cpu_count(), "peak_rss_mb": round(peak_kb / 1024)}
 
 
 def read_status(folder: Path) -> dict | None:

@@ -31,6 +31,7 @@ from rerank_scaling.scaling import lower_is_better
 
 DPI = 110
 PANEL = (4.8, 3.7)  # inches per subplot
+MIN_WIDTH = 7.5  # inches: room for the title and a legend row below a single panel
 OBJECTIVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 METRIC_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                   "tab:olive", "tab:cyan", "tab:gray")
@@ -45,7 +46,7 @@ def slug(text: str) -> str:
 def _figure(n_panels: int, extra_height: float = 0.0) -> tuple[Figure, list]:
     ncols = min(n_panels, 3)
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(PANEL[0] * ncols, PANEL[1] * nrows + 0.5 + extra_height), dpi=DPI, layout=None)
+    fig = Figure(figsize=(max(PANEL[0] * ncols, MIN_WIDTH), PANEL[1] * nrows + 0.5 + extra_height), dpi=DPI, layout=None)
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel().tolist()
     for ax in axes[n_panels:]:
@@ -70,7 +71,9 @@ def _short(v: float, _pos=None) -> str:
     return fmt_size(v).replace("K", "k")
 
 
-def _exposure_axis(ax) -> None:
+def _log_axis(ax) -> None:
+    """Log x axis labelled at 1, 2, 5 x 10^k in short units (2M, 5M, 10M): no overlapping minor labels."""
+    ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(_short))
     ax.xaxis.set_minor_formatter(NullFormatter())
@@ -168,7 +171,7 @@ def size_figure(study: Study, analysis: Analysis, eval_set: str, metric: str, pa
         if bm25 is not None:
             ax.axhline(bm25, color="dimgray", linestyle="--", linewidth=1.2)
         ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
-        ax.set_xscale("log")
+        _log_axis(ax)
         ax.set_title(f"objective: {objective}", fontsize=11)
         ax.set_xlabel(SIZE_AXIS)
         if i % 3 == 0:
@@ -210,8 +213,7 @@ def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> Non
                     linewidth=1.3, alpha=0.9)
         if bm25 is not None:
             ax.axhline(bm25, color="dimgray", linestyle="--", linewidth=1.2)
-        ax.set_xscale("log")
-        _exposure_axis(ax)
+        _log_axis(ax)
         ax.set_title(f"objective: {objective}", fontsize=11)
         ax.set_xlabel(EXPOSURE_AXIS)
         if i % 3 == 0:
@@ -266,7 +268,7 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
             for g in groups[:1]:
                 ax.plot(grid, norm(m, g.fit.predict(grid)), "--", color=colour, linewidth=1.2, zorder=3)
         ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
-        ax.set_xscale("log")
+        _log_axis(ax)
         ax.set_ylim(-0.35, 1.35)
         ax.set_title(f"objective: {objective}", fontsize=11)
         ax.set_xlabel(SIZE_AXIS)

@@ -152,6 +152,10 @@ def hardware(study: Study) -> list[str]:
                               f"({sum(secs) / 3600:.2f} h), longest cell {max(secs):,.0f} s"))
     else:
         lines.append(T.bullet("Wall time", "not recorded (no cell status.json with `seconds`)"))
+    peaks = [c.hardware["peak_rss_mb"] for c in study.cells if isinstance(c.hardware.get("peak_rss_mb"), (int, float))]
+    if peaks:
+        lines.append(T.bullet("Peak memory", f"{max(peaks):,.0f} MB resident (largest `peak_rss_mb` of a cell process; "
+                              "a worker that ran several cells reports the peak over all of them)"))
     counts = Counter(c.state for c in study.cells)
     if study.cells:
         lines.append(T.bullet("Cells", ", ".join(f"{counts[s]} {s}" for s in sorted(counts))))
