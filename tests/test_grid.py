@@ -13,7 +13,7 @@ import pytest
 
 from rerank_scaling.cli import main
 from rerank_scaling.errors import UserError
-from rerank_scaling.grid.cli import cell_cost, run_grid
+from rerank_scaling.grid.cli import cell_cost, run_grid, schedule
 from rerank_scaling.grid.experiment import check_data, load_experiment
 from rerank_scaling.grid.store import collect, study_states
 
@@ -90,8 +90,12 @@ def test_experiment_expands_into_validated_cells(write_experiment):
 def test_cells_are_scheduled_largest_rung_first(write_experiment):
     cells = load_experiment(write_experiment()).cells
     assert [c.size for c in cells[:2]] == ["L1-H64", "L1-H64"]  # the file's order: smallest first
-    ordered = sorted(cells, key=cell_cost, reverse=True)
+    ordered = schedule(cells)
     assert [c.size for c in ordered] == ["L2-H128", "L2-H128", "L1-H64", "L1-H64"]
+    reseeded = cells + [dataclasses.replace(c, seed=1) for c in cells]
+    assert [(c.seed, c.size) for c in schedule(reseeded)] == [
+        (0, "L2-H128"), (0, "L2-H128"), (0, "L1-H64"), (0, "L1-H64"),
+        (1, "L2-H128"), (1, "L2-H128"), (1, "L1-H64"), (1, "L1-H64")]  # whole replicates first
     longer = dataclasses.replace(cells[0], steps=cells[0].steps * 10)
     assert cell_cost(longer) > cell_cost(cells[0])
 

@@ -37,14 +37,22 @@ def register(sub) -> None:
 
 
 def cell_cost(config: RunConfig) -> tuple[int, int]:
-    """Sort key, larger = more work: the rung's place in its ladder, then tokens per run.
-
-    Cells start largest first, so the longest cell does not start last and
-    leave the other workers idle (longest-processing-time-first scheduling).
-    """
+    """Larger = more work: the rung's place in its ladder, then tokens per run."""
     sizes = LADDERS.get(config.ladder, ())
     rung = sizes.index(config.size) if config.size in sizes else 0
     return rung, config.steps * config.batch_size * (config.n_negatives + 1) * config.max_length
+
+
+def schedule(cells: list[RunConfig]) -> list[RunConfig]:
+    """The order cells start in: seed by seed, and within a seed largest first.
+
+    A grid stopped part-way then holds whole replicates (every size and
+    objective of the first seeds) rather than every seed of the largest
+    sizes; within a replicate the longest cell starts first so it does not
+    start last and leave the other workers idle (longest-processing-time
+    first).
+    """
+    return sorted(cells, key=lambda c: (c.seed, tuple(-x for x in cell_cost(c))))
 
 
 def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None = None,
@@ -64,7 +72,7 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
         raise UserError(f"{out} holds a study made from a different experiment file; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.path, copy)
-    cells = [(c, cell_folder(out, c)) for c in sorted(todo, key=cell_cost, reverse=True)]
+    cells = [(c, cell_folder(out, c)) for c in schedule(todo)]
     workers = workers or experiment.hardware.workers
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")

@@ -36,8 +36,10 @@ ETTIN_SIZES = {s: f"jhu-clsp/ettin-encoder-{s}" for s in ("17m", "32m", "68m", "
 MINILM_SIZES = {f"{k}L": k for k in (1, 2, 3, 4, 6)}
 # (layers, hidden, heads); intermediate = 4 * hidden
 SCRATCH_SIZES = {
+    "L1-H32": (1, 32, 1),
     "L1-H64": (1, 64, 2),
     "L2-H128": (2, 128, 2),
+    "L3-H192": (3, 192, 3),
     "L4-H256": (4, 256, 4),
     "L4-H384": (4, 384, 6),
     "L6-H512": (6, 512, 8),
