@@ -90,7 +90,7 @@ def machine_line(args) -> str:
 
 
 def load_config(args, **overrides):
-    from rerank_scaling.pipeline.config import EvalSpec, RunConfig
+    from rerank_scaling.config import EvalSpec, RunConfig
 
     cache = temp_dir("rerank-bench-cache-")
     os.environ.setdefault("RERANK_SCALING_CACHE", cache)
@@ -112,7 +112,7 @@ def load_config(args, **overrides):
 
 def build_models(config, args, with_st: bool = True):
     """Our :class:`CrossEncoder` and, from a copy of its weights, sentence-transformers' ``CrossEncoder``."""
-    from rerank_scaling.models.ladder import load_cross_encoder
+    from rerank_scaling.models.cross_encoder import load_cross_encoder
 
     ours = load_cross_encoder(config.model, seed=config.seed, max_length=config.max_length,
                               max_query_length=config.max_query_length, pooling="cls")

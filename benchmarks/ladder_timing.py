@@ -3,7 +3,7 @@
 The figures a user needs to size a CPU grid: for every size of the ``minilm``
 and ``scratch`` ladders, the wall time of one optimizer step (``--groups``
 query groups of 1 positive + ``--negatives`` BM25 negatives from Cranfield,
-the pipeline's own RerankerModule step) and of scoring 1,000 real Cranfield
+the pipeline's own TrainingModule step) and of scoring 1,000 real Cranfield
 (query, candidate) pairs with ``CrossEncoder.score``. Best of ``--repeats``.
 
     python benchmarks/ladder_timing.py [--ladders minilm,scratch] [--max-length 128]
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from rerank_scaling.models.ladder import LADDERS, ModelSpec, load_cross_encoder, parameter_counts
+from rerank_scaling.models.cross_encoder import load_cross_encoder
+from rerank_scaling.models.ladder import LADDERS, ModelSpec
 from rerank_scaling.objectives import get_objective
-from rerank_scaling.pipeline.config import EvalSpec, RunConfig
+from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.pipeline.prepare import prepare
-from rerank_scaling.training import OptimConfig, RerankerModule, StepBatches
+from rerank_scaling.training import OptimConfig, TrainingModule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,15 +61,14 @@ def main() -> None:
     for ladder in args.ladders.split(","):
         for size in LADDERS[ladder]:
             enc = load_cross_encoder(ModelSpec(ladder, size), max_length=args.max_length)
-            n, _ = parameter_counts(enc)
+            n, _ = enc.parameter_counts()
             enc.pairs.warm(queries, docs)
-            module = RerankerModule(enc, get_objective("listwise"), OptimConfig(total_steps=100))
+            module = TrainingModule(enc, get_objective("listwise"), OptimConfig(total_steps=100))
             opt = module.configure_optimizers()["optimizer"]
-            batches = StepBatches(prepared.train, enc, args.groups, 10_000)
             step_counter = iter(range(10_000))
 
             def train_step():
-                batch = batches[next(step_counter)]
+                batch = enc.training_batch(prepared.train.batch(next(step_counter), args.groups), prepared.train.collection)
                 enc.train()
                 labels = batch["labels"]
                 loss = module.objective(enc(batch["inputs"]).view(labels.shape), labels)

@@ -81,7 +81,7 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     C.quiet()
     C.setup_torch(args)
-    from rerank_scaling.pipeline.config import EvalSpec
+    from rerank_scaling.config import EvalSpec
     from rerank_scaling.pipeline.prepare import prepare
 
     config = C.load_config(

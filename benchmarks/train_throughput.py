@@ -5,9 +5,9 @@ negatives) per second, and peak resident memory, over a fixed number of
 optimizer steps after warm-up, for the pointwise (BCE) and listwise (ListNet /
 softmax cross-entropy) objectives.
 
-* Ours: what ``rerank-scaling train`` runs -- ``RerankerModule`` +
+* Ours: what ``rerank-scaling train`` runs -- ``TrainingModule`` +
   ``StepBatches`` driven by ``rerank_scaling.training.fit`` (the Lightning
-  loop, with a ``CheckpointEvaluator`` whose evaluation is a no-op), CLS
+  loop, with a ``Checkpoints`` callback whose evaluation is a no-op), CLS
   pooling.
 * Peer: ``sentence_transformers.cross_encoder.CrossEncoderTrainer`` on a
   ``CrossEncoder`` loaded from a folder we ``save_pretrained`` our initial
@@ -85,29 +85,31 @@ def step_groups(tset, batch_size: int, steps: int):
 # ours
 # --------------------------------------------------------------------------- #
 def run_ours(config, prepared, args, objective_name: str, total: int, fast_path: bool = True) -> dict:
-    from rerank_scaling.models.ladder import load_cross_encoder
+    from rerank_scaling.models.cross_encoder import load_cross_encoder
     from rerank_scaling.objectives import get_objective
-    from rerank_scaling.training import CheckpointEvaluator, OptimConfig, RerankerModule, StepBatches, fit
+    from rerank_scaling.rundir import RunFolder
+    from rerank_scaling.training import Checkpoints, OptimConfig, TrainingModule, fit
 
     encoder = load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length, pooling="cls")
     encoder.fast_path = fast_path
-    module = RerankerModule(encoder, get_objective(objective_name),
-                            OptimConfig(config.lr, config.weight_decay, 0, total), chunk_size=None, seed=config.seed)
-    batches = StepBatches(prepared.train, encoder, config.batch_size, total)
+    module = TrainingModule(encoder, get_objective(objective_name),
+                            OptimConfig(config.lr, config.weight_decay, 0, total), seed=config.seed)
+    tset = prepared.train
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="rerank-bench-ours-") as tmp:
-        log = Path(tmp) / "train_log.jsonl"
+        run = RunFolder(tmp)
+        run.create()
 
         def on_step(step: int) -> None:
             C.sync(args.device)
             stamps.append(C.timer())
 
-        evaluator = CheckpointEvaluator(every=total + 1, total=total, evaluate=lambda m, s: None,
-                                        checkpoint_path=None, log_path=log, on_step=on_step)
+        callback = Checkpoints(every=total + 1, total=total, evaluate=lambda m, s: None, run=run, on_step=on_step)
         with C.PeakRSS() as rss:
-            fit(module, batches, evaluator, precision="bf16-mixed" if args.bf16 else "32-true",
+            fit(module, lambda step: encoder.training_batch(tset.batch(step, config.batch_size), tset.collection),
+                total, 0, callback, precision="bf16-mixed" if args.bf16 else "32-true",
                 accelerator="gpu" if args.device.startswith("cuda") else "cpu")
-        losses = [json.loads(line)["loss"] for line in log.read_text().splitlines()]
+        losses = [json.loads(line)["loss"] for line in run.log.read_text().splitlines()]
     return {"stamps": stamps, "losses": losses, "rss": rss.mib, "rss0": rss.start_mib}
 
 
@@ -211,14 +213,13 @@ def run_st(folder, dataset, rows_per_step: int, config, args, objective_name: st
 # the same loss, dropout off
 # --------------------------------------------------------------------------- #
 def first_batch_losses(config, prepared, folder, args, objective_name: str) -> tuple[float, float]:
-    from rerank_scaling.models.ladder import load_cross_encoder
+    from rerank_scaling.models.cross_encoder import load_cross_encoder
     from rerank_scaling.objectives import get_objective
-    from rerank_scaling.training import StepBatches
     from sentence_transformers.cross_encoder.data_collator import CrossEncoderDataCollator
 
     encoder = load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
                                  pooling="cls").to(args.device).eval()
-    item = StepBatches(prepared.train, encoder, config.batch_size, 1)[0]
+    item = encoder.training_batch(prepared.train.batch(0, config.batch_size), prepared.train.collection)
     with torch.no_grad(), C.autocast(args):
         inputs = {k: v.to(args.device) for k, v in item["inputs"].items()}
         scores = encoder(inputs).view(item["labels"].shape).float()

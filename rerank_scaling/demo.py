@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from rerank_scaling.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +34,10 @@ def register(sub) -> None:
 
 
 def run_command(args) -> int:
+    from rich.console import Console
+
     from rerank_scaling.grid.cli import run_grid
-    from rerank_scaling.grid.store import collect
+    from rerank_scaling.results import collect
     from rerank_scaling.report.build import build_report
 
     console = Console(stderr=True)

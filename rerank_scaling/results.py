@@ -30,6 +30,8 @@ from pathlib import Path
 import polars as pl
 
 from rerank_scaling.data.util import atomic_write_bytes
+from rerank_scaling.errors import UserError
+from rerank_scaling.rundir import StudyFolder
 
 SCHEMA = {
     "run": pl.Utf8,
@@ -67,3 +69,21 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     return pl.read_parquet(path).to_dicts() if path.exists() else []
+
+
+def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
+    """Concatenate every finished cell (+ one BM25 baseline) into the study's results.parquet."""
+    folder = StudyFolder(study)
+    frames, baselines = [], []
+    for state in folder.states():
+        if state.state != "done":
+            continue
+        cell = folder.cell(state.run)
+        frames.append(pl.read_parquet(cell.metrics))
+        baselines.append(pl.read_parquet(cell.baseline))
+    if not frames:
+        raise UserError(f"{folder.path}: no finished cell to collect")
+    baseline = pl.concat(baselines).unique(subset=["eval_set", "metric"], keep="first", maintain_order=True)
+    table = pl.concat([baseline, *frames]).select(list(SCHEMA)).sort(["run", "step", "eval_set", "metric"])
+    write_parquet(table, folder.results)
+    return table, folder.results

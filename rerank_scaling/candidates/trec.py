@@ -3,7 +3,7 @@
 Run lines: ``qid Q0 docid rank score tag`` (whitespace separated).  As in
 trec_eval, the order of a query's documents comes from the score (descending;
 ties by doc_id ascending, :func:`rerank_scaling.data.types.rank`), not from the
-rank column.  Qrels lines: ``qid iteration docid grade``.
+rank column.  (Qrels files are read by :mod:`rerank_scaling.data.qrels`.)
 """
 
 from __future__ import annotations
@@ -72,19 +72,3 @@ def write_trec_run(path: Path | str, ranking: Ranking, tag: str) -> None:
                 raise UserError(f"doc id {did!r} cannot be written to a TREC run (empty or has spaces)")
             out.append(f"{qid} Q0 {did} {i} {float(score)!r} {tag}\n")
     atomic_write_text(path, "".join(out))
-
-
-def read_trec_qrels(path: Path | str) -> dict[str, dict[str, int]]:
-    """Read TREC qrels ``qid iter docid grade`` into ``qid -> docid -> grade``."""
-    path = Path(path)
-    qrels: dict[str, dict[str, int]] = {}
-    for lineno, parts in _lines(path):
-        if len(parts) != 4:
-            raise UserError(f"{path}:{lineno}: expected 4 fields 'qid iter docid grade', got {len(parts)}")
-        qid, _it, did, grade_s = parts
-        try:
-            grade = int(grade_s)
-        except ValueError:
-            raise UserError(f"{path}:{lineno}: grade '{grade_s}' is not an integer") from None
-        qrels.setdefault(qid, {})[did] = grade
-    return qrels

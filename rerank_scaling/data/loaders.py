@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from rerank_scaling.data.qrels import qrel_lines
 from rerank_scaling.data.types import Collection
 from rerank_scaling.data.util import default_cache_dir, normalise_ws
 from rerank_scaling.errors import UserError
@@ -374,53 +375,6 @@ def _str_field(path: Path, lineno: int, obj: dict, field: str, *, required: bool
     return value
 
 
-def read_beir_qrels(path: Path) -> list[tuple[str, str, int]]:
-    """Read a BEIR qrels TSV (``query-id<TAB>corpus-id<TAB>score``, optional header)."""
-    out: list[tuple[str, str, int]] = []
-    try:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                parts = [p.strip() for p in line.split("\t")]
-                if lineno == 1 and len(parts) == 3 and not _is_number(parts[2]):
-                    continue  # header "query-id corpus-id score"
-                if len(parts) != 3:
-                    raise UserError(f"{path}:{lineno}: expected 3 tab-separated fields, got {len(parts)}")
-                qid, did, score = parts
-                if not qid or not did:
-                    raise UserError(f"{path}:{lineno}: empty query-id or corpus-id")
-                out.append((qid, did, _parse_grade(path, lineno, score)))
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not valid UTF-8 ({exc.reason})") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
-    return out
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_grade(path: Path, lineno: int, s: str) -> int:
-    try:
-        return int(s)
-    except ValueError:
-        pass
-    try:
-        v = float(s)
-    except ValueError:
-        v = float("nan")
-    if v == v and v == int(v):
-        return int(v)
-    raise UserError(f"{path}:{lineno}: score '{s}' is not an integer")
-
-
 def load_beir_folder(folder: Path | str, split: str = "test") -> Collection:
     """Load a BEIR-format folder with the qrels of ``split`` (``qrels/<split>.tsv``).
 
@@ -469,7 +423,7 @@ def load_beir_folder(folder: Path | str, split: str = "test") -> Collection:
         seen.add(qid)
         raw_queries.append((qid, normalise_ws(_str_field(queries_path, lineno, obj, "text", required=False))))
 
-    raw_qrels = read_beir_qrels(qrels_path)
+    raw_qrels = qrel_lines(qrels_path)
     base = folder.resolve().name
     name = base if split == "test" else f"{base}#{split}"
     info: dict[str, Any] = {"supervision": "human", "split": split}

@@ -32,9 +32,8 @@ import re
 import warnings
 
 from rerank_scaling.data.types import Ranking, rank
+from rerank_scaling.config.run import DEFAULT_METRICS
 from rerank_scaling.errors import UserError
-
-DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 
 _BASES = {
     "ndcg": "ndcg",

@@ -6,17 +6,15 @@ import shutil
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from typing import Literal, get_args
 
+from rerank_scaling.config import RunConfig, load_experiment
 from rerank_scaling.errors import UserError
-from rerank_scaling.grid.experiment import check_data, load_experiment
-from rerank_scaling.grid.store import cell_folder, collect, study_states
 from rerank_scaling.models.ladder import LADDERS
-from rerank_scaling.pipeline.config import RunConfig
-from rerank_scaling.pipeline.run import read_status
+from rerank_scaling.rundir import StudyFolder
 
-EXECUTORS = ("local", "slurm", "submitit-local", "submitit-debug")
+Executor = Literal["local", "slurm", "submitit-local", "submitit-debug"]
+EXECUTORS: tuple[str, ...] = get_args(Executor)
 
 
 def register(sub) -> None:
@@ -56,26 +54,29 @@ def schedule(cells: list[RunConfig]) -> list[RunConfig]:
 
 
 def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None = None,
-             executor: str = "local", console: Console | None = None) -> Path:
+             executor: Executor = "local", console=None) -> Path:
     """Validate, then run every unfinished cell; returns the study folder."""
+    from rich.console import Console
+
+    from rerank_scaling.grid.checks import check_data
     from rerank_scaling.grid.executors import run_local, run_submitit
     from rerank_scaling.grid.live import GridProgress
 
     console = console or Console(stderr=True)
     experiment = load_experiment(experiment_path)
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
     out = Path(out or Path("runs") / experiment.name)
-    todo = [c for c in experiment.cells if read_status(cell_folder(out, c)) is None]
+    study = StudyFolder(out)
+    todo = [c for c in experiment.cells if study.cell(c.run_id).read_status() is None]
     with console.status("checking data and warming caches"):
         check_data(experiment, todo)
-    copy = out / "experiment.toml"
-    if copy.exists() and copy.read_text() != experiment.path.read_text():
+    if study.experiment.exists() and study.experiment.read_text() != experiment.path.read_text():
         raise UserError(f"{out} holds a study made from a different experiment file; use another --out")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(experiment.path, copy)
-    cells = [(c, cell_folder(out, c)) for c in schedule(todo)]
+    shutil.copyfile(experiment.path, study.experiment)
+    cells = [(c, study.cell(c.run_id)) for c in schedule(todo)]
     workers = workers or experiment.hardware.workers
-    if workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
     if not cells:
         console.print(f"every cell of {out} is finished")
         return out
@@ -88,25 +89,29 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
             cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[executor]
             run_submitit(cells, out, progress.cell_finished, cluster=cluster, partition=hw.slurm_partition,
                          gpus=hw.slurm_gpus, cpus=hw.slurm_cpus, timeout_min=hw.slurm_timeout_min)
-    states = study_states(out)
-    failed = [s for s in states if s.state == "failed"]
+    states = study.states()
+    failed = [s for s in states if s.state in ("failed", "unreadable")]
     console.print(f"[bold]{len(states) - len(failed)}[/] cells done, [bold red]{len(failed)}[/] failed "
                   f"in {time.perf_counter() - started:.0f}s -> {out}")
     return out
 
 
 def run_command(args) -> int:
+    from rerank_scaling.results import collect
+
     out = run_grid(args.experiment, args.out, args.workers, args.executor)
     collect(out)
     return 0
 
 
-def status_table(study: Path) -> Table:
-    states = study_states(study)
+def status_table(study: Path):
+    from rich.table import Table
+
+    states = StudyFolder(study).states()
     table = Table(title=f"{study}  ({sum(s.state == 'done' for s in states)}/{len(states)} done)")
     for col in ("cell", "state", "step", "seconds", "in-domain ndcg@10 / reason"):
         table.add_column(col)
-    colours = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim"}
+    colours = {"done": "green", "failed": "red", "unreadable": "red", "running": "yellow", "pending": "dim"}
     for s in states:
         detail = s.reason
         if s.final:
@@ -118,11 +123,15 @@ def status_table(study: Path) -> Table:
 
 
 def status_command(args) -> int:
+    from rich.console import Console
+
     Console().print(status_table(args.study))
     return 0
 
 
 def collect_command(args) -> int:
+    from rerank_scaling.results import collect
+
     table, path = collect(args.study)
     print(f"{path}: {table.height} rows, {table['run'].n_unique() - 1} runs + bm25")
     return 0

@@ -8,7 +8,6 @@ cell, and turns any crash into a recorded failure so the grid goes on.
 from __future__ import annotations
 
 import ctypes
-import json
 import signal
 import sys
 import traceback
@@ -17,29 +16,29 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import get_context
 from pathlib import Path
 
-from rerank_scaling.data.util import atomic_write_text
-from rerank_scaling.grid.store import cell_lock
-from rerank_scaling.pipeline.config import RunConfig
+from rerank_scaling.config import RunConfig
+from rerank_scaling.rundir import RunFolder
+
+Cells = Sequence[tuple[RunConfig, RunFolder]]
 
 
 def run_cell(config_dict: dict, folder: str) -> dict:
     """Run one cell to completion; a failure is recorded, never raised."""
-    from rerank_scaling.pipeline.run import read_status, train_run
+    from rerank_scaling.pipeline.run import train_run
 
     config = RunConfig.from_dict(config_dict)
-    folder_path = Path(folder)
-    with cell_lock(folder_path):
-        status = read_status(folder_path)
+    run = RunFolder(folder)
+    with run.lock():
+        status = run.read_status()
         if status is not None:  # done, or failed for good: re-runs do not retry failures
             return status
         try:
-            return train_run(config, folder_path)
+            return train_run(config, run)
         except Exception as exc:  # noqa: BLE001 - any crash of one cell is recorded
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             status = {"state": "failed", "reason": reason, "run": config.run_id,
                       "traceback": traceback.format_exc(limit=5)}
-            folder_path.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(folder_path / "status.json", json.dumps(status, indent=2) + "\n")
+            run.write_status(status)
             return status
 
 
@@ -53,17 +52,15 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
 
 
-def run_local(
-    cells: Sequence[tuple[RunConfig, Path]], workers: int, on_done: Callable[[RunConfig, dict], None]
-) -> None:
+def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None]) -> None:
     """Run cells in ``workers`` worker processes (spawned, so torch state is fresh)."""
     if workers == 1:
-        for config, folder in cells:
-            on_done(config, run_cell(config.to_dict(), str(folder)))
+        for config, run in cells:
+            on_done(config.run_id, run_cell(config.to_dict(), str(run.path)))
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
-        pending: dict[Future, RunConfig] = {
-            pool.submit(run_cell, config.to_dict(), str(folder)): config for config, folder in cells
+        pending: dict[Future, str] = {
+            pool.submit(run_cell, config.to_dict(), str(run.path)): config.run_id for config, run in cells
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -72,9 +69,9 @@ def run_local(
 
 
 def run_submitit(
-    cells: Sequence[tuple[RunConfig, Path]],
+    cells: Cells,
     study: Path,
-    on_done: Callable[[RunConfig, dict], None],
+    on_done: Callable[[str, dict], None],
     cluster: str | None = None,
     partition: str | None = None,
     gpus: int = 1,
@@ -97,7 +94,7 @@ def run_submitit(
             params["slurm_partition"] = partition
     executor.update_parameters(**params)
     configs = [c.to_dict() for c, _ in cells]
-    folders = [str(f) for _, f in cells]
+    folders = [str(run.path) for _, run in cells]
     jobs = executor.map_array(run_cell, configs, folders)
     for (config, _), job in zip(cells, jobs):
-        on_done(config, job.result())
+        on_done(config.run_id, job.result())

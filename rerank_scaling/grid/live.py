@@ -13,13 +13,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from rerank_scaling.grid.store import cell_folder, cell_state
-from rerank_scaling.pipeline.config import RunConfig
+from rerank_scaling.config import RunConfig
+from rerank_scaling.rundir import StudyFolder
 
 
 class GridProgress:
     def __init__(self, study: Path, cells: list[RunConfig], console: Console, interval: float = 1.0):
-        self.study, self.cells, self.interval = Path(study), cells, interval
+        self.study, self.cells, self.interval = StudyFolder(study), cells, interval
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -42,16 +42,17 @@ class GridProgress:
         self.refresh()
         self.progress.__exit__(*exc)
 
-    def cell_finished(self, config: RunConfig, status: dict) -> None:
+    def cell_finished(self, run_id: str, status: dict) -> None:
         self.refresh()
 
     def refresh(self) -> None:
         counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
         steps = 0
         for config in self.cells:
-            folder = cell_folder(self.study, config)
-            state = cell_state(folder) if folder.exists() else None
+            cell = self.study.cell(config.run_id)
+            state = cell.state() if cell.exists() else None
             name = state.state if state else "pending"
+            name = "failed" if name == "unreadable" else name
             counts[name] = counts.get(name, 0) + 1
             steps += config.steps if name in ("done", "failed") else (state.step if state else 0)
         text = (f"[green]{counts['done']} done[/] [yellow]{counts['running']} running[/] "

@@ -1,6 +1,25 @@
-"""Model + its size ladder: what a cross-encoder is and how big it is."""
+"""Model families and their size ladders.
 
-from rerank_scaling.models.cross_encoder import CrossEncoder, PairTokenizer
-from rerank_scaling.models.ladder import LADDERS, ModelSpec, load_backbone, load_cross_encoder, parameter_counts
+``FAMILIES`` maps a family name (the ``family`` config key) to the module
+and class that implement :class:`~rerank_scaling.models.family.ModelFamily`;
+a new family is one new module plus one line here. This module is
+torch-free: the family is imported only when it is used.
+"""
 
-__all__ = ["CrossEncoder", "PairTokenizer", "LADDERS", "ModelSpec", "load_backbone", "load_cross_encoder", "parameter_counts"]
+from __future__ import annotations
+
+import importlib
+
+from rerank_scaling.errors import UserError
+
+FAMILIES: dict[str, str] = {
+    "cross-encoder": "rerank_scaling.models.cross_encoder:CrossEncoderFamily",
+}
+
+
+def get_family(name: str):
+    """The :class:`~rerank_scaling.models.family.ModelFamily` registered as ``name``."""
+    if name not in FAMILIES:
+        raise UserError(f"unknown model family '{name}' (choose from {', '.join(FAMILIES)})")
+    module, _, attr = FAMILIES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)()

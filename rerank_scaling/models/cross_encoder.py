@@ -28,13 +28,18 @@ is cut so the pair fits ``max_length`` -- the same ids as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from rerank_scaling.models.backbone import load_backbone, parameter_counts
+from rerank_scaling.models.ladder import ModelSpec, default_pooling
 
 
 class PairTokenizer:
@@ -270,6 +275,7 @@ class CrossEncoder(torch.nn.Module):
         max_length: int = 256,
         max_query_length: int = 64,
         pooling: str = "cls",
+        chunk_size: int | None = None,
     ):
         super().__init__()
         if pooling not in ("cls", "mean"):
@@ -281,6 +287,45 @@ class CrossEncoder(torch.nn.Module):
         #: run BERT backbones through :class:`_BertRunner` (packed, CLS-pruned); False: the HF forward
         self.fast_path = True
         self._runner = _BertRunner(pooling) if _BertRunner.supports(backbone, pooling) else None
+        self.chunk_size = chunk_size
+
+    # --- the model-family contract (rerank_scaling.models.family.Model) ---
+
+    def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
+        self.pairs.warm(queries, docs)
+
+    def training_batch(self, groups, collection) -> dict:
+        """Every (query, doc) pair of ``groups`` collated; labels ``[B, G]``."""
+        q_texts = [collection.queries[g.qid] for g in groups for _ in g.doc_ids]
+        d_texts = [collection.docs[d] for g in groups for d in g.doc_ids]
+        encoded = self.pairs.encode(q_texts, d_texts)
+        return {
+            "inputs": self.pairs.collate(encoded),
+            "labels": torch.tensor([g.labels for g in groups], dtype=torch.long),
+            "tokens": sum(len(ids) for ids, _ in encoded),
+        }
+
+    def group_scores(self, batch: dict) -> torch.Tensor:
+        return self(batch["inputs"], chunk_size=self.chunk_size).view(batch["labels"].shape)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return parameter_counts(self)
+
+    def training_flops(self, tokens: int) -> float:
+        return 6.0 * self.parameter_counts()[0] * tokens
+
+    def save(self, folder: Path) -> None:
+        """``backbone/`` (Hugging Face format, tokenizer included), ``head.pt`` for mean pooling,
+        ``family.json`` with the settings :meth:`CrossEncoderFamily.load` needs."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(folder / "backbone")
+        self.pairs.tokenizer.save_pretrained(folder / "backbone")
+        if self.head is not None:
+            torch.save(self.head.state_dict(), folder / "head.pt")
+        (folder / "family.json").write_text(json.dumps({
+            "family": CrossEncoderFamily.name, "pooling": self.pooling, "max_length": self.pairs.max_length,
+            "max_query_length": self.pairs.max_query_length}, indent=2) + "\n")
 
     def forward(self, batch: dict[str, torch.Tensor], chunk_size: int | None = None) -> torch.Tensor:
         """Scores (logits) of a collated batch, shape ``[n]``.
@@ -343,3 +388,39 @@ class CrossEncoder(torch.nn.Module):
                     on_batch(len(idx))
         self.train(was_training)
         return scores
+
+
+def load_cross_encoder(spec: ModelSpec, seed: int = 0, max_length: int = 256, max_query_length: int = 64,
+                       pooling: str | None = None, chunk_size: int | None = None) -> CrossEncoder:
+    """The ladder rung as a :class:`CrossEncoder` (weights of new heads drawn from ``seed``)."""
+    pooling = pooling or default_pooling(spec.ladder)
+    model, tokenizer = load_backbone(spec, seed=seed, pooling=pooling)
+    torch.manual_seed(seed)
+    return CrossEncoder(model, tokenizer, max_length, max_query_length, pooling=pooling, chunk_size=chunk_size)
+
+
+class CrossEncoderFamily:
+    """``score(q, d) = head(encoder([CLS] q [SEP] d [SEP]))`` over query groups."""
+
+    name = "cross-encoder"
+    layout = "groups"
+
+    def build(self, config) -> CrossEncoder:
+        return load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
+                                  pooling=config.pooling, chunk_size=config.chunk_size)
+
+    def load(self, folder: Path) -> CrossEncoder:
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        folder = Path(folder)
+        info = json.loads((folder / "family.json").read_text())
+        if info.get("family") != self.name:
+            raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
+        pooling = info["pooling"]
+        auto = AutoModel if pooling == "mean" else AutoModelForSequenceClassification
+        backbone = auto.from_pretrained(folder / "backbone")
+        model = CrossEncoder(backbone, AutoTokenizer.from_pretrained(folder / "backbone"), info["max_length"],
+                             info["max_query_length"], pooling=pooling)
+        if model.head is not None:
+            model.head.load_state_dict(torch.load(folder / "head.pt", map_location="cpu", weights_only=True))
+        return model

@@ -1,18 +1,27 @@
-"""`rerank-scaling train`: one run, from flags or a TOML table."""
+"""`rerank-scaling train`: one run, from flags or a TOML table.
+
+Every flag is derived from a :class:`RunConfig` field (``--batch-size`` for
+``batch_size``); its text is parsed by the field's type and checked like any
+other value of the config.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import tomllib
 from pathlib import Path
 
+from rerank_scaling.config import EvalSpec, RunConfig
+from rerank_scaling.config.fields import hints, meta, parse_text, settings
 from rerank_scaling.errors import UserError
-from rerank_scaling.pipeline.config import EvalSpec, RunConfig
 
-FLAG_KEYS = ("ladder", "size", "objective", "supervision", "budget", "steps", "batch_size", "lr",
-             "eval_every", "max_length", "rerank_k", "candidates_k", "n_negatives", "seed", "data_root",
-             "cache_dir", "train_collection", "train_split", "candidates_run", "ce_negatives", "threads")
+
+def flag_fields():
+    return [f for f in settings(RunConfig) if meta(f)["flag"]]
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def register(sub) -> None:
@@ -21,8 +30,9 @@ def register(sub) -> None:
     p.add_argument("--config", type=Path, help="TOML file with RunConfig keys")
     p.add_argument("--eval", action="append", default=None, metavar="NAME=SPEC[:SPLIT]",
                    help="evaluation set, e.g. cranfield-test=cranfield:test or cisi=../shared/beir/cisi")
-    for key in FLAG_KEYS:
-        p.add_argument("--" + key.replace("_", "-"), dest=key, default=None)
+    for f in flag_fields():
+        p.add_argument(flag_name(f.name), dest=f.name, default=None, metavar="VALUE",
+                       help=meta(f)["doc"] or None)
     p.set_defaults(func=run_command)
 
 
@@ -37,25 +47,6 @@ def parse_eval(text: str, train_collection: str) -> EvalSpec:
     return EvalSpec(name, spec, split, None, spec == train_collection)
 
 
-def _coerce(key: str, value: str):
-    default = RunConfig.__dataclass_fields__[key].default
-    if value.lower() in ("none", "null", ""):
-        return None
-    if isinstance(default, bool):
-        return value.lower() in ("1", "true", "yes")
-    if isinstance(default, int) or key in ("budget", "threads"):
-        try:
-            return int(value)
-        except ValueError:
-            raise UserError(f"--{key.replace('_', '-')} must be an integer, got '{value}'") from None
-    if isinstance(default, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise UserError(f"--{key.replace('_', '-')} must be a number, got '{value}'") from None
-    return value
-
-
 def config_from_args(args) -> RunConfig:
     data: dict = {}
     if args.config:
@@ -65,10 +56,10 @@ def config_from_args(args) -> RunConfig:
             data = tomllib.loads(args.config.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{args.config}: invalid TOML: {exc}") from None
-    for key in FLAG_KEYS:
-        value = getattr(args, key)
-        if value is not None:
-            data[key] = _coerce(key, value)
+    for f in flag_fields():
+        text = getattr(args, f.name)
+        if text is not None:
+            data[f.name] = parse_text(f, text, hints(RunConfig)[f.name], flag_name(f.name))
     if args.eval:
         train = data.get("train_collection", RunConfig.train_collection)
         data["evals"] = [parse_eval(e, train) for e in args.eval]

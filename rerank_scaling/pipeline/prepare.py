@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rerank_scaling.candidates.bm25 import bm25_candidates
 from rerank_scaling.candidates.trec import read_trec_run
+from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.data.loaders import load_collection
 from rerank_scaling.data.splits import nested_budget, split_queries
 from rerank_scaling.data.types import Collection, Ranking
@@ -21,7 +22,6 @@ from rerank_scaling.evaluation.contrastive import ce_name, sample_contrastive_se
 from rerank_scaling.evaluation.metrics import evaluate
 from rerank_scaling.evaluation.rerank import EvalSet
 from rerank_scaling.examples import TrainingSet, build_training_set
-from rerank_scaling.pipeline.config import EvalSpec, RunConfig, fractions
 
 
 @dataclass
@@ -46,7 +46,7 @@ def load(config: RunConfig, spec: str) -> Collection:
 
 
 def split_of(config: RunConfig, collection: Collection, split: str) -> list[str]:
-    parts = split_queries(sorted(collection.queries), fractions(config), seed=config.split_seed)
+    parts = split_queries(sorted(collection.queries), config.fractions(), seed=config.split_seed)
     if split not in parts:
         raise UserError(f"unknown split '{split}' of {collection.name} (splits: {', '.join(parts)})")
     return parts[split]
@@ -64,6 +64,19 @@ def _union(a: Collection, b: Collection) -> Collection:
         queries={**a.queries, **b.queries}, qrels={**a.qrels, **b.qrels},
         source=a.source, info={"parts": [a.name, b.name]},
     )
+
+
+def training_key(config: RunConfig) -> tuple:
+    """What the training set of a config depends on (equal keys: the same training set)."""
+    return (config.train_collection, config.train_split, config.split_fractions, config.split_seed,
+            config.supervision, config.budget, config.seed, config.n_negatives, config.candidates_k,
+            config.data_root, config.cache_dir)
+
+
+def evaluation_key(config: RunConfig, spec: EvalSpec) -> tuple:
+    """What an evaluation set of a config depends on (equal keys: the same set and baseline)."""
+    return (spec, config.split_fractions, config.split_seed, config.candidates_k, config.rerank_k,
+            config.ce_negatives, config.candidates_run, config.metrics, config.data_root, config.cache_dir)
 
 
 def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:

@@ -1,25 +1,15 @@
-"""One training run, end to end, into its own folder.
+"""One training run, end to end, into its own run folder (:class:`~rerank_scaling.rundir.RunFolder`).
 
-Folder layout (every file written atomically; ``status.json`` last)::
-
-    config.json         the resolved RunConfig
-    data.json           training/evaluation query ids, split, data counts
-    metrics.parquet     tidy table (see rerank_scaling.results), all checkpoints
-    baseline.parquet    BM25 on the same candidate lists, same table schema
-    runs/<eval>.trec    final reranked run per evaluation set
-    train_log.jsonl     step, loss, lr, tokens seen, seconds
-    checkpoints/last.ckpt   resumable Lightning checkpoint (removed when done)
-    status.json         {"state": "done" | "failed", "reason", "seconds", ...}
-
-A re-run of a finished folder does nothing; an interrupted one resumes from
-its last checkpoint (rows after that checkpoint are dropped and recomputed).
+Prepare the data (user errors surface before anything is written), build the
+model of the config's family, train with checkpoint-wise evaluation, write
+the tidy rows. A re-run of a finished folder does nothing; an interrupted one
+resumes from its last checkpoint (rows after that checkpoint are dropped and
+recomputed).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,14 +17,15 @@ from pathlib import Path
 import torch
 
 from rerank_scaling.candidates.trec import write_trec_run
-from rerank_scaling.data.util import atomic_write_text
-from rerank_scaling.evaluation.rerank import rerank_and_evaluate, score_pairs
-from rerank_scaling.models.ladder import load_cross_encoder, parameter_counts
+from rerank_scaling.config import RunConfig
+from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
+from rerank_scaling.models import get_family
 from rerank_scaling.objectives import get_objective
-from rerank_scaling.pipeline.config import RunConfig
 from rerank_scaling.pipeline.prepare import Prepared, prepare
 from rerank_scaling.results import frame, read_rows, write_parquet
-from rerank_scaling.training import CheckpointEvaluator, NonFiniteLoss, OptimConfig, RerankerModule, StepBatches, fit
+from rerank_scaling.rundir import RunFolder
+from rerank_scaling.runtime import setup_process
+from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit
 
 Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
 
@@ -55,23 +46,7 @@ def hardware() -> dict:
             "host": platform.node(), "cpus": os.cpu_count(), "peak_rss_mb": round(peak_kb / 1024)}
 
 
-def read_status(folder: Path) -> dict | None:
-    path = Path(folder) / "status.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def _trim_log(path: Path, last_step: int) -> None:
-    """Drop log lines past the checkpoint we resume from (they will be redone)."""
-    if path.exists():
-        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-        atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
-def baseline_rows(config: RunConfig, prepared: Prepared) -> list[dict]:
+def baseline_rows(prepared: Prepared) -> list[dict]:
     rows = []
     in_domain = {es.name: es.in_domain for es in prepared.evalsets}
     for name, values in prepared.baseline.items():
@@ -85,24 +60,21 @@ def baseline_rows(config: RunConfig, prepared: Prepared) -> list[dict]:
     return rows
 
 
-def train_run(config: RunConfig, folder: Path, progress: Progress | None = None) -> dict:
+def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | None = None) -> dict:
     """Train and evaluate one run into ``folder``; returns its status dict."""
     config.validate()
-    folder = Path(folder)
-    status = read_status(folder)
+    run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    status = run.read_status()
     if status and status.get("state") == "done":
         return status
     emit = progress or (lambda event, details: None)
     prepared = prepare(config)  # user errors in the data surface before anything is written
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "runs").mkdir(exist_ok=True)
-    (folder / "checkpoints").mkdir(exist_ok=True)
-    _write_json(folder / "config.json", config.to_dict())
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    run.create()
+    run.write_json(run.config, config.to_dict())
+    setup_process(config.threads)
     started = time.perf_counter()
     try:
-        result = _train(config, prepared, folder, emit)
+        result = _train(config, prepared, run, emit)
     except NonFiniteLoss as exc:
         result = {"state": "failed", "reason": str(exc)}
     except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - GPU only
@@ -110,71 +82,57 @@ def train_run(config: RunConfig, folder: Path, progress: Progress | None = None)
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["run"] = config.run_id
     result["hardware"] = hardware()
-    _write_json(folder / "status.json", result)
+    run.write_status(result)
     emit("done", result)
     return result
 
 
-def _train(config: RunConfig, prepared: Prepared, folder: Path, emit: Progress) -> dict:
-    _write_json(folder / "data.json", prepared.info)
-    write_parquet(frame(baseline_rows(config, prepared)), folder / "baseline.parquet")
+def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress) -> dict:
+    run.write_json(run.data, prepared.info)
+    write_parquet(frame(baseline_rows(prepared)), run.baseline)
 
-    encoder = load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
-                                 pooling=config.pooling)
-    non_embedding, total = parameter_counts(encoder)
+    model = get_family(config.family).build(config)
+    non_embedding, total = model.parameter_counts()
     tset = prepared.train
     # tokenise every text this run will see in a few batched calls
-    encoder.pairs.warm(
+    model.warm(
         queries=[*tset.collection.queries.values(), *(q for es in prepared.evalsets for q in es.collection.queries.values())],
         docs=sorted({es.collection.docs[d] for es in prepared.evalsets for _, d in es.pairs()}),
     )
-    module = RerankerModule(
-        encoder,
-        get_objective(config.objective),
-        OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
-        chunk_size=config.chunk_size,
-        seed=config.seed,
-    )
-    base = {
+    module = TrainingModule(model, get_objective(config.objective),
+                            OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
+                            seed=config.seed)
+    columns = {
         "run": config.run_id, "model": config.model.name, "ladder": config.ladder, "size": config.size,
         "params": non_embedding, "total_params": total, "objective": config.objective,
         "supervision": config.supervision, "budget": tset.info["queries"], "seed": config.seed,
     }
-    metrics_path = folder / "metrics.parquet"
-    ckpt = folder / "checkpoints" / "last.ckpt"
-    resume = ckpt if ckpt.exists() else None
+    resume = run.checkpoint if run.checkpoint.exists() else None
     # mmap: read the step without materialising the weights (Lightning loads them in fit)
-    resume_step = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["global_step"] if resume else 0
-    rows = [r for r in read_rows(metrics_path) if r["step"] <= resume_step]
-    _trim_log(folder / "train_log.jsonl", resume_step)
-    emit("prepared", {"run": config.run_id, "steps": config.steps, "resume_step": resume_step,
+    start = torch.load(resume, map_location="cpu", weights_only=False, mmap=True)["global_step"] if resume else 0
+    rows = [r for r in read_rows(run.metrics) if r["step"] <= start]
+    run.trim_log(start)
+    emit("prepared", {"run": config.run_id, "steps": config.steps, "resume_step": start,
                       "params": non_embedding, "train": tset.info})
 
-    def evaluate_at(mod: RerankerModule, step: int) -> None:
-        score = lambda q, d: mod.encoder.score(q, d, batch_size=config.eval_batch_size)  # noqa: E731
-        for es in prepared.evalsets:
-            ranking, values = rerank_and_evaluate(score_pairs(score, es), es, config.metrics)
-            for metric, value in values.items():
-                rows.append({
-                    **base, "step": step, "examples_seen": step * config.batch_size,
-                    "tokens_seen": mod.tokens_seen, "flops": 6.0 * non_embedding * mod.tokens_seen,
-                    "eval_set": es.name, "in_domain": es.in_domain, "metric": metric, "value": float(value),
-                })
-            if step == config.steps:
-                write_trec_run(folder / "runs" / f"{es.name}.trec", ranking, tag=config.run_id)
-        write_parquet(frame(rows), metrics_path)
+    def evaluate_at(mod: TrainingModule, step: int) -> None:
+        at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": mod.tokens_seen,
+              "flops": mod.model.training_flops(mod.tokens_seen)}
+        new, rankings = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at, config.eval_batch_size)
+        rows.extend(new)
+        if step == config.steps:
+            for name, ranking in rankings.items():
+                write_trec_run(run.run_file(name), ranking, tag=config.run_id)
+        write_parquet(frame(rows), run.metrics)
         emit("eval", {"run": config.run_id, "step": step,
-                      "values": {r["eval_set"] + ":" + r["metric"]: r["value"] for r in rows if r["step"] == step}})
+                      "values": {r["eval_set"] + ":" + r["metric"]: r["value"] for r in new}})
 
-    if resume_step < config.steps:
-        evaluator = CheckpointEvaluator(
-            config.eval_every, config.steps, evaluate_at, ckpt, folder / "train_log.jsonl",
-            on_step=lambda s: emit("step", {"run": config.run_id, "step": s}),
-        )
-        batches = StepBatches(tset, encoder, config.batch_size, config.steps)
-        fit(module, batches, evaluator, resume_from=resume, precision=config.precision,
-            accelerator="auto")
-    shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    if start < config.steps:
+        callback = Checkpoints(config.eval_every, config.steps, evaluate_at, run,
+                               on_step=lambda s: emit("step", {"run": config.run_id, "step": s}))
+        fit(module, lambda step: model.training_batch(tset.batch(step, config.batch_size), tset.collection),
+            config.steps, start, callback, resume_from=resume, precision=config.precision)
+    run.clear_checkpoints()
     final = {r["eval_set"] + ":" + r["metric"]: r["value"] for r in rows if r["step"] == config.steps}
     return {"state": "done", "params": non_embedding, "total_params": total, "final": final,
             "pid": os.getpid()}

@@ -15,6 +15,14 @@
 | `cli.py` | the `report` sub-command |
 """
 
-from rerank_scaling.report.build import build_report
 
 __all__ = ["build_report"]
+
+
+def __getattr__(name: str):
+    # lazy: `rerank-scaling --help` registers the report command without importing matplotlib
+    if name == "build_report":
+        from rerank_scaling.report.build import build_report
+
+        return build_report
+    raise AttributeError(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rerank_scaling.report.build import build_report
 from rerank_scaling.scaling.cli import parse_amount
 
 
@@ -33,6 +32,8 @@ def register(sub) -> None:
 
 
 def run_command(args) -> int:
+    from rerank_scaling.report.build import build_report
+
     path = build_report(args.study, args.out, args.fit_max_params, args.bootstrap)
     print(path)
     return 0

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections import Counter
 
 
+import dataclasses
+
+from rerank_scaling.config import Hardware, train_settings
 from rerank_scaling.report import tables as T
 from rerank_scaling.report.analysis import Analysis
 from rerank_scaling.report.baselines import bm25_values, compare, entries, table_metrics, variant_keys
@@ -16,8 +19,7 @@ from rerank_scaling.report.caveats import Caveat
 from rerank_scaling.report.study import HEADLINE, Study
 from rerank_scaling.scaling import LAWS, Verdict, lower_is_better
 
-TRAIN_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "n_negatives", "max_length",
-              "max_query_length", "eval_every", "ce_negatives", "eval_batch_size", "pooling", "precision")
+TRAIN_KEYS = train_settings()  # the [train] keys of RunConfig, in declaration order
 
 
 def _values(configs: list[dict], key: str) -> str:
@@ -82,9 +84,9 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     lines = ["## 1. The study", ""]
     if study.experiment_note:
         lines += [f"*{study.experiment_note}; the facts below come from the table and the cells.*", ""]
-    data = exp.get("data", {}) if isinstance(exp.get("data"), dict) else {}
-    coll = data.get("train_collection") or cfg.get("train_collection")
-    split = cfg.get("train_split", data.get("train_split"))
+    planned = exp.cells[0] if exp and exp.cells else None
+    coll = cfg.get("train_collection") or (planned.train_collection if planned else None)
+    split = cfg.get("train_split", planned.train_split if planned else None)
     sups = study.column_values("supervision")
     budgets = study.column_values("budget")
     train_counts = sorted({(c.data.get("train") or {}).get("instances") for c in study.cells
@@ -100,9 +102,10 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     elif cfg:
         cand = f"BM25 top-{cfg.get('candidates_k')} candidates per query; the rerankers rescore the top " \
                f"{cfg.get('rerank_k')} (`rerank_k`)"
+    elif planned:
+        cand = f"BM25 top-{planned.candidates_k}, rerank_k {planned.rerank_k}"
     else:
-        c = exp.get("candidates", {}) if isinstance(exp.get("candidates"), dict) else {}
-        cand = f"BM25 top-{c.get('k', T.DASH)}, rerank_k {c.get('rerank_k', T.DASH)}" if c else "not recorded"
+        cand = "not recorded"
     lines.append(T.bullet("Candidate stage", cand))
     lines.append(T.bullet("Objectives", ", ".join(study.objectives)))
     lines.append(T.bullet("Seeds", ", ".join(T.plain(s) for s in study.column_values("seed")) or T.DASH))
@@ -115,7 +118,7 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     lines += [T.md_table(["eval set", "domain", "collection", "split", "queries evaluated", "max_queries"], rows,
                          "llllrr"), ""]
     lines += ["### Model ladder", ""]
-    ladder = (exp.get("grid") or {}).get("ladder") if isinstance(exp.get("grid"), dict) else None
+    ladder = planned.ladder if planned else cfg.get("ladder")
     ladder = ladder or cfg.get("ladder")
     if ladder:
         lines += [f"Ladder `{ladder}`. N is the number of non-embedding parameters (the x axis of every fit).", ""]
@@ -137,9 +140,10 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
 
 def hardware(study: Study) -> list[str]:
     lines = ["### Hardware and wall time", ""]
-    hw = study.experiment.get("hardware") if isinstance(study.experiment.get("hardware"), dict) else {}
-    if hw:
-        lines.append(T.bullet("Experiment [hardware]", ", ".join(f"{k} = {hw[k]}" for k in sorted(hw))))
+    if study.experiment:
+        hw, default = dataclasses.asdict(study.experiment.hardware), dataclasses.asdict(Hardware())
+        shown = {k: v for k, v in hw.items() if k == "workers" or v != default[k]}
+        lines.append(T.bullet("Experiment [hardware]", ", ".join(f"{k} = {shown[k]}" for k in sorted(shown))))
     threads = sorted({str(c.get("threads")) for c in study.configs() if c.get("threads") is not None})
     if threads:
         lines.append(T.bullet("Torch threads per cell (config `threads`)", ", ".join(threads)))

@@ -1,24 +1,23 @@
 """Gather the facts of a study folder: its table, its experiment file, its cells.
 
-Reads only what the grid wrote (see :mod:`rerank_scaling.grid.store`)::
-
-    DIR/results.parquet   the tidy table (collected first when missing but cells exist)
-    DIR/experiment.toml   the experiment file (optional: the report says what it lacks)
-    DIR/cells/<run>/      config.json, status.json, data.json of every cell (optional)
-
-Everything is sorted, so two reads of the same folder give the same facts.
+Reads only what the grid wrote, through :class:`rerank_scaling.rundir.StudyFolder`
+(the tidy table, collected first when missing but cells exist; the experiment
+file, optional: the report says what it lacks; every cell's config, status
+and data files, optional). Everything is sorted, so two reads of the same
+folder give the same facts.
 """
 
 from __future__ import annotations
 
-import json
-import tomllib
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
+from rerank_scaling.config import Experiment, load_experiment
 from rerank_scaling.errors import UserError
+from rerank_scaling.rundir import CellState, StudyFolder
 from rerank_scaling.scaling import lower_is_better, run_values
 from rerank_scaling.scaling.table import load_results
 
@@ -32,17 +31,6 @@ def metric_order(metrics) -> list[str]:
         return (lower_is_better(m), METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m)
 
     return sorted(set(metrics), key=key)
-
-
-@dataclass(frozen=True)
-class Cell:
-    run: str
-    state: str  # done | failed | running | pending | unreadable
-    reason: str = ""
-    seconds: float | None = None
-    config: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    hardware: dict = field(default_factory=dict)  # status.json "hardware": device, torch, threads, host
 
 
 @dataclass(frozen=True)
@@ -66,10 +54,10 @@ class Study:
     collected: bool  # results.parquet was written by this report (it was missing)
     name: str
     description: str
-    experiment: dict
+    experiment: Experiment | None
     experiment_note: str
     table: pl.DataFrame  # normalised by the analyzer (exposure, run, baseline columns added)
-    cells: tuple[Cell, ...]
+    cells: tuple[CellState, ...]
     eval_sets: tuple[EvalSetInfo, ...]
     finals: pl.DataFrame = field(init=False)  # one row per reranker run x eval set x metric: final value
 
@@ -127,57 +115,22 @@ class Study:
     def configs(self) -> list[dict]:
         return [c.config for c in self.cells if c.config]
 
-    def cells_in(self, state: str) -> list[Cell]:
+    def cells_in(self, state: str) -> list[CellState]:
         return [c for c in self.cells if c.state == state]
 
 
-def _read_json(path: Path) -> dict:
+def _experiment(folder: StudyFolder) -> tuple[Experiment | None, str]:
+    if not folder.experiment.exists():
+        return None, "no experiment.toml in the study folder"
     try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        return load_experiment(folder.experiment), ""
+    except UserError as exc:
+        return None, f"experiment.toml could not be read ({exc})"
 
 
-def read_cells(folder: Path) -> tuple[Cell, ...]:
-    cells_dir = folder / "cells"
-    if not cells_dir.is_dir():
-        return ()
-    out = []
-    for sub in sorted(p for p in cells_dir.iterdir() if p.is_dir()):
-        config, data = _read_json(sub / "config.json"), _read_json(sub / "data.json")
-        status_path = sub / "status.json"
-        if status_path.exists():
-            status = _read_json(status_path)
-            state = str(status.get("state", "unreadable")) if status else "unreadable"
-            reason = str(status.get("reason", "")) if status else "status.json is not valid JSON"
-            seconds = status.get("seconds")
-            seconds = float(seconds) if isinstance(seconds, (int, float)) else None
-            hardware = status.get("hardware") if status and isinstance(status.get("hardware"), dict) else {}
-        else:  # (imported here: the grid store pulls in torch, which a finished study does not need)
-            from rerank_scaling.grid.store import is_locked
-
-            state = "running" if is_locked(sub) else "pending"
-            reason, seconds, hardware = "", None, {}
-        out.append(Cell(sub.name, state, reason, seconds, config, data, hardware))
-    return tuple(out)
-
-
-def _experiment(folder: Path) -> tuple[dict, str]:
-    path = folder / "experiment.toml"
-    if not path.exists():
-        return {}, "no experiment.toml in the study folder"
-    try:
-        return tomllib.loads(path.read_text()), ""
-    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-        return {}, f"experiment.toml could not be read ({' '.join(str(exc).split())})"
-
-
-def _eval_sets(table: pl.DataFrame, experiment: dict, cells: tuple[Cell, ...]) -> tuple[EvalSetInfo, ...]:
-    specs = {}
-    for spec in experiment.get("eval", []) if isinstance(experiment.get("eval"), list) else []:
-        if isinstance(spec, dict) and "name" in spec:
-            specs[str(spec["name"])] = spec
+def _eval_sets(table: pl.DataFrame, experiment: Experiment | None,
+               cells: tuple[CellState, ...]) -> tuple[EvalSetInfo, ...]:
+    specs = {spec.name: dataclasses.asdict(spec) for spec in (experiment.evals if experiment else ())}
     for cell in cells:  # config.json of cells fill in what the experiment file lacks
         for spec in cell.config.get("evals", []) or []:
             if isinstance(spec, dict) and "name" in spec:
@@ -206,29 +159,28 @@ def _eval_sets(table: pl.DataFrame, experiment: dict, cells: tuple[Cell, ...]) -
 
 def load_study(folder: Path | str) -> Study:
     """Read a study folder (collecting ``results.parquet`` first if only cells exist)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such study folder")
-    results = folder / "results.parquet"
+    study = StudyFolder(folder)
+    if not study.path.is_dir():
+        raise UserError(f"{study.path}: no such study folder")
+    results = study.results
     collected = False
     if not results.exists():
-        cells_dir = folder / "cells"
-        if not cells_dir.is_dir() or not any(p.is_dir() for p in cells_dir.iterdir()):
-            raise UserError(f"{folder}: no results.parquet and no cells/ to collect it from "
+        if not study.cells():
+            raise UserError(f"{study.path}: no results.parquet and no cells/ to collect it from "
                             "(run `rerank-scaling grid run` first)")
-        from rerank_scaling.grid.store import collect
+        from rerank_scaling.results import collect
 
-        collect(folder)
+        collect(study.path)
         collected = True
     table = load_results(results)
     if table.filter(~pl.col("baseline")).height == 0:
         raise UserError(f"{results}: no reranker rows (only the BM25 baseline), nothing to report")
-    experiment, note = _experiment(folder)
-    cells = read_cells(folder)
-    study = experiment.get("study", {}) if isinstance(experiment.get("study"), dict) else {}
+    experiment, note = _experiment(study)
+    cells = tuple(cell.state() for cell in study.cells())
     return Study(
-        folder=folder, results_path=results, collected=collected,
-        name=str(study.get("name") or folder.resolve().name), description=str(study.get("description", "")),
+        folder=study.path, results_path=results, collected=collected,
+        name=(experiment.study.name if experiment else None) or study.path.resolve().name,
+        description=experiment.description if experiment else "",
         experiment=experiment, experiment_note=note, table=table, cells=cells,
         eval_sets=_eval_sets(table, experiment, cells),
     )

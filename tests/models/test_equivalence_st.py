@@ -28,9 +28,10 @@ import torch
 st = pytest.importorskip("sentence_transformers")
 from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, ListNetLoss  # noqa: E402
 
-from rerank_scaling.models import ModelSpec, load_cross_encoder  # noqa: E402
+from rerank_scaling.models.cross_encoder import load_cross_encoder  # noqa: E402
+from rerank_scaling.models.ladder import ModelSpec  # noqa: E402
 from rerank_scaling.models.cross_encoder import _BertRunner  # noqa: E402
-from rerank_scaling.objectives import BCE, ListNet  # noqa: E402
+from rerank_scaling.objectives.reranking import BCE, ListNet  # noqa: E402
 
 MAX_LENGTH = 96  # short enough that most Cranfield pairs are truncated: truncation must agree too
 GROUP = 10

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rerank_scaling.candidates import read_trec_qrels, read_trec_run, write_trec_run
+from rerank_scaling.candidates import read_trec_run, write_trec_run
 from rerank_scaling.errors import UserError
 
 
@@ -51,12 +51,3 @@ def test_missing_file_and_bad_tag(tmp_path: Path):
     with pytest.raises(UserError, match="run tag"):
         write_trec_run(tmp_path / "r", {"q": [("d", 1.0)]}, "two words")
     assert not (tmp_path / "r").exists()
-
-
-def test_read_qrels(tmp_path: Path):
-    path = tmp_path / "qrels.txt"
-    path.write_text("1 0 184 2\n1 0 486 -1\n2 0 12 1\n")
-    assert read_trec_qrels(path) == {"1": {"184": 2, "486": -1}, "2": {"12": 1}}
-    path.write_text("1 0 184\n")
-    with pytest.raises(UserError, match=r"qrels\.txt:1: expected 4 fields"):
-        read_trec_qrels(path)

@@ -34,7 +34,7 @@ def test_split_independent_of_hash_seed():
         "import json; from rerank_scaling.data.splits import split_queries;"
         "print(json.dumps(split_queries([str(i) for i in range(50)], seed=3)))"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     outs = [
         json.loads(
             subprocess.run(

@@ -1,4 +1,4 @@
-"""Grid runner: experiment validation, local/submitit execution, kill + resume, collect."""
+"""Grid runner: scheduling, data checks, local/submitit execution, kill + resume, collect."""
 
 import dataclasses
 import os
@@ -12,80 +12,14 @@ import polars as pl
 import pytest
 
 from rerank_scaling.cli import main
+from rerank_scaling.config import load_experiment
 from rerank_scaling.errors import UserError
+from rerank_scaling.grid.checks import check_data
 from rerank_scaling.grid.cli import cell_cost, run_grid, schedule
-from rerank_scaling.grid.experiment import check_data, load_experiment
-from rerank_scaling.grid.store import collect, study_states
+from rerank_scaling.results import collect
+from rerank_scaling.rundir import StudyFolder
 
-TINY = """
-[study]
-name = "tiny"
-
-[data]
-train_collection = "cranfield"
-data_root = "{shared}"
-cache_dir = "{cache}"
-
-[[eval]]
-name = "cranfield-test"
-collection = "cranfield"
-split = "test"
-max_queries = 4
-in_domain = true
-
-[[eval]]
-name = "cisi"
-collection = "{shared}/beir/cisi"
-max_queries = 3
-
-[candidates]
-k = 20
-rerank_k = 8
-
-[grid]
-ladder = "scratch"
-sizes = ["L1-H64", "L2-H128"]
-budgets = [10]
-objectives = ["pointwise", "listwise"]
-seeds = [0]
-
-[train]
-steps = {steps}
-batch_size = 2
-n_negatives = 3
-max_length = 48
-eval_every = 2
-ce_negatives = 4
-lr = 1e-3
-warmup_steps = 1
-
-[hardware]
-workers = 1
-threads_per_worker = 1
-"""
-
-
-@pytest.fixture()
-def write_experiment(tmp_path, shared_root):
-    cache = tmp_path / "cache"
-
-    def write(text: str = TINY, steps: int = 4, name: str = "exp.toml") -> Path:
-        path = tmp_path / name
-        path.write_text(text.format(shared=shared_root, cache=cache, steps=steps))
-        return path
-
-    return write
-
-
-def test_experiment_expands_into_validated_cells(write_experiment):
-    exp = load_experiment(write_experiment())
-    assert len(exp.cells) == 2 * 2
-    assert {(c.size, c.objective) for c in exp.cells} == {
-        (s, o) for s in ("L1-H64", "L2-H128") for o in ("pointwise", "listwise")
-    }
-    assert all(c.threads == 1 and c.rerank_k == 8 and c.budget == 10 for c in exp.cells)
-    assert len({c.run_id for c in exp.cells}) == 4
-
+from conftest import TINY
 
 def test_cells_are_scheduled_largest_rung_first(write_experiment):
     cells = load_experiment(write_experiment()).cells
@@ -98,27 +32,6 @@ def test_cells_are_scheduled_largest_rung_first(write_experiment):
         (1, "L2-H128"), (1, "L2-H128"), (1, "L1-H64"), (1, "L1-H64")]  # whole replicates first
     longer = dataclasses.replace(cells[0], steps=cells[0].steps * 10)
     assert cell_cost(longer) > cell_cost(cells[0])
-
-
-@pytest.mark.parametrize(
-    "old,new,message",
-    [
-        ('objectives = ["pointwise", "listwise"]', 'objectives = ["pointwise", "softmax"]',
-         "grid.objectives: unknown objective 'softmax'"),
-        ('sizes = ["L1-H64", "L2-H128"]', 'sizes = ["L1-H64", "L3-H99"]', "size 'L3-H99' is not in ladder 'scratch'"),
-        ("batch_size = 2", "batch_sise = 2", "unknown key 'batch_sise' in [train]"),
-        ("[hardware]", "[hardwire]", "unknown section [hardwire]"),
-        ("budgets = [10]", 'budgets = [-3]', "a budget must be a positive integer or \"all\", got -3"),
-        ("steps = {steps}", 'steps = "many"', "steps must be a positive integer, got 'many'"),
-        ('split = "test"', 'split = "test"\nsplit = "dev"', "invalid TOML"),
-    ],
-)
-def test_malformed_experiments_fail_with_one_line_naming_key_and_value(write_experiment, old, new, message):
-    path = write_experiment(TINY.replace(old, new))
-    with pytest.raises(UserError) as err:
-        load_experiment(path)
-    text = str(err.value)
-    assert message in text and str(path) in text and "\n" not in text
 
 
 def test_budget_larger_than_the_training_set_is_caught_before_training(write_experiment):
@@ -138,7 +51,7 @@ def test_cli_reports_bad_experiment_as_one_line(write_experiment, capsys, tmp_pa
 def test_grid_runs_collects_and_skips_finished_cells(write_experiment, tmp_path):
     out = tmp_path / "study"
     run_grid(write_experiment(), out, workers=2)
-    states = study_states(out)
+    states = StudyFolder(out).states()
     assert [s.state for s in states] == ["done"] * 4
     table, path = collect(out)
     assert path == out / "results.parquet"
@@ -151,19 +64,19 @@ def test_grid_runs_collects_and_skips_finished_cells(write_experiment, tmp_path)
     started = time.perf_counter()
     run_grid(write_experiment(), out, workers=2)
     assert time.perf_counter() - started < 20  # nothing is retrained, no worker is spawned
-    after = {s.run: (out / "cells" / s.run / "metrics.parquet").stat().st_mtime_ns for s in study_states(out)}
+    after = {s.run: (out / "cells" / s.run / "metrics.parquet").stat().st_mtime_ns for s in StudyFolder(out).states()}
     assert before == after
 
 
 def test_failing_cell_is_recorded_and_others_finish(write_experiment, tmp_path, monkeypatch, capsys):
     import torch
 
-    from rerank_scaling.objectives import BCE
+    from rerank_scaling.objectives.reranking import BCE
 
     monkeypatch.setattr(BCE, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
     out = tmp_path / "study"
     run_grid(write_experiment(), out, workers=1)  # in-process, so the patch applies
-    states = {s.run: s for s in study_states(out)}
+    states = {s.run: s for s in StudyFolder(out).states()}
     failed = [s for s in states.values() if s.state == "failed"]
     assert len(failed) == 2 and all("pointwise" in s.run and "non-finite loss" in s.reason for s in failed)
     assert sum(s.state == "done" for s in states.values()) == 2
@@ -178,7 +91,7 @@ def test_submitit_executor_runs_cells(write_experiment, tmp_path):
         'objectives = ["pointwise", "listwise"]', 'objectives = ["listwise"]')
     out = tmp_path / "study"
     run_grid(write_experiment(text, steps=2), out, executor="submitit-debug")
-    assert [s.state for s in study_states(out)] == ["done"]
+    assert [s.state for s in StudyFolder(out).states()] == ["done"]
 
 
 def _run_cli(args, env):
@@ -200,7 +113,7 @@ def test_sigkill_twice_then_rerun_equals_uninterrupted_run(write_experiment, tmp
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert any(s.state != "done" for s in study_states(killed))
+    assert any(s.state != "done" for s in StudyFolder(killed).states())
     assert main(["grid", "run", str(exp), "--out", str(killed)]) == 0
     clean = tmp_path / "clean"
     assert main(["grid", "run", str(exp), "--out", str(clean)]) == 0

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from rerank_scaling.errors import UserError
-from rerank_scaling.models import ModelSpec, load_cross_encoder, parameter_counts
-from rerank_scaling.models.ladder import minilm_path
+from rerank_scaling.models.backbone import minilm_path, parameter_counts
+from rerank_scaling.models.cross_encoder import load_cross_encoder
+from rerank_scaling.models.ladder import ModelSpec
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from rerank_scaling.candidates import read_trec_run
 from rerank_scaling.cli import main
 from rerank_scaling.errors import UserError
-from rerank_scaling.pipeline.config import EvalSpec, RunConfig
+from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.pipeline.run import train_run
 from rerank_scaling.results import SCHEMA
 
@@ -90,7 +90,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished, tiny, tmp_path):
 def test_nan_loss_is_recorded_as_a_failure(tiny, tmp_path, monkeypatch):
     import torch
 
-    from rerank_scaling.objectives import ListNet
+    from rerank_scaling.objectives.reranking import ListNet
 
     monkeypatch.setattr(ListNet, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
     status = train_run(tiny, tmp_path)

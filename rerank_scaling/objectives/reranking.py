@@ -1,4 +1,4 @@
-"""Training objectives over one tensor shape.
+"""Reranking objectives over one tensor shape (registered in :mod:`rerank_scaling.objectives`).
 
 Every objective sees the same training instance: a *query group* of one
 relevant document followed by ``n`` negatives from the candidate list, scored
@@ -14,32 +14,16 @@ Only the loss differs, so objectives are compared on identical data:
 ``lambda``     LambdaRank-style: RankNet pairs weighted by ``|delta NDCG|`` of
                swapping them in the current ranking (a LambdaLoss relative).
 
-The hierarchy mirrors lightning-ir's scoring / pairwise / listwise split.
+Every tensor a loss makes follows its inputs' device and dtype.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import torch
 import torch.nn.functional as F
 
-from rerank_scaling.errors import UserError
 
-
-class Objective(ABC):
-    name: str = ""
-
-    @abstractmethod
-    def __call__(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss of a ``[B, G]`` batch of query groups."""
-
-
-class PointwiseObjective(Objective):
-    """Losses over single (query, doc) scores."""
-
-
-class PairwiseObjective(Objective):
+class PairwiseObjective:
     """Losses over pairs of documents of the same query."""
 
     @staticmethod
@@ -57,25 +41,19 @@ class PairwiseObjective(Objective):
         return losses.sum() / weights.sum().clamp_min(1e-12)
 
 
-class ListwiseObjective(Objective):
-    """Losses over a whole query group."""
-
-
-class BCE(PointwiseObjective):
-    name = "pointwise"
+class BCE:
+    """Pointwise binary cross-entropy, label = grade > 0."""
 
     def __call__(self, scores, labels):
         return F.binary_cross_entropy_with_logits(scores, (labels > 0).to(scores.dtype))
 
 
 class RankNet(PairwiseObjective):
-    name = "pairwise"
+    """RankNet over every pair with ``label_i > label_j``."""
 
 
 class LambdaRank(PairwiseObjective):
     """RankNet pairs weighted by |delta NDCG| of swapping them (linear gains)."""
-
-    name = "lambda"
 
     def pair_weights(self, scores, labels):
         gains = labels.clamp_min(0).to(scores.dtype)
@@ -83,7 +61,7 @@ class LambdaRank(PairwiseObjective):
             ranks = scores.argsort(dim=1, descending=True).argsort(dim=1).to(scores.dtype)
             discount = 1.0 / torch.log2(ranks + 2.0)
             ideal = (gains.sort(dim=1, descending=True).values / torch.log2(
-                torch.arange(gains.shape[1], dtype=scores.dtype) + 2.0
+                torch.arange(gains.shape[1], dtype=scores.dtype, device=scores.device) + 2.0
             )).sum(1).clamp_min(1e-12)
             delta = (gains[:, :, None] - gains[:, None, :]).abs() * (
                 discount[:, :, None] - discount[:, None, :]
@@ -91,8 +69,8 @@ class LambdaRank(PairwiseObjective):
         return self.pair_mask(labels).to(scores.dtype) * delta
 
 
-class ListNet(ListwiseObjective):
-    name = "listwise"
+class ListNet:
+    """Softmax cross-entropy against softmax(labels) over the relevant documents."""
 
     def __call__(self, scores, labels):
         relevant = labels > 0
@@ -100,11 +78,3 @@ class ListNet(ListwiseObjective):
         target = torch.softmax(target_logits, dim=1)
         return -(target * torch.log_softmax(scores, dim=1)).sum(1).mean()
 
-
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (BCE, RankNet, ListNet, LambdaRank)}
-
-
-def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise UserError(f"unknown objective '{name}' (choose from {', '.join(OBJECTIVES)})")
-    return OBJECTIVES[name]()

@@ -1,0 +1,189 @@
+"""The typed configuration of one run (a grid cell): every key declared once, here.
+
+Each field says where it sits in an experiment file and how it is checked
+(see :mod:`rerank_scaling.config.fields`); the experiment parser, the
+``train`` flags and the report's settings table are derived from these
+fields. Torch-free: the analysis side reads configs too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rerank_scaling.config.fields import check_all, hints, setting, settings
+from rerank_scaling.errors import UserError
+
+DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
+
+Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
+Pooling = Literal["cls", "mean"]
+Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+
+
+def _ladders() -> tuple[str, ...]:
+    from rerank_scaling.models.ladder import LADDERS
+
+    return (*LADDERS, "hf")
+
+
+def _objectives() -> tuple[str, ...]:
+    from rerank_scaling.objectives import OBJECTIVES
+
+    return tuple(OBJECTIVES)
+
+
+def _families() -> tuple[str, ...]:
+    from rerank_scaling.models import FAMILIES
+
+    return tuple(FAMILIES)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """An evaluation set: a collection (and split), in-domain or not.
+
+    ``split`` names a split of the collection's judged queries made by
+    :func:`rerank_scaling.data.splits.split_queries` (used where a collection
+    has one judged set, e.g. Cranfield). ``max_queries`` keeps a deterministic
+    subset of the queries, for CPU budgets.
+    """
+
+    name: str = setting(section="eval", doc="name of the set in tables")
+    collection: str = setting(section="eval", doc="ir_datasets id or BEIR folder")
+    split: str | None = setting(None, section="eval", doc="split of the judged queries (train/dev/test)")
+    max_queries: int | None = setting(None, section="eval", min=1, doc="keep a seeded subset of this many")
+    in_domain: bool = setting(False, section="eval", doc="the training domain")
+
+    def __post_init__(self) -> None:
+        check_all(self)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # data
+    train_collection: str = setting("cranfield", section="data")
+    train_split: str | None = setting("train", section="data", doc="None: every judged query")
+    split_fractions: tuple[tuple[str, float], ...] = setting(
+        (("train", 0.6), ("dev", 0.2), ("test", 0.2)), section="data", flag=False)
+    split_seed: int = setting(0, section="data", doc="fixed across runs so every run sees the same split")
+    data_root: str | None = setting(None, section="data", path=True, doc="folder laid out like ../shared (offline data)")
+    cache_dir: str | None = setting(None, section="data", path=True)
+    # the grid's axes
+    family: str = setting("cross-encoder", section="grid", choices=_families, label="model family")
+    ladder: str = setting("minilm", section="grid", choices=_ladders, label="ladder")
+    size: str = setting("2L", section="grid", axis="sizes")
+    objective: str = setting("listwise", section="grid", axis="objectives", choices=_objectives, label="objective")
+    supervision: Supervision = setting("human", section="grid", axis="supervision", label="supervision")
+    budget: int | None = setting(None, section="grid", axis="budgets", min=1, doc="training queries; None: all")
+    seed: int = setting(0, section="grid", axis="seeds")
+    # candidates
+    candidates_k: int = setting(100, section="candidates", key="k", min=1,
+                                doc="BM25 depth for training negatives and CE negatives")
+    candidates_run: str | None = setting(None, section="candidates", key="run", path=True,
+                                         doc="a TREC run file to use instead of BM25 (eval sets)")
+    rerank_k: int = setting(100, section="candidates", min=1, doc="how many candidates are reranked at evaluation")
+    # model + objective
+    n_negatives: int = setting(10, section="train", min=1)
+    max_length: int = setting(256, section="train", min=1)
+    max_query_length: int = setting(64, section="train", min=1)
+    chunk_size: int | None = setting(None, section="train", min=1)
+    pooling: Pooling | None = setting(None, section="train", label="pooling",
+                                      doc="None: the ladder's default (mean for minilm, cls otherwise)")
+    # optimisation
+    steps: int = setting(100, section="train", min=1)
+    batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
+    lr: float = setting(5e-5, section="train", above=0)
+    weight_decay: float = setting(0.01, section="train", min=0)
+    warmup_steps: int = setting(10, section="train", min=0)
+    precision: Precision | None = setting(None, section="train", label="precision",
+                                          doc="None: bf16-mixed on GPU, 32-true on CPU")
+    # evaluation
+    evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
+                                          section="eval", flag=False, tables=True)
+    eval_every: int = setting(25, section="train", min=1)
+    metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train")
+    ce_negatives: int = setting(64, section="train", min=1)
+    eval_batch_size: int = setting(64, section="train", min=1)
+    threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def model(self):
+        from rerank_scaling.models.ladder import ModelSpec
+
+        return ModelSpec(self.ladder, self.size)
+
+    @property
+    def run_id(self) -> str:
+        budget = "all" if self.budget is None else str(self.budget)
+        return f"{self.model.name}__{self.objective}__{self.supervision}__b{budget}__s{self.seed}".replace("/", "_")
+
+    def validate(self) -> "RunConfig":
+        """Every value's type and range, then the rules between values (also run on construction)."""
+        check_all(self)
+        self.model.validate()
+        if self.rerank_k > self.candidates_k:
+            raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
+        if not self.evals:
+            raise UserError("at least one evaluation set is needed")
+        names = [e.name for e in self.evals]
+        if len(set(names)) != len(names):
+            raise UserError(f"evaluation set names must be unique, got {names}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "RunConfig":
+        """A checked config from plain values (config.json, TOML, flags); errors start with ``where``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"{where}: unknown key '{unknown[0]}'")
+        data = dict(data)
+        try:
+            if "evals" in data:
+                if not isinstance(data["evals"], (list, tuple)):
+                    raise UserError(f"evals must be a list of tables, got {data['evals']!r}")
+                data["evals"] = tuple(eval_spec(e) for e in data["evals"])
+            if isinstance(data.get("split_fractions"), dict):
+                data["split_fractions"] = tuple(data["split_fractions"].items())
+            elif "split_fractions" in data:
+                data["split_fractions"] = tuple(tuple(x) for x in data["split_fractions"])
+            return cls(**data)
+        except UserError as exc:
+            message = str(exc)
+            raise (exc if message.startswith(where) else UserError(f"{where}: {message}")) from None
+
+    def fractions(self) -> dict[str, float]:
+        return dict(self.split_fractions)
+
+
+def eval_spec(raw: Any) -> EvalSpec:
+    """An :class:`EvalSpec` from a table (unknown and missing keys named)."""
+    if isinstance(raw, EvalSpec):
+        return raw
+    if not isinstance(raw, dict):
+        raise UserError(f"each evaluation set must be a table, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(EvalSpec)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"unknown key '{unknown[0]}' in evaluation set {raw.get('name', '?')!r}")
+    for key in ("name", "collection"):
+        if key not in raw:
+            raise UserError(f"evaluation set {raw!r} lacks '{key}'")
+    return EvalSpec(**raw)
+
+
+def train_settings() -> tuple[str, ...]:
+    """The [train] keys, in declaration order (the report's settings table)."""
+    return tuple(f.name for f in settings(RunConfig) if f.metadata["section"] == "train")
+
+
+def run_field_hint(name: str):
+    return hints(RunConfig)[name]

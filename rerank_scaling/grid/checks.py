@@ -1,0 +1,40 @@
+"""Check a grid's data before any cell starts: every collection loads, every budget fits.
+
+Also warms the on-disk caches (collections, BM25 candidates) so that cells
+running in parallel find them ready.
+"""
+
+from __future__ import annotations
+
+from rerank_scaling.config import Experiment, RunConfig
+from rerank_scaling.errors import UserError
+
+
+def _fail(experiment: Experiment, message: str) -> UserError:
+    return UserError(f"{experiment.path}: {message}")
+
+
+def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> dict[str, int]:
+    """Load every collection and count training queries; fail on any bad budget or set."""
+    from rerank_scaling.pipeline.prepare import evaluation_key, evaluation_set, training_key, training_set
+
+    available: dict[str, int] = {}
+    seen_train, seen_eval = set(), set()
+    for cell in experiment.cells if cells is None else cells:
+        key = training_key(cell)
+        if key not in seen_train:
+            seen_train.add(key)
+            try:
+                tset, _ = training_set(cell)
+            except UserError as exc:
+                raise _fail(experiment, str(exc)) from None
+            available[cell.run_id] = len(tset.collection.queries)
+        for spec in cell.evals:
+            ekey = evaluation_key(cell, spec)
+            if ekey not in seen_eval:
+                seen_eval.add(ekey)
+                try:
+                    evaluation_set(cell, spec)
+                except UserError as exc:
+                    raise _fail(experiment, f"eval '{spec.name}': {exc}") from None
+    return available

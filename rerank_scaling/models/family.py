@@ -1,0 +1,59 @@
+"""What a model family is: the contract training, evaluation and the grid talk to.
+
+A family (today ``cross-encoder``; next bi-encoders and sparse encoders) is
+one module that provides a :class:`ModelFamily` and registers it in
+:data:`rerank_scaling.models.FAMILIES`. Nothing outside that module knows how
+it tokenises or pools. Torch-free: the protocol names tensors only in
+annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+    from rerank_scaling.config import RunConfig
+    from rerank_scaling.data.types import Collection
+    from rerank_scaling.examples import Group
+
+
+class Model(Protocol):
+    """A trainable scorer (a ``torch.nn.Module``) of one family."""
+
+    def warm(self, queries: Sequence[str], docs: Sequence[str]) -> None:
+        """Tokenise texts it will see, in a few batched calls (a cache; optional speed-up)."""
+
+    def training_batch(self, groups: Sequence[Group], collection: Collection) -> dict[str, Any]:
+        """Collated inputs of ``groups`` (``"inputs"``), their graded ``"labels"`` ``[B, G]``,
+        and the number of ``"tokens"`` processed (for FLOPs)."""
+
+    def group_scores(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Scores in the layout the family's objectives expect (``[B, G]`` for query groups)."""
+
+    def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Scores of (query, doc) pairs, in input order (evaluation; no gradients)."""
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """``(non_embedding, total)`` parameters (N is the first)."""
+
+    def training_flops(self, tokens: int) -> float:
+        """Training FLOPs for ``tokens`` processed (``6 * N * tokens`` for one transformer)."""
+
+    def save(self, folder: Path) -> None:
+        """Write the model so that its family's ``load`` gives the same scores back."""
+
+
+class ModelFamily(Protocol):
+    name: str
+    layout: str  # the score layout of group_scores: "groups" = [B, 1 + n] per query group
+
+    def build(self, config: RunConfig) -> Model:
+        """The config's ladder rung, new heads drawn from ``config.seed``."""
+
+    def load(self, folder: Path) -> Model:
+        """A model written by :meth:`Model.save`."""

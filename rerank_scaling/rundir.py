@@ -1,0 +1,303 @@
+"""The run folder and the study folder: every file name, every state, one owner.
+
+A run (a grid cell) writes into one folder; everything that looks at a run
+(the pipeline that writes it, the grid that schedules it, the report that
+reads it) goes through :class:`RunFolder`::
+
+    config.json             the resolved RunConfig
+    data.json               training/evaluation query ids, split, data counts
+    metrics.parquet         tidy table (rerank_scaling.results), all checkpoints
+    baseline.parquet        BM25 on the same candidate lists, same schema
+    runs/<eval>.trec        final reranked run per evaluation set
+    train_log.jsonl         step, loss, lr, tokens seen, seconds
+    checkpoints/last.ckpt   resumable Lightning checkpoint (removed when done)
+    status.json             {"state": "done" | "failed", "reason", "seconds", ...}, written last
+    .lock                   held (flock) by the process running the cell
+
+A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
+
+    experiment.toml         a copy of the experiment file that made the study
+    cells/<run_id>/         one run folder each
+    results.parquet         every finished cell's rows + the BM25 baseline
+
+States: *done* / *failed* once ``status.json`` exists (*unreadable* if it is
+not valid JSON); *running* while a process holds the lock; else *pending*
+(possibly with a checkpoint to resume from). Torch-free and polars-free.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rerank_scaling.data.util import atomic_write_text
+from rerank_scaling.errors import UserError
+
+State = Literal["done", "failed", "running", "pending", "unreadable"]
+FINISHED: tuple[State, ...] = ("done", "failed", "unreadable")
+
+
+def to_json(obj) -> str:
+    """The one JSON layout of the run files (sorted keys, NaN/inf as null)."""
+    return json.dumps(_finite(obj), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _step_of(line: str, default: int) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return default
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ``{}`` when missing or not a valid object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class CellState:
+    """What a run folder says about its run."""
+
+    run: str
+    state: State
+    step: int = 0
+    steps: int = 0
+    reason: str = ""
+    seconds: float | None = None
+    final: dict | None = None
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    hardware: dict = field(default_factory=dict)  # status.json "hardware": device, torch, threads, peak RSS
+
+    @property
+    def in_domain(self) -> tuple[str, ...]:
+        """Names of the run's in-domain evaluation sets."""
+        return tuple(e["name"] for e in self.config.get("evals", []) if isinstance(e, dict) and e.get("in_domain"))
+
+
+class RunFolder:
+    CONFIG = "config.json"
+    DATA = "data.json"
+    METRICS = "metrics.parquet"
+    BASELINE = "baseline.parquet"
+    RUNS = "runs"
+    LOG = "train_log.jsonl"
+    CHECKPOINTS = "checkpoints"
+    STATUS = "status.json"
+    LOCK = ".lock"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    # file names
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def data(self) -> Path:
+        return self.path / self.DATA
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def baseline(self) -> Path:
+        return self.path / self.BASELINE
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def status(self) -> Path:
+        return self.path / self.STATUS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    def run_file(self, eval_set: str) -> Path:
+        return self.path / self.RUNS / f"{eval_set}.trec"
+
+    # writing
+    def create(self) -> None:
+        for sub in (self.path, self.path / self.RUNS, self.checkpoints):
+            sub.mkdir(parents=True, exist_ok=True)
+
+    def write_json(self, path: Path, obj) -> None:
+        atomic_write_text(path, to_json(obj))
+
+    def write_status(self, status: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.write_json(self.status, status)
+
+    def append_log(self, record: dict) -> None:
+        with open(self.log, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def trim_log(self, last_step: int) -> None:
+        """Drop log lines past the checkpoint a run resumes from (they will be redone),
+        and a line torn by a crash while it was appended."""
+        if self.log.exists():
+            keep = [line for line in self.log.read_text().splitlines() if _step_of(line, last_step + 1) <= last_step]
+            atomic_write_text(self.log, "".join(line + "\n" for line in keep))
+
+    def clear_checkpoints(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
+
+    # reading
+    def read_status(self) -> dict | None:
+        """``status.json`` as a dict; None while the run is unfinished."""
+        if not self.status.exists():
+            return None
+        status = read_json(self.status)
+        return status if "state" in status else {"state": "unreadable", "reason": "status.json is not valid JSON"}
+
+    def read_config(self) -> dict:
+        return read_json(self.config)
+
+    def last_step(self) -> int:
+        """The last step in the training log (0 without one; a torn last line is skipped)."""
+        if not self.log.exists():
+            return 0
+        with open(self.log, "rb") as fh:
+            try:
+                fh.seek(-400, os.SEEK_END)
+            except OSError:
+                fh.seek(0)
+            lines = [line for line in fh.read().decode(errors="ignore").splitlines() if line.strip()]
+        for line in reversed(lines):
+            step = _step_of(line, -1)
+            if step >= 0:
+                return step
+        return 0
+
+    @contextmanager
+    def lock(self):
+        """An exclusive lock on the run (released by the OS if its holder dies)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path / self.LOCK, "w")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+        finally:
+            fh.close()
+
+    def is_locked(self) -> bool:
+        path = self.path / self.LOCK
+        if not path.exists():
+            return False
+        with open(path, "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+    def state(self) -> CellState:
+        config = self.read_config()
+        steps = int(config.get("steps", 0) or 0)
+        status = self.read_status()
+        if status is None:
+            state: State = "running" if self.is_locked() else "pending"
+            return CellState(self.name, state, self.last_step(), steps, config=config)
+        seconds = status.get("seconds")
+        hardware = status.get("hardware")
+        return CellState(
+            self.name, status["state"] if status["state"] in FINISHED else "unreadable",
+            steps if status["state"] == "done" else self.last_step(), steps, str(status.get("reason", "")),
+            float(seconds) if isinstance(seconds, (int, float)) else None,
+            status.get("final") if isinstance(status.get("final"), dict) else None,
+            config, read_json(self.data), hardware if isinstance(hardware, dict) else {},
+        )
+
+
+class StudyFolder:
+    EXPERIMENT = "experiment.toml"
+    CELLS = "cells"
+    RESULTS = "results.parquet"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @property
+    def experiment(self) -> Path:
+        return self.path / self.EXPERIMENT
+
+    @property
+    def results(self) -> Path:
+        return self.path / self.RESULTS
+
+    @property
+    def cells_dir(self) -> Path:
+        return self.path / self.CELLS
+
+    def cell(self, run_id: str) -> RunFolder:
+        return RunFolder(self.cells_dir / run_id)
+
+    def cells(self) -> list[RunFolder]:
+        """Every cell folder, sorted by run id."""
+        if not self.cells_dir.is_dir():
+            return []
+        return [RunFolder(p) for p in sorted(self.cells_dir.iterdir()) if p.is_dir()]
+
+    def states(self, planned: Iterable[tuple[str, int]] | None = None) -> list[CellState]:
+        """Every cell with a folder, plus the planned ``(run_id, steps)`` not started yet
+        (by default the cells of the study's experiment.toml), sorted by run id."""
+        if not self.cells_dir.is_dir():
+            raise UserError(f"{self.path}: not a study folder (no {self.CELLS}/ inside)")
+        states = {cell.name: cell.state() for cell in self.cells()}
+        for run_id, steps in self.planned() if planned is None else planned:
+            states.setdefault(run_id, CellState(run_id, "pending", 0, steps))
+        return [states[name] for name in sorted(states)]
+
+    def planned(self) -> list[tuple[str, int]]:
+        """``(run_id, steps)`` of every cell of the study's experiment.toml (none if it is unreadable)."""
+        if not self.experiment.exists():
+            return []
+        from rerank_scaling.config import load_experiment
+
+        try:
+            return [(c.run_id, c.steps) for c in load_experiment(self.experiment).cells]
+        except UserError:
+            return []

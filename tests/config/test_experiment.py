@@ -1,0 +1,50 @@
+"""Experiment files: expansion into typed cells, and one-line errors naming file, key and value."""
+
+import pytest
+
+from rerank_scaling.config import load_experiment
+from rerank_scaling.errors import UserError
+
+from conftest import TINY
+
+
+def test_experiment_expands_into_validated_cells(write_experiment):
+    exp = load_experiment(write_experiment())
+    assert len(exp.cells) == 2 * 2
+    assert {(c.size, c.objective) for c in exp.cells} == {
+        (s, o) for s in ("L1-H64", "L2-H128") for o in ("pointwise", "listwise")
+    }
+    assert all(c.threads == 1 and c.rerank_k == 8 and c.budget == 10 for c in exp.cells)
+    assert len({c.run_id for c in exp.cells}) == 4
+
+
+@pytest.mark.parametrize(
+    "old,new,message",
+    [
+        ('objectives = ["pointwise", "listwise"]', 'objectives = ["pointwise", "softmax"]',
+         "grid.objectives: unknown objective 'softmax'"),
+        ('sizes = ["L1-H64", "L2-H128"]', 'sizes = ["L1-H64", "L3-H99"]', "size 'L3-H99' is not in ladder 'scratch'"),
+        ("batch_size = 2", "batch_sise = 2", "unknown key 'batch_sise' in [train]"),
+        ("[hardware]", "[hardwire]", "unknown section [hardwire]"),
+        ("budgets = [10]", 'budgets = [-3]', "a budget must be a positive integer or \"all\", got -3"),
+        ("steps = {steps}", 'steps = "many"', "steps must be a positive integer, got 'many'"),
+        ('split = "test"', 'split = "test"\nsplit = "dev"', "invalid TOML"),
+        ("lr = 1e-3", 'lr = "abc"', "train.lr must be a number > 0, got 'abc'"),
+        ("batch_size = 2", "batch_size = true", "train.batch_size must be a positive integer, got True"),
+        ("warmup_steps = 1", "warmup_steps = -5", "train.warmup_steps must be a non-negative integer, got -5"),
+        ("lr = 1e-3", 'lr = 1e-3\nweight_decay = "lots"', "train.weight_decay must be a number >= 0, got 'lots'"),
+        ("lr = 1e-3", 'lr = 1e-3\nprecision = "fp7"', "train.precision: unknown precision 'fp7' (choose from"),
+        ("lr = 1e-3", 'lr = 1e-3\npooling = "max"', "train.pooling: unknown pooling 'max' (choose from cls, mean)"),
+        ("max_queries = 3", 'max_queries = "ten"', "eval 'cisi': max_queries must be a positive integer or omitted, got 'ten'"),
+        ("in_domain = true", 'in_domain = "no"', "eval 'cranfield-test': in_domain must be true or false, got 'no'"),
+        ("workers = 1", "workers = 0", "hardware.workers must be a positive integer, got 0"),
+        ("k = 20", "k = 5", "rerank_k (8) cannot exceed candidates_k (5)"),
+        ('seeds = [0]', 'seeds = [0.5]', "grid.seeds: each value must be an integer, got 0.5"),
+    ],
+)
+def test_malformed_experiments_fail_with_one_line_naming_key_and_value(write_experiment, old, new, message):
+    path = write_experiment(TINY.replace(old, new))
+    with pytest.raises(UserError) as err:
+        load_experiment(path)
+    text = str(err.value)
+    assert message in text and str(path) in text and "\n" not in text

@@ -1,0 +1,79 @@
+"""The run folder and the study folder: names, atomic status, locks, states."""
+
+import json
+import multiprocessing
+import time
+
+import pytest
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.rundir import RunFolder, StudyFolder, to_json
+
+
+def _hold_lock(path, ready, release):
+    with RunFolder(path).lock():
+        ready.set()
+        release.wait(10)
+
+
+def test_status_is_written_whole_and_read_back(tmp_path):
+    run = RunFolder(tmp_path / "cell")
+    assert run.read_status() is None and run.state().state == "pending"
+    run.write_status({"state": "done", "seconds": 1.5, "final": {"t:ndcg@10": float("nan")}})
+    assert run.read_status() == {"state": "done", "seconds": 1.5, "final": {"t:ndcg@10": None}}
+    assert [p.name for p in run.path.iterdir()] == ["status.json"]  # no temporary file left behind
+
+
+def test_a_torn_status_is_unreadable_not_a_crash(tmp_path):
+    run = RunFolder(tmp_path / "cell")
+    run.path.mkdir()
+    run.status.write_text('{"state": "do')
+    state = run.state()
+    assert state.state == "unreadable" and "not valid JSON" in state.reason
+
+
+def test_last_step_skips_a_torn_log_line(tmp_path):
+    run = RunFolder(tmp_path / "cell")
+    run.create()
+    for step in (1, 2, 3):
+        run.append_log({"step": step, "loss": 0.5})
+    with open(run.log, "a") as fh:
+        fh.write('{"step": 4, "lo')
+    assert run.last_step() == 3
+    run.trim_log(2)
+    assert [json.loads(line)["step"] for line in run.log.read_text().splitlines()] == [1, 2]
+
+
+def test_a_held_lock_shows_the_cell_running(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_lock, args=(str(tmp_path / "cell"), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        assert RunFolder(tmp_path / "cell").is_locked()
+        assert RunFolder(tmp_path / "cell").state().state == "running"
+    finally:
+        release.set()
+        proc.join(30)
+    deadline = time.time() + 5
+    while RunFolder(tmp_path / "cell").is_locked() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not RunFolder(tmp_path / "cell").is_locked()
+
+
+def test_study_states_merge_folders_and_planned_cells(tmp_path):
+    study = StudyFolder(tmp_path / "study")
+    with pytest.raises(UserError, match="not a study folder"):
+        study.states()
+    done = study.cell("a")
+    done.create()
+    done.write_json(done.config, {"steps": 10, "evals": [{"name": "t", "in_domain": True}]})
+    done.write_status({"state": "done", "final": {"t:ndcg@10": 0.5}, "seconds": 3})
+    states = study.states(planned=[("a", 10), ("b", 20)])
+    assert [(s.run, s.state, s.step, s.steps) for s in states] == [("a", "done", 10, 10), ("b", "pending", 0, 20)]
+    assert states[0].in_domain == ("t",) and states[0].final == {"t:ndcg@10": 0.5}
+
+
+def test_json_layout_is_sorted_and_finite():
+    assert to_json({"b": float("inf"), "a": [1.0, float("nan")]}) == '{\n  "a": [\n    1.0,\n    null\n  ],\n  "b": null\n}\n'
