@@ -14,7 +14,6 @@ interval), see :meth:`FitResult.interval`.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -25,6 +24,7 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.scaling.fit import FitResult, fit_law
 from rerank_scaling.scaling.selection import LawChoice, choose_law
 from rerank_scaling.scaling.table import as_table, group_columns, run_values, select_metric
+from rerank_scaling.scaling.util import jsonable
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,7 @@ class Forecast:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["warnings"] = list(self.warnings)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        return jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
