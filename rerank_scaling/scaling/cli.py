@@ -1,4 +1,10 @@
-"""``forecast``, ``verdicts`` and ``allocate`` sub-commands (see :func:`register`)."""
+"""``forecast``, ``verdicts``, ``allocate`` and ``backtest`` sub-commands (see :func:`register`).
+
+Only the standard library and :mod:`rerank_scaling.errors` are imported here at
+module level: ``rerank-scaling --help`` builds every parser, and numpy, scipy,
+polars and the analyzer are imported inside the command functions.  The
+choices below are checked against the analyzer's own lists by the tests.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,16 @@ import argparse
 import json
 import re
 import sys
-import warnings
 
 from rerank_scaling.errors import UserError
-from rerank_scaling.scaling import render
-from rerank_scaling.scaling.allocate import allocate
-from rerank_scaling.scaling.forecast import forecast
-from rerank_scaling.scaling.laws import JOINT_LAWS
-from rerank_scaling.scaling.selection import CHOICES
-from rerank_scaling.scaling.table import load_results
-from rerank_scaling.scaling.verdicts import (
-    DEFAULT_MAX_REL_ERROR,
-    DEFAULT_MIN_COVERAGE,
-    exposure_verdicts,
-    verdicts,
-)
+
+# mirrors of the analyzer's constants (tests/scaling/test_cli.py checks they agree)
+LAW_CHOICES = ("auto", "cv", "size", "fang", "loglinear", "bounded", "average", "joint", "joint-fang")
+JOINT_LAWS = ("joint", "joint-fang")
+DEFAULT_MIN_COVERAGE = 0.5
+ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
+                   "pooled", "pooled-objectives", "average", "joint")
+EXPOSURE_ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "data", "data-raw", "joint")
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
@@ -68,6 +69,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_forecast(args) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.forecast import forecast
+    from rerank_scaling.scaling.table import load_results
+
     table = load_results(args.results)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -86,6 +93,12 @@ def _run_forecast(args) -> int:
 
 
 def _run_verdicts(args) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.table import load_results
+    from rerank_scaling.scaling.verdicts import exposure_verdicts, verdicts
+
     table = load_results(args.results)
     opts = dict(metrics=args.metrics, eval_set=args.eval_set, level=args.level, seed=args.seed,
                 max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
@@ -105,6 +118,10 @@ def _run_verdicts(args) -> int:
 
 
 def _run_allocate(args) -> int:
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.allocate import allocate
+    from rerank_scaling.scaling.table import load_results
+
     table = load_results(args.results)
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
@@ -127,8 +144,10 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--metric", required=True, help="metric to forecast, e.g. ndcg@10")
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 400e6")
-    p.add_argument("--law", choices=CHOICES, default="auto",
-                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error) or a law")
+    p.add_argument("--law", choices=LAW_CHOICES, default="auto",
+                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error), average "
+                        "(a+b*N^c and a+b*ln N averaged), a size law, or joint/joint-fang (N x D law on every "
+                        "checkpoint, forecast at the larger model's final exposure)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--evidence", choices=("final", "late"), default="final",
                    help="per-run value: final checkpoint (default) or mean of the late checkpoints")
@@ -141,14 +160,19 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",
                               description="Per metric, objective and eval set: fit small models (and early "
-                                          "checkpoints), forecast the held-out ones, judge by error and coverage.")
+                                          "checkpoints), forecast the held-out ones. A metric extrapolates when "
+                                          "it moves beyond its run-to-run noise, its forecast beats carrying the "
+                                          "largest value forward and the log-linear extension, and its intervals "
+                                          "cover and score no worse than the carry-forward's; a metric that does "
+                                          "not move is 'not informative'.")
     _common(p)
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 150e6")
     p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all in the table)")
-    p.add_argument("--law", choices=CHOICES, default="auto", help="size law (default auto)")
+    p.add_argument("--law", choices=LAW_CHOICES[:6], default="auto", help="size law (default auto)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--max-rel-error", type=float, default=DEFAULT_MAX_REL_ERROR,
-                   help=f"largest mean |relative error| that passes (default {DEFAULT_MAX_REL_ERROR})")
+    p.add_argument("--max-rel-error", type=float, default=None,
+                   help="also require mean |relative error| <= this (default: off; the rule compares the error "
+                        "with the carry-forward and log-linear forecasts instead)")
     p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
                    help=f"smallest share of actuals inside their interval that passes (default {DEFAULT_MIN_COVERAGE})")
     p.add_argument("--exposure-fraction", type=float, default=0.5,
