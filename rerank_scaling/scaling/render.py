@@ -148,3 +148,31 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
             console.print(f"  best grid run {a.best_grid.run}: {a.best_grid.actual:.4f} (law there "
                           f"{a.best_grid.predicted:.4f}; the best of noisy runs reads high); "
                           f"law optimum {a.predicted:.4f} ({diff:+.4f} vs that run)")
+
+
+def backtest(bt, calibration=(), console: Console | None = None) -> None:
+    """The backtest summary: one row per axis, hold-out and estimator (baseline: curve-fit)."""
+    console = console or default_console()
+    s = bt.summary
+    ladders = bt.cases["ladder"].unique().sort().to_list()
+    console.print(f"backtest of {len(ladders)} ladder(s): {', '.join(ladders)}; {bt.level:.0%} intervals; "
+                  "error = predicted - actual; z = error / measured run-to-run noise; 'common' = cases every "
+                  "estimator forecast")
+    for (axis, holdout), sub in s.group_by(["axis", "holdout"], maintain_order=True):
+        what = "largest size(s)" if axis == "size" else "last checkpoint(s) per model"
+        table = Table(title=f"{axis}: {holdout} {what} hidden")
+        for name in ("estimator", "cases", "failed", "MAE", "bias", "mean |z|", "MAE common", "coverage",
+                     "median width", "interval score"):
+            table.add_column(name, justify="left" if name == "estimator" else "right")
+        for r in sub.iter_rows(named=True):
+            name = r["estimator"] + (" (baseline)" if r["estimator"] == "curve-fit" else "")
+            table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"), _num(r["bias"], "+.4g"),
+                          _num(r["mean_abs_z"], ".3g"), _num(r["mae_common"], ".4g"), _num(r["coverage"], ".0%"),
+                          _num(r["median_width"], ".4g"), _num(r["interval_score"], ".4g"))
+        console.print(table)
+    for c in calibration:
+        console.print(f"conformal calibration of {c['estimator']} ({c['axis']}, folds by {c['folds_by']}, "
+                      f"{c['n']} cases): coverage {_num(c['coverage_raw'], '.0%')} -> "
+                      f"{_num(c['coverage_calibrated'], '.0%')}, median width {_num(c['median_width_raw'], '.4g')} -> "
+                      f"{_num(c['median_width_calibrated'], '.4g')} (factor on all cases "
+                      f"{_num(c['factor'], '.3g')})")
