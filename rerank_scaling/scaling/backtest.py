@@ -211,7 +211,7 @@ def _records(case: E.Case, est: str, pred, lo, hi, level: float) -> list[dict]:
 
 
 def summarise(cases: pl.DataFrame, level: float, by=("axis", "holdout", "estimator")) -> pl.DataFrame:
-    """Per ``by`` group: cases, failures, MAE, bias, mean |z|, coverage, median width, interval score,
+    """Per ``by`` group: cases, failures, MAE, median |error|, bias, mean |z|, coverage, median width, interval score,
     and MAE on the cases every estimator forecast (``mae_common``)."""
     by = list(by)
     if cases.height == 0:
@@ -229,6 +229,7 @@ def summarise(cases: pl.DataFrame, level: float, by=("axis", "holdout", "estimat
             pl.len().alias("n"),
             pl.col("predicted").is_nan().sum().alias("n_failed"),
             pl.col("error").filter(pl.col("error").is_not_nan()).abs().mean().alias("mae"),
+            pl.col("error").filter(pl.col("error").is_not_nan()).abs().median().alias("median_abs_error"),
             pl.col("error").filter(pl.col("error").is_not_nan()).mean().alias("bias"),
             pl.col("z").filter(pl.col("z").is_not_nan()).abs().mean().alias("mean_abs_z"),
             pl.col("covered").cast(pl.Float64).mean().alias("coverage"),

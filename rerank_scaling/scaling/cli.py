@@ -152,7 +152,10 @@ def _run_backtest(args) -> int:
                         "(3 fitted + the hidden ones)")
     calibration = []
     for name in args.calibrate or []:
-        calibration.append(calibration_check(bt.cases, name, args.level, "size"))
+        try:
+            calibration.append(calibration_check(bt.cases, name, args.level, "size"))
+        except UserError as exc:
+            print(f"warning: calibration skipped: {exc}", file=sys.stderr)
     if args.cases:
         bt.cases.write_csv(args.cases)
     if args.json:

@@ -161,12 +161,13 @@ def backtest(bt, calibration=(), console: Console | None = None) -> None:
     for (axis, holdout), sub in s.group_by(["axis", "holdout"], maintain_order=True):
         what = "largest size(s)" if axis == "size" else "last checkpoint(s) per model"
         table = Table(title=f"{axis}: {holdout} {what} hidden")
-        for name in ("estimator", "cases", "failed", "MAE", "bias", "mean |z|", "MAE common", "coverage",
+        for name in ("estimator", "cases", "failed", "MAE", "median |err|", "bias", "mean |z|", "MAE common", "coverage",
                      "median width", "interval score"):
             table.add_column(name, justify="left" if name == "estimator" else "right")
         for r in sub.iter_rows(named=True):
             name = r["estimator"] + (" (baseline)" if r["estimator"] == "curve-fit" else "")
-            table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"), _num(r["bias"], "+.4g"),
+            table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"),
+                          _num(r["median_abs_error"], ".4g"), _num(r["bias"], "+.4g"),
                           _num(r["mean_abs_z"], ".3g"), _num(r["mae_common"], ".4g"), _num(r["coverage"], ".0%"),
                           _num(r["median_width"], ".4g"), _num(r["interval_score"], ".4g"))
         console.print(table)
