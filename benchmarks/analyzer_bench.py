@@ -91,6 +91,13 @@ def main() -> None:
     al, dt = timed(lambda: allocate(table, "ndcg@10", 3e17, n_boot=B))
     total += dt
     print(f"allocate ndcg@10 (joint law on {table.height // 4} checkpoints): {len(al)} fits x {B} resamples: {dt:.2f} s")
+    from rerank_scaling.scaling.backtest import backtest
+
+    sub = table.filter((table["metric"] == "ndcg@10") & (table["budget"] == 100_000))
+    bt, dt = timed(lambda: backtest(sub, n_boot=200, exposure=False))
+    total += dt
+    print(f"backtest ndcg@10, one budget, hide 1 and 2 sizes: {bt.cases.height} case-estimator rows, "
+          f"{bt.summary.height} estimators x hold-outs, 200 resamples: {dt:.2f} s")
     print(f"total analysis wall time: {total:.2f} s")
     again, _ = naive_refit_seconds(table, "ndcg@10", 150e6, seed=1)
     print(f"naive reference re-timed after the run: {again * 1e3:.2f} ms per refit "

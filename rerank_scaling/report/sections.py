@@ -348,9 +348,13 @@ def verdict_section(study: Study, analysis: Analysis, metric_figures: dict[str, 
     lines = ["## 4. Which metrics extrapolate", ""]
     first = (analysis.size_verdicts or analysis.exposure_verdicts or [None])[0]
     if first is not None:
-        lines += [f"A metric *extrapolates* in a group when the mean |relative error| of its held-out forecasts "
-                  f"is at most {first.max_rel_error:.1%} and at least {first.min_coverage:.0%} of the held-out "
-                  f"actuals fall inside the {first.level:.0%} prediction interval (the analyzer's verdict).", ""]
+        lines += [f"A metric *extrapolates* in a group when (a) it moves: the span of its values over the fitted "
+                  f"sizes exceeds its run-to-run noise (studentized range q above its 95% quantile; otherwise it is "
+                  f"*not informative*, whatever its error), (b) its held-out forecasts beat carrying the largest "
+                  f"fitted value forward and the log-linear extension a + b*ln N (mean absolute error), and (c) at "
+                  f"least {first.min_coverage:.0%} of the held-out actuals fall inside the {first.level:.0%} "
+                  f"prediction interval, whose interval score is no worse than the carry-forward's (the "
+                  f"analyzer's verdict; the *why* column gives the numbers).", ""]
     lines += ["### Size check: fit small models, forecast the larger ones", ""]
     if analysis.size_verdicts:
         lines += [T.md_table(VERDICT_HEADERS, _verdict_rows(study, analysis.size_verdicts)), ""]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from rerank_scaling.scaling.util import format_size
+
 DASH = "—"
 
 
@@ -52,14 +54,7 @@ def pct(v, digits: int = 1, plus: bool = False) -> str:
     return (f"{v:+.{digits}%}" if plus else f"{v:.{digits}%}") if finite(v) else DASH
 
 
-def size(v) -> str:
-    """Parameter counts: ``53.4K``, ``3.21M``, ``1.5B``."""
-    if not finite(v):
-        return DASH
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
+size = format_size  # parameter counts: ``53.4K``, ``3.21M``, ``1.5B`` (one formatter, in the analyzer)
 
 
 def interval(lo, hi, digits: int = 4) -> str:

@@ -30,6 +30,7 @@ from rerank_scaling.scaling.fit import fit_law
 from rerank_scaling.scaling.forecast import group_label
 from rerank_scaling.scaling.laws import JOINT_LAWS
 from rerank_scaling.scaling.table import as_table, select_metric
+from rerank_scaling.scaling.util import jsonable
 
 GROUP_KEYS = ("objective", "supervision", "eval_set")
 
@@ -72,17 +73,7 @@ class Allocation:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["equal_compute"] = [asdict(p) for p in self.equal_compute]
-        return _finite(out)
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj
+        return jsonable(out)
 
 
 def tokens_per_example_of(df: pl.DataFrame, given: float | None) -> float:

@@ -169,8 +169,3 @@ def bootstrap_many(
         out.append(BootstrapDraws(th[keep].reshape(-1, p), noise[keep], sch, spread))
     return out
 
-
-def bootstrap(problem: Problem, *, n_boot: int, scheme: str = "auto", loss: str = "linear",
-              seed: int = 0) -> BootstrapDraws:
-    """Refit ``n_boot`` replicates of one problem (see :func:`bootstrap_many`)."""
-    return bootstrap_many([problem], n_boot=n_boot, scheme=scheme, loss=loss, seed=seed)[0]

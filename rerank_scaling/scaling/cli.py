@@ -1,4 +1,10 @@
-"""``forecast``, ``verdicts`` and ``allocate`` sub-commands (see :func:`register`)."""
+"""``forecast``, ``verdicts``, ``allocate`` and ``backtest`` sub-commands (see :func:`register`).
+
+Only the standard library and :mod:`rerank_scaling.errors` are imported here at
+module level: ``rerank-scaling --help`` builds every parser, and numpy, scipy,
+polars and the analyzer are imported inside the command functions.  The
+choices below are checked against the analyzer's own lists by the tests.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,16 @@ import argparse
 import json
 import re
 import sys
-import warnings
 
 from rerank_scaling.errors import UserError
-from rerank_scaling.scaling import render
-from rerank_scaling.scaling.allocate import allocate
-from rerank_scaling.scaling.forecast import forecast
-from rerank_scaling.scaling.laws import JOINT_LAWS
-from rerank_scaling.scaling.selection import CHOICES
-from rerank_scaling.scaling.table import load_results
-from rerank_scaling.scaling.verdicts import (
-    DEFAULT_MAX_REL_ERROR,
-    DEFAULT_MIN_COVERAGE,
-    exposure_verdicts,
-    verdicts,
-)
+
+# mirrors of the analyzer's constants (tests/scaling/test_cli.py checks they agree)
+LAW_CHOICES = ("auto", "cv", "size", "fang", "loglinear", "bounded", "joint", "joint-fang")
+JOINT_LAWS = ("joint", "joint-fang")
+DEFAULT_MIN_COVERAGE = 0.5
+ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
+                   "pooled", "pooled-objectives", "average", "joint")
+EXPOSURE_ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "data", "data-raw", "joint")
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
@@ -68,6 +69,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_forecast(args) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.forecast import forecast
+    from rerank_scaling.scaling.table import load_results
+
     table = load_results(args.results)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -86,6 +93,12 @@ def _run_forecast(args) -> int:
 
 
 def _run_verdicts(args) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.table import load_results
+    from rerank_scaling.scaling.verdicts import exposure_verdicts, verdicts
+
     table = load_results(args.results)
     opts = dict(metrics=args.metrics, eval_set=args.eval_set, level=args.level, seed=args.seed,
                 max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
@@ -105,6 +118,10 @@ def _run_verdicts(args) -> int:
 
 
 def _run_allocate(args) -> int:
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.allocate import allocate
+    from rerank_scaling.scaling.table import load_results
+
     table = load_results(args.results)
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
@@ -119,16 +136,51 @@ def _run_allocate(args) -> int:
     return 0
 
 
+def _run_backtest(args) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.backtest import backtest, calibration_check
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bt = backtest(args.tables, metrics=args.metrics, estimators=args.estimators,
+                      exposure_estimators=args.exposure_estimators, holdouts=tuple(args.holdouts),
+                      exposure=not args.no_exposure, level=args.level, n_boot=args.bootstrap, seed=args.seed)
+    if bt.cases.height == 0:
+        raise UserError("nothing to backtest: no group has enough sizes or checkpoints "
+                        "(3 fitted + the hidden ones)")
+    calibration = []
+    for name in args.calibrate or []:
+        try:
+            calibration.append(calibration_check(bt.cases, name, args.level, "size"))
+        except UserError as exc:
+            print(f"warning: calibration skipped: {exc}", file=sys.stderr)
+    if args.cases:
+        bt.cases.write_csv(args.cases)
+    if args.json:
+        out = bt.to_dict()
+        out["calibration"] = calibration
+        if not args.json_cases:
+            out.pop("cases")
+        _dump(out)
+    else:
+        render.backtest(bt, calibration)
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add ``forecast``, ``verdicts`` and ``allocate`` to an argparse subparsers object."""
+    """Add ``forecast``, ``verdicts``, ``allocate`` and ``backtest`` to an argparse subparsers object."""
     p = subparsers.add_parser("forecast", help="fit a size law on small models, forecast larger ones",
                               description="Fit a size law on runs with params <= --fit-max-params and "
                                           "forecast every larger model, with prediction intervals.")
     _common(p)
     p.add_argument("--metric", required=True, help="metric to forecast, e.g. ndcg@10")
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 400e6")
-    p.add_argument("--law", choices=CHOICES, default="auto",
-                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error) or a law")
+    p.add_argument("--law", choices=LAW_CHOICES, default="auto",
+                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error), a size "
+                        "law, or joint/joint-fang (N x D law on every checkpoint of the fitted runs, forecast at "
+                        "the larger model's final exposure)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--evidence", choices=("final", "late"), default="final",
                    help="per-run value: final checkpoint (default) or mean of the late checkpoints")
@@ -141,14 +193,19 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",
                               description="Per metric, objective and eval set: fit small models (and early "
-                                          "checkpoints), forecast the held-out ones, judge by error and coverage.")
+                                          "checkpoints), forecast the held-out ones. A metric extrapolates when "
+                                          "it moves beyond its run-to-run noise, its forecast beats carrying the "
+                                          "largest value forward and the log-linear extension, and its intervals "
+                                          "cover and score no worse than the carry-forward's; a metric that does "
+                                          "not move is 'not informative'.")
     _common(p)
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 150e6")
     p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all in the table)")
-    p.add_argument("--law", choices=CHOICES, default="auto", help="size law (default auto)")
+    p.add_argument("--law", choices=LAW_CHOICES[:6], default="auto", help="size law (default auto)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--max-rel-error", type=float, default=DEFAULT_MAX_REL_ERROR,
-                   help=f"largest mean |relative error| that passes (default {DEFAULT_MAX_REL_ERROR})")
+    p.add_argument("--max-rel-error", type=float, default=None,
+                   help="also require mean |relative error| <= this (default: off; the rule compares the error "
+                        "with the carry-forward and log-linear forecasts instead)")
     p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
                    help=f"smallest share of actuals inside their interval that passes (default {DEFAULT_MIN_COVERAGE})")
     p.add_argument("--exposure-fraction", type=float, default=0.5,
@@ -174,3 +231,28 @@ def register(subparsers) -> None:
     p.add_argument("--tolerance", type=float, default=0.25,
                    help="grid checkpoints within this relative compute distance are listed (default 0.25)")
     p.set_defaults(func=_run_allocate)
+
+    p = subparsers.add_parser("backtest", help="score forecast estimators by hiding the largest sizes of real ladders",
+                              description="For every ladder (table, or its ladder column), metric, objective and "
+                                          "eval set: hide the largest 1 and 2 sizes (and each model's last 1 and 2 "
+                                          "checkpoints), forecast them with every estimator, and report per "
+                                          "estimator mean abs error, signed bias, interval coverage, median width "
+                                          "and case count; curve-fit (scipy curve_fit of a+b*N^c) is the baseline.")
+    p.add_argument("tables", nargs="+", help="tidy tables (.parquet/.csv) or study folders")
+    p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all)")
+    p.add_argument("--estimators", type=_list, default=None,
+                   help=f"size estimators (default all: {', '.join(ESTIMATOR_NAMES)})")
+    p.add_argument("--exposure-estimators", type=_list, default=None,
+                   help=f"exposure estimators (default all: {', '.join(EXPOSURE_ESTIMATOR_NAMES)})")
+    p.add_argument("--holdouts", type=lambda s: [int(x) for x in _list(s)], default=[1, 2],
+                   help="how many largest sizes / last checkpoints to hide, each separately (default 1,2)")
+    p.add_argument("--no-exposure", action="store_true", help="skip the exposure hold-outs")
+    p.add_argument("--level", type=_level, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per fit (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--calibrate", type=_list, default=None,
+                   help="estimators to calibrate conformally (coverage/width before and after, leave-one-ladder-out)")
+    p.add_argument("--cases", default=None, help="also write every case to this CSV")
+    p.add_argument("--json", action="store_true", help="print JSON (summary and calibration) instead of tables")
+    p.add_argument("--json-cases", action="store_true", help="with --json, include every case")
+    p.set_defaults(func=_run_backtest)

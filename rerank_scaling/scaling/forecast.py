@@ -14,7 +14,6 @@ interval), see :meth:`FitResult.interval`.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -23,8 +22,12 @@ import polars as pl
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling.fit import FitResult, fit_law
-from rerank_scaling.scaling.selection import LawChoice, choose_law
+from rerank_scaling.scaling.laws import JOINT_LAWS
+from rerank_scaling.scaling.selection import CHOICES, LawChoice, choose_law
+
+FORECAST_LAWS = (*CHOICES, *JOINT_LAWS)
 from rerank_scaling.scaling.table import as_table, group_columns, run_values, select_metric
+from rerank_scaling.scaling.util import jsonable
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,7 @@ class Forecast:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["warnings"] = list(self.warnings)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        return jsonable(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ def fit_groups(
         df = df.filter(pl.col("objective") == objective)
         if df.height == 0:
             raise UserError(f"objective '{objective}' has no rows for {metric}")
+    if law not in FORECAST_LAWS:
+        raise UserError(f"unknown law '{law}' (choose from {', '.join(FORECAST_LAWS)})")
+    joint = law in JOINT_LAWS
+    if joint and df["exposure"].is_null().all():
+        raise UserError(f"law '{law}' needs training exposure (an examples_seen or step column)")
     vals = run_values(df, evidence, late_fraction)
     results: list[GroupFit] = []
     errors: list[UserError] = []
@@ -125,12 +131,20 @@ def fit_groups(
             continue
         N = train["params"].to_numpy().astype(float)
         y = train["value"].to_numpy().astype(float)
+        pts, D = train, None
+        if joint:  # every checkpoint of the fitted runs is a point (N, D, y)
+            pts = _match_key(df, key).filter(pl.col("run").is_in(train["run"].to_list())
+                                             & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
+            N, D = pts["params"].to_numpy().astype(float), pts["exposure"].to_numpy().astype(float)
+            y = pts["value"].to_numpy().astype(float)
         try:
-            choice = choose_law(law, N, y, metric)
+            choice = (LawChoice(law, f"{law}: requested; fitted on {pts.height} checkpoints of {train.height} runs, "
+                                     "forecast at each larger model's final exposure", ())
+                      if joint else choose_law(law, N, y, metric))
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit = fit_law(
-                    choice.law, N, y, metric=metric, cells=train["run"].to_numpy(), loss=loss,
+                    choice.law, N, y, D=D, metric=metric, cells=pts["run"].to_numpy(), loss=loss,
                     n_boot=n_boot, level=level, bootstrap_scheme=bootstrap_scheme, seed=seed + gi, label=label,
                 )
         except UserError as exc:
@@ -148,29 +162,41 @@ def fit_groups(
     return results
 
 
+def _match_key(df: pl.DataFrame, key: dict) -> pl.DataFrame:
+    for k, v in key.items():
+        if k in df.columns:
+            df = df.filter(pl.col(k).is_null() if v is None else pl.col(k) == v)
+    return df
+
+
 def _predict_group(key, metric, sub, fit, choice, cut, predict_params, bias_correct, notes) -> tuple[Forecast, ...]:
     bigger = (
         sub.filter(pl.col("params") > cut)
         .group_by("model", "params")
-        .agg(pl.col("value").mean().alias("actual"), pl.len().alias("n"))
+        .agg(pl.col("value").mean().alias("actual"), pl.len().alias("n"), pl.col("exposure").mean().alias("d"))
         .sort("params")
     )
-    targets = [(r["model"], float(r["params"]), float(r["actual"]), int(r["n"])) for r in bigger.iter_rows(named=True)]
+    d_fit = sub.filter(pl.col("params") <= cut)["exposure"].max()
+    targets = [(r["model"], float(r["params"]), float(r["actual"]), int(r["n"]), r["d"])
+               for r in bigger.iter_rows(named=True)]
     known = {t[1] for t in targets}
-    targets += [(f"N={p:.3g}", float(p), None, 0) for p in predict_params if float(p) not in known]
+    targets += [(f"N={p:.3g}", float(p), None, 0, d_fit) for p in predict_params if float(p) not in known]
     if not targets:
         return ()
     targets.sort(key=lambda t: t[1])
     sizes = np.array([t[1] for t in targets])
+    D = None
+    if "D" in fit.law.inputs:  # joint laws: each target at its final exposure (the largest fitted one if unknown)
+        D = np.array([float(t[4]) if t[4] is not None else float(d_fit) for t in targets])
     has_boot = fit.draws is not None and fit.draws.theta.shape[0] > 0
-    raw = fit.predict(sizes)
-    point = fit.forecast(sizes, bias_corrected=bias_correct) if has_boot else raw
+    raw = fit.predict(sizes, D)
+    point = fit.forecast(sizes, D, bias_corrected=bias_correct) if has_boot else raw
     if has_boot:
-        lower, upper = fit.interval(sizes, bias_corrected=bias_correct)
+        lower, upper = fit.interval(sizes, D, bias_corrected=bias_correct)
     else:
         lower = upper = np.full(sizes.size, np.nan)
     out = []
-    for i, (model, params, actual, n_act) in enumerate(targets):
+    for i, (model, params, actual, n_act, _) in enumerate(targets):
         pred = float(point[i])
         err = None if actual is None else pred - actual
         rel = None if actual is None or actual == 0 else err / abs(actual)

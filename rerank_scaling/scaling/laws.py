@@ -451,7 +451,6 @@ LAWS: dict[str, Law] = {
     )
 }
 SIZE_LAWS = ("size", "fang", "loglinear", "bounded")  # laws over N only
-DATA_LAWS = ("data", "data-loglinear")  # laws over D only
 JOINT_LAWS = ("joint", "joint-fang")
 
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from rerank_scaling.scaling.allocate import Allocation
 from rerank_scaling.scaling.forecast import Forecast
+from rerank_scaling.scaling.util import format_size
 from rerank_scaling.scaling.verdicts import Verdict
 
 
@@ -22,11 +23,7 @@ def _num(v: float | None, fmt: str = ".4f") -> str:
     return "—" if v is None else format(v, fmt)
 
 
-def _size(v: float) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
+_size = format_size
 
 
 def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
@@ -70,21 +67,36 @@ def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
         console.print(f"[yellow]warning:[/yellow] {note}")
 
 
+VERDICT_RULE = ("extrapolates = (a) moves: the span of the fitted levels exceeds run-to-run noise (studentized "
+                "range q above its 95% quantile; else 'not informative'), (b) held-out MAE below carrying the "
+                "largest fitted value forward and not above the log-linear extension, (c) at least {cov:.0%} of "
+                "held-out actuals inside the {level:.0%} interval and an interval score no worse than the "
+                "carry-forward's")
+
+
+def _mark(v: Verdict) -> str:
+    return {"extrapolates": "yes", "does not extrapolate": "NO", "not informative": "not informative"}.get(
+        v.status, "—")
+
+
 def verdict_table(rows: list[Verdict], title: str, console: Console) -> None:
     if not rows:
         console.print(f"{title}: nothing to check")
         return
     table = Table(title=title)
-    for name in ("metric", "objective", "eval set", "extrapolates", "mean |rel err|", "signed", "coverage",
-                 "R²", "resid. RMSE", "law", "held out"):
+    for name in ("metric", "objective", "eval set", "extrapolates", "q / 95%", "MAE", "carry-fwd", "log-lin",
+                 "coverage", "int. score / carry", "law", "held out"):
         table.add_column(name)
     for v in rows:
-        mark = "—" if v.extrapolates is None else ("yes" if v.extrapolates else "NO")
         obj = v.objective + (f" ({v.supervision})" if v.supervision else "")
-        table.add_row(v.metric, obj, v.eval_set, mark, _num(v.mean_abs_rel_error, ".2%"),
-                      _num(v.mean_rel_error, "+.2%"), _num(v.coverage, ".0%"), _num(v.r2, ".3f"),
-                      _num(v.residual_rmse, ".4f"), v.law, str(v.n_targets))
+        q = "—" if v.moves_q is None else f"{v.moves_q:.3g} / {_num(v.moves_threshold, '.3g')}"
+        score = "—" if v.interval_score is None else (
+            f"{v.interval_score:.3g} / {_num(v.interval_score_carry_forward, '.3g')}")
+        table.add_row(v.metric, obj, v.eval_set, _mark(v), q, _num(v.mae, ".3g"), _num(v.mae_carry_forward, ".3g"),
+                      _num(v.mae_loglinear, ".3g"), _num(v.coverage, ".0%"), score, v.law, str(v.n_targets))
     console.print(table)
+    for v in rows:
+        console.print(f"  {v.metric} {v.objective}/{v.eval_set}: {v.reason}")
 
 
 def verdicts(size: list[Verdict], exposure: list[Verdict], console: Console | None = None) -> None:
@@ -92,19 +104,21 @@ def verdicts(size: list[Verdict], exposure: list[Verdict], console: Console | No
     rows = size or exposure
     if rows:
         v = rows[0]
-        console.print(f"extrapolates = mean |rel err| <= {v.max_rel_error:.1%} and at least "
-                      f"{v.min_coverage:.0%} of held-out actuals inside the {v.level:.0%} interval")
+        console.print(VERDICT_RULE.format(cov=v.min_coverage, level=v.level))
     verdict_table(size, "size check: fit small models, forecast larger ones", console)
     verdict_table(exposure, "exposure check: fit early checkpoints, forecast later ones", console)
-    summary = Table(title="metrics side by side (groups that extrapolate / groups checked)")
-    for name in ("metric", "size check", "exposure check", "mean |rel err| (size)"):
+    summary = Table(title="metrics side by side (groups that extrapolate / not informative / groups checked)")
+    for name in ("metric", "size check", "exposure check", "MAE / carry-forward MAE (size)"):
         summary.add_column(name)
     for metric in sorted({v.metric for v in size + exposure}):
         def count(vs):
             judged = [v for v in vs if v.metric == metric and v.extrapolates is not None]
-            return f"{sum(v.extrapolates for v in judged)}/{len(judged)}" if judged else "—"
-        errs = [v.mean_abs_rel_error for v in size if v.metric == metric and v.mean_abs_rel_error is not None]
-        summary.add_row(metric, count(size), count(exposure), _num(sum(errs) / len(errs), ".2%") if errs else "—")
+            flat = sum(v.status == "not informative" for v in judged)
+            return f"{sum(v.extrapolates for v in judged)} / {flat} / {len(judged)}" if judged else "—"
+        ratios = [v.mae / v.mae_carry_forward for v in size if v.metric == metric and v.mae is not None
+                  and v.mae_carry_forward]
+        summary.add_row(metric, count(size), count(exposure),
+                        _num(sum(ratios) / len(ratios), ".2f") if ratios else "—")
     console.print(summary)
 
 
@@ -134,3 +148,32 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
             console.print(f"  best grid run {a.best_grid.run}: {a.best_grid.actual:.4f} (law there "
                           f"{a.best_grid.predicted:.4f}; the best of noisy runs reads high); "
                           f"law optimum {a.predicted:.4f} ({diff:+.4f} vs that run)")
+
+
+def backtest(bt, calibration=(), console: Console | None = None) -> None:
+    """The backtest summary: one row per axis, hold-out and estimator (baseline: curve-fit)."""
+    console = console or default_console()
+    s = bt.summary
+    ladders = bt.cases["ladder"].unique().sort().to_list()
+    console.print(f"backtest of {len(ladders)} ladder(s): {', '.join(ladders)}; {bt.level:.0%} intervals; "
+                  "error = predicted - actual; z = error / measured run-to-run noise; 'common' = cases every "
+                  "estimator forecast")
+    for (axis, holdout), sub in s.group_by(["axis", "holdout"], maintain_order=True):
+        what = "largest size(s)" if axis == "size" else "last checkpoint(s) per model"
+        table = Table(title=f"{axis}: {holdout} {what} hidden")
+        for name in ("estimator", "cases", "failed", "MAE", "median |err|", "bias", "mean |z|", "MAE common", "coverage",
+                     "median width", "interval score"):
+            table.add_column(name, justify="left" if name == "estimator" else "right")
+        for r in sub.iter_rows(named=True):
+            name = r["estimator"] + (" (baseline)" if r["estimator"] == "curve-fit" else "")
+            table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"),
+                          _num(r["median_abs_error"], ".4g"), _num(r["bias"], "+.4g"),
+                          _num(r["mean_abs_z"], ".3g"), _num(r["mae_common"], ".4g"), _num(r["coverage"], ".0%"),
+                          _num(r["median_width"], ".4g"), _num(r["interval_score"], ".4g"))
+        console.print(table)
+    for c in calibration:
+        console.print(f"conformal calibration of {c['estimator']} ({c['axis']}, folds by {c['folds_by']}, "
+                      f"{c['n']} cases): coverage {_num(c['coverage_raw'], '.0%')} -> "
+                      f"{_num(c['coverage_calibrated'], '.0%')}, median width {_num(c['median_width_raw'], '.4g')} -> "
+                      f"{_num(c['median_width_calibrated'], '.4g')} (factor on all cases "
+                      f"{_num(c['factor'], '.3g')})")

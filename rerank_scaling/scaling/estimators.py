@@ -1,0 +1,432 @@
+"""Forecast estimators scored by the backtest (:mod:`.backtest`), each a named option.
+
+An estimator takes a list of :class:`Case` (one ladder, metric and hold-out; the
+cases differ in objective / eval set / model) and returns, per case, arrays
+``(pred, lower, upper)`` at the case's targets.  Estimators that pool evidence
+across cases (``pooled``) use the whole list; the others treat cases one by one.
+
+Size estimators (targets: the hidden largest sizes, at their final exposure):
+
+==================  ==========================================================
+``curve-fit``        baseline: ``scipy.optimize.curve_fit`` of ``a + b*N^c`` on every
+                     run's final value, delta-method intervals (:mod:`.baselines`)
+``carry-forward``    baseline: the largest fitted size's mean, noise interval
+``loglinear``        baseline: OLS ``a + b*ln N``
+``auto``             what ``forecast`` does today: ``a + b*N^c`` (log-linear below 4
+                     sizes), bootstrap bias correction, wild/cell bootstrap intervals
+``size-raw``         ``a + b*N^c`` without the bias correction
+``cv``               law chosen by leave-largest-out error (``forecast --law cv``)
+``late-k``           the reference study's protocol: the last ``k`` checkpoints of
+                     every run are points (cells = runs), ``a + b*N^c``
+``averaged``         one point per size: mean over seeds and the last ``k``
+                     checkpoints; parametric bootstrap from the measured noise
+``pooled``           ``a_g + b_g*N^c`` with one exponent ``c`` shared by all
+                     objectives and eval sets of the ladder (partial pooling)
+``pooled-objectives``  the same, exponent shared across objectives within an eval set
+``average``          law averaging: mean of ``auto`` and the log-linear law, interval
+                     from the mixture of their bootstrap draws
+``joint``            ``a + b*N^c + d*D^e`` fitted on every checkpoint of the fitted
+                     runs, predicted at the target's final exposure
+==================  ==========================================================
+
+Exposure estimators (targets: each model's hidden last checkpoints):
+``curve-fit``, ``carry-forward``, ``loglinear`` (over D), ``data`` (``a + b*D^c``,
+bias-corrected; ``a + b*ln D`` below 4 checkpoints), ``data-raw``, ``joint``
+(the joint law on every size's checkpoints up to the same cut).
+
+:data:`DEFAULT_ESTIMATOR` is a parameter, not a finding: it is to be chosen by
+the backtest on real ladders and fixed before any final test (scaling/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.scaling import baselines
+from rerank_scaling.scaling.evidence import LAST_K, noise_estimate
+from rerank_scaling.scaling.fit import fit_law
+from rerank_scaling.scaling.metrics import direction as metric_direction
+from rerank_scaling.scaling.metrics import natural_bound
+from rerank_scaling.scaling.selection import choose_law
+
+DEFAULT_ESTIMATOR = "auto"  # to be chosen by the backtest on real ladders (see module doc)
+
+
+@dataclass
+class Case:
+    """One hold-out of one group: fitted rows and the hidden targets."""
+
+    ladder: str
+    metric: str
+    key: dict  # objective, eval_set, supervision, budget (those present); + params for exposure cases
+    axis: str  # "size" or "exposure"
+    holdout: int  # how many largest sizes / last checkpoints are hidden
+    rows: pl.DataFrame  # every fitted checkpoint row (run, params, exposure, value)
+    final: pl.DataFrame  # one row per fitted run: run, params, value (its final fitted checkpoint)
+    target_x: np.ndarray  # sizes (size axis) or exposures (exposure axis)
+    target_d: np.ndarray  # final exposure of the targets (size axis), = target_x on the exposure axis
+    actual: np.ndarray
+    horizon: np.ndarray  # 1 = next level, 2 = the one after
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def direction(self) -> int:
+        return metric_direction(self.metric)
+
+    def levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fitted points of the naive baselines: (size or exposure, value), one per run (or checkpoint)."""
+        if self.axis == "size":
+            return self.final["params"].to_numpy().astype(float), self.final["value"].to_numpy().astype(float)
+        return self.rows["exposure"].to_numpy().astype(float), self.rows["value"].to_numpy().astype(float)
+
+    def series(self) -> list[np.ndarray]:
+        rows = self.rows.filter(pl.col("exposure").is_not_null())
+        return [s.sort("exposure")["value"].to_numpy().astype(float)
+                for _, s in rows.group_by("run", maintain_order=True) if s.height >= 2]
+
+    def noise(self):
+        if "noise" not in self.extra:
+            x, y = self.levels()
+            self.extra["noise"] = noise_estimate(x, y, self.series())
+        return self.extra["noise"]
+
+
+Result = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _nan(case: Case) -> Result:
+    n = np.full(case.target_x.size, np.nan)
+    return n, n.copy(), n.copy()
+
+
+def _quiet(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return fn()
+        except (UserError, ValueError, np.linalg.LinAlgError, FloatingPointError):
+            return None
+
+
+# --- baselines -----------------------------------------------------------------------------
+
+
+def curve_fit_est(case: Case, opts) -> Result:
+    x, y = case.levels()
+    return baselines.plain_curve_fit(x, y, case.target_x, case.direction, opts["level"])
+
+
+def carry_est(case: Case, opts) -> Result:
+    x, y = case.levels()
+    nz = case.noise()
+    return baselines.carry_forward(x, y, case.target_x, nz.sd, nz.df, opts["level"])
+
+
+def loglinear_est(case: Case, opts) -> Result:
+    x, y = case.levels()
+    return baselines.loglinear(x, y, case.target_x, opts["level"])
+
+
+# --- single-law estimators through fit_law ------------------------------------------------
+
+
+def _law_forecast(law, N, y, cells, targets, opts, metric, bias_corrected=True, D=None, target_d=None):
+    def run():
+        fit = fit_law(law, N, y, D=D, metric=metric, cells=cells, n_boot=opts["n_boot"], level=opts["level"],
+                      seed=opts["seed"])
+        pred = fit.forecast(targets, target_d, bias_corrected=bias_corrected) if fit.draws is not None and \
+            fit.draws.theta.shape[0] else fit.predict(targets, target_d)
+        if fit.draws is not None and fit.draws.theta.shape[0]:
+            lo, hi = fit.interval(targets, target_d, bias_corrected=bias_corrected)
+        else:
+            lo = hi = np.full(np.size(targets), np.nan)
+        return np.asarray(pred, float), np.asarray(lo, float), np.asarray(hi, float), fit
+
+    return _quiet(run)
+
+
+def _size_points(case: Case):
+    f = case.final
+    return f["params"].to_numpy().astype(float), f["value"].to_numpy().astype(float), f["run"].to_numpy()
+
+
+def _chosen(requested: str):
+    def est(case: Case, opts) -> Result:
+        N, y, cells = _size_points(case)
+        choice = _quiet(lambda: choose_law(requested, N, y, case.metric))
+        if choice is None:
+            return _nan(case)
+        out = _law_forecast(choice.law, N, y, cells, case.target_x, opts, case.metric)
+        return _nan(case) if out is None else out[:3]
+
+    return est
+
+
+def size_raw_est(case: Case, opts) -> Result:
+    N, y, cells = _size_points(case)
+    out = _law_forecast("size", N, y, cells, case.target_x, opts, case.metric, bias_corrected=False)
+    return _nan(case) if out is None else out[:3]
+
+
+def _late(rows: pl.DataFrame, k: int) -> pl.DataFrame:
+    return (rows.sort("exposure").group_by("run", maintain_order=True).tail(k)
+            if rows["exposure"].is_not_null().any() else rows)
+
+
+def late_k_est(case: Case, opts) -> Result:
+    rows = _late(case.rows, opts.get("k", LAST_K))
+    N, y = rows["params"].to_numpy().astype(float), rows["value"].to_numpy().astype(float)
+    law = "size" if np.unique(N).size >= 4 else "loglinear"
+    out = _law_forecast(law, N, y, rows["run"].to_numpy(), case.target_x, opts, case.metric)
+    return _nan(case) if out is None else out[:3]
+
+
+def averaged_est(case: Case, opts) -> Result:
+    """One point per size (mean over runs of the mean of their last k checkpoints), refitted on
+    parametric replicates drawn from the measured noise; intervals for a new run's value."""
+    from rerank_scaling.scaling.bootstrap import BootstrapDraws
+    from rerank_scaling.scaling.fit import point_fit, with_draws
+    from rerank_scaling.scaling.solver import batched_lm
+
+    late = _late(case.rows, opts.get("k", LAST_K))
+    per_run = late.group_by("run", maintain_order=True).agg(pl.col("params").first(), pl.col("value").mean())
+    per_size = per_run.group_by("params").agg(pl.col("value").mean(), pl.len().alias("m")).sort("params")
+    N, y, m = (per_size[c].to_numpy().astype(float) for c in ("params", "value", "m"))
+    run_sd = noise_estimate(per_run["params"].to_numpy(), per_run["value"].to_numpy(), case.series())
+    if not math.isfinite(run_sd.sd) or N.size < 2:
+        return _nan(case)
+    law = "size" if N.size >= 4 else "loglinear"
+
+    def run():
+        fit, pr = point_fit(law, N, y, metric=case.metric)
+        rng = np.random.default_rng(opts["seed"])
+        B = opts["n_boot"]
+        fitted = pr.fun(pr.theta[None, :])[0]
+        Y = fitted + rng.normal(size=(B, N.size)) * (run_sd.sd / np.sqrt(m))
+        theta, cost = batched_lm(lambda th, rows: pr.law.model(th, pr.lx, pr.lz, pr.ctx),
+                                 np.repeat(pr.theta[None, :], B, 0), pr.lo, pr.hi, Y, np.ones_like(Y))
+        keep = np.isfinite(cost)
+        noise = rng.normal(size=int(keep.sum())) * run_sd.sd
+        fit = with_draws(fit, BootstrapDraws(theta[keep], noise, "parametric"))
+        draws = fit.draws_at(case.target_x, kind="prediction")
+        point = fit.forecast(case.target_x)
+        from scipy import stats
+
+        lvl = opts["level"]
+        factor = stats.t.ppf(0.5 + lvl / 2, max(run_sd.df, 1)) / stats.norm.ppf(0.5 + lvl / 2)
+        dev = draws - draws.mean(axis=0)
+        q_lo, q_hi = np.percentile(dev, [50 * (1 - lvl), 100 - 50 * (1 - lvl)], axis=0)
+        return point, point + factor * q_lo, point + factor * q_hi
+
+    out = _quiet(run)
+    return _nan(case) if out is None else out
+
+
+def average_est(case: Case, opts) -> Result:
+    N, y, cells = _size_points(case)
+    if np.unique(N).size < 4:
+        return _chosen("auto")(case, opts)
+    a = _law_forecast("size", N, y, cells, case.target_x, opts, case.metric)
+    b = _law_forecast("loglinear", N, y, cells, case.target_x, opts, case.metric)
+    if a is None or b is None:
+        return _nan(case) if a is None and b is None else (a or b)[:3]
+    pred = 0.5 * (a[0] + b[0])
+    # mixture of the two predictive distributions, each as its interval's normal equivalent
+    from scipy import stats
+
+    z = stats.norm.ppf(0.5 + opts["level"] / 2)
+    draws = []
+    rng = np.random.default_rng(opts["seed"])
+    for p, lo, hi in (a[:3], b[:3]):
+        sd = (hi - lo) / (2 * z)
+        draws.append(p + rng.normal(size=(2000, p.size)) * sd)
+    mix = np.concatenate(draws)
+    tail = 50 * (1 - opts["level"])
+    lo, hi = np.percentile(mix, [tail, 100 - tail], axis=0)
+    return pred, lo, hi
+
+
+def joint_est(case: Case, opts) -> Result:
+    """The joint law on every fitted checkpoint; on the exposure axis on every size's checkpoints of
+    the group (each model cut as this one), fitted once per group."""
+    rows = case.extra.get("group_rows", case.rows)
+    rows = rows.filter(pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
+    if rows.height == 0 or rows["params"].n_unique() < 2:
+        return _nan(case)
+    cache = opts.setdefault("_joint_cache", {})
+    key = id(case.extra.get("group_rows", case.rows))
+    if key not in cache:
+        N, D = rows["params"].to_numpy().astype(float), rows["exposure"].to_numpy().astype(float)
+        y = rows["value"].to_numpy().astype(float)
+
+        def run():
+            return fit_law("joint", N, y, D=D, metric=case.metric, cells=rows["run"].to_numpy(),
+                           n_boot=opts["n_boot"], level=opts["level"], seed=opts["seed"])
+
+        cache[key] = (case.extra.get("group_rows", case.rows), _quiet(run))  # keep the rows alive with the id
+    fit = cache[key][1]
+    if fit is None:
+        return _nan(case)
+    sizes = case.target_x if case.axis == "size" else np.full(case.target_x.size, float(case.key["params"]))
+    point = fit.forecast(sizes, case.target_d)
+    if fit.draws is not None and fit.draws.theta.shape[0]:
+        lo, hi = fit.interval(sizes, case.target_d)
+    else:
+        lo = hi = np.full(sizes.size, np.nan)
+    return np.asarray(point, float), np.asarray(lo, float), np.asarray(hi, float)
+
+
+# --- partial pooling: one exponent shared by several groups ---------------------------------
+
+_C_GRID = -np.geomspace(0.01, 2.9, 160)
+
+
+def _profile(t: np.ndarray, Y: np.ndarray, s: int, bound: float | None):
+    """For every exponent on the grid, the best (a, g) of ``a - s*g*exp(c*t)`` per replicate row
+    of ``Y[B, n]`` (g >= 0, asymptote not past ``bound``).  Returns cost[B, K], a[B, K], g[B, K]."""
+    U = np.exp(np.outer(_C_GRID, t))  # [K, n]
+    um = U.mean(axis=1)
+    ym = Y.mean(axis=1, keepdims=True)  # [B, 1]
+    var_u = np.mean((U - um[:, None]) ** 2, axis=1)  # [K]
+    cov = (Y - ym) @ (U - um[:, None]).T / t.size  # [B, K]
+    b = cov / np.where(var_u > 0, var_u, 1.0)
+    a = ym - b * um
+    g = -s * b
+    flat = g <= 0
+    a = np.where(flat, ym, a)
+    g = np.where(flat, 0.0, g)
+    if bound is not None:
+        over = (s * (a - bound)) > 0
+        if over.any():
+            a = np.where(over, bound, a)
+            num = np.einsum("kn,bn->bk", U, s * (bound - Y))
+            g = np.where(over, np.maximum(num / np.sum(U * U, axis=1), 0.0), g)
+    pred = a[:, :, None] - s * g[:, :, None] * U[None, :, :]
+    cost = np.sum((Y[:, None, :] - pred) ** 2, axis=2)
+    return cost, a, g
+
+
+def pooled_fit(groups: list[tuple[np.ndarray, np.ndarray]], s: int, bound: float | None, Ys=None):
+    """Shared exponent over ``groups`` of (log-size, y); ``Ys`` optional replicates [B, n] per group."""
+    Ys = Ys or [y[None, :] for _, y in groups]
+    costs, As, Gs = zip(*(_profile(t, Y, s, bound) for (t, _), Y in zip(groups, Ys)))
+    total = np.sum(costs, axis=0)  # [B, K]
+    k = np.argmin(total, axis=1)
+    rows = np.arange(total.shape[0])
+    return _C_GRID[k], [A[rows, k] for A in As], [G[rows, k] for G in Gs]
+
+
+def pooled_est(cases: list[Case], opts, by: tuple[str, ...] = ()) -> list[Result]:
+    out: list[Result | None] = [None] * len(cases)
+    parts: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cases):
+        parts.setdefault(tuple(c.key.get(k) for k in by), []).append(i)
+    for idx in parts.values():
+        members = [cases[i] for i in idx]
+        res = _quiet(lambda: _pooled_members(members, opts))
+        for j, i in enumerate(idx):
+            out[i] = res[j] if res is not None else _nan(cases[i])
+    return out
+
+
+def _pooled_members(cases: list[Case], opts) -> list[Result]:
+    from scipy import stats
+
+    s = cases[0].direction
+    data = []
+    for c in cases:
+        N, y, cells = _size_points(c)
+        ref = float(np.exp(np.mean(np.log(N))))
+        bound = natural_bound(c.metric)
+        if bound == 1.0 and np.max(y) > 1.0:
+            bound = 100.0 if np.max(y) <= 100 else None
+        data.append((np.log(N / ref), y, cells, ref, bound))
+    if any(np.unique(t).size < 2 for t, *_ in data):
+        raise UserError("too few sizes to pool")
+    bound = data[0][4]
+    groups = [(t, y) for t, y, *_ in data]
+    c_hat, a_hat, g_hat = pooled_fit(groups, s, bound)
+    n_tot = sum(y.size for _, y in groups)
+    p = 2 * len(groups) + 1
+    df = n_tot - p
+    inflate = math.sqrt(n_tot / df) if df > 0 else math.nan
+    rng = np.random.default_rng(opts["seed"])
+    B = opts["n_boot"]
+    webb = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
+    Ys, resid_all, fitted = [], [], []
+    for gi, (t, y, cells, _, _) in enumerate(data):
+        f = a_hat[gi][0] - s * g_hat[gi][0] * np.exp(c_hat[0] * t)
+        r = (y - f) * (inflate if math.isfinite(inflate) else 1.0)
+        _, cell_idx = np.unique(cells, return_inverse=True)
+        v = rng.choice(webb, size=(B, int(cell_idx.max()) + 1))[:, cell_idx]
+        Ys.append(f + v * r)
+        resid_all.append(r)
+        fitted.append(f)
+    cb, ab, gb = pooled_fit(groups, s, bound, Ys)
+    pool = np.concatenate(resid_all)
+    lvl = opts["level"]
+    factor = (stats.t.ppf(0.5 + lvl / 2, df) / stats.norm.ppf(0.5 + lvl / 2)) if df >= 1 else math.inf
+    tail = 50 * (1 - lvl)
+    results = []
+    for gi, (c, (t, y, cells, ref, _)) in enumerate(zip(cases, data)):
+        tn = np.log(c.target_x / ref)
+        point = a_hat[gi][0] - s * g_hat[gi][0] * np.exp(c_hat[0] * tn)
+        draws = ab[gi][:, None] - s * gb[gi][:, None] * np.exp(cb[:, None] * tn[None, :])
+        draws = draws + (rng.choice([-1.0, 1.0], B) * pool[rng.integers(0, pool.size, B)])[:, None]
+        dev = draws - draws.mean(axis=0)
+        q_lo, q_hi = np.percentile(dev, [tail, 100 - tail], axis=0)
+        results.append((point, point + factor * q_lo, point + factor * q_hi))
+    return results
+
+
+# --- exposure axis ---------------------------------------------------------------------------
+
+
+def data_est(bias_corrected: bool):
+    def est(case: Case, opts) -> Result:
+        D, y = case.levels()
+        law = "data" if np.unique(D).size >= 4 else "data-loglinear"
+        out = _law_forecast(law, np.ones_like(D), y, case.rows["run"].to_numpy(), np.ones(case.target_x.size), opts,
+                            case.metric, bias_corrected=bias_corrected, D=D, target_d=case.target_x)
+        return _nan(case) if out is None else out[:3]
+
+    return est
+
+
+def _each(fn):
+    def many(cases, opts):
+        return [fn(c, opts) for c in cases]
+
+    return many
+
+
+SIZE_ESTIMATORS = {
+    "curve-fit": _each(curve_fit_est),
+    "carry-forward": _each(carry_est),
+    "loglinear": _each(loglinear_est),
+    "auto": _each(_chosen("auto")),
+    "size-raw": _each(size_raw_est),
+    "cv": _each(_chosen("cv")),
+    "late-k": _each(late_k_est),
+    "averaged": _each(averaged_est),
+    "pooled": lambda cases, opts: pooled_est(cases, opts, ()),
+    "pooled-objectives": lambda cases, opts: pooled_est(cases, opts, ("eval_set",)),
+    "average": _each(average_est),
+    "joint": _each(joint_est),
+}
+EXPOSURE_ESTIMATORS = {
+    "curve-fit": _each(curve_fit_est),
+    "carry-forward": _each(carry_est),
+    "loglinear": _each(loglinear_est),
+    "data": _each(data_est(True)),
+    "data-raw": _each(data_est(False)),
+    "joint": _each(joint_est),
+}
+ESTIMATORS = {"size": tuple(SIZE_ESTIMATORS), "exposure": tuple(EXPOSURE_ESTIMATORS)}
+BASELINE = "curve-fit"
