@@ -96,16 +96,26 @@ class CellState:
         return tuple(e["name"] for e in self.config.get("evals", []) if isinstance(e, dict) and e.get("in_domain"))
 
 
+class _File:
+    """A file of a folder: ``Folder.attr`` is its name, ``folder.attr`` its path."""
+
+    def __init__(self, name: str):
+        self.filename = name
+
+    def __get__(self, folder, owner=None):
+        return self.filename if folder is None else folder.path / self.filename
+
+
 class RunFolder:
-    CONFIG = "config.json"
-    DATA = "data.json"
-    METRICS = "metrics.parquet"
-    BASELINE = "baseline.parquet"
-    RUNS = "runs"
-    LOG = "train_log.jsonl"
-    CHECKPOINTS = "checkpoints"
-    STATUS = "status.json"
-    LOCK = ".lock"
+    config = _File("config.json")
+    data = _File("data.json")
+    metrics = _File("metrics.parquet")
+    baseline = _File("baseline.parquet")
+    log = _File("train_log.jsonl")
+    status = _File("status.json")
+    checkpoints = _File("checkpoints")
+    runs = _File("runs")
+    lock_file = _File(".lock")
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -120,45 +130,16 @@ class RunFolder:
     def exists(self) -> bool:
         return self.path.is_dir()
 
-    # file names
-    @property
-    def config(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def data(self) -> Path:
-        return self.path / self.DATA
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def baseline(self) -> Path:
-        return self.path / self.BASELINE
-
-    @property
-    def log(self) -> Path:
-        return self.path / self.LOG
-
-    @property
-    def status(self) -> Path:
-        return self.path / self.STATUS
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / self.CHECKPOINTS
-
     @property
     def checkpoint(self) -> Path:
         return self.checkpoints / "last.ckpt"
 
     def run_file(self, eval_set: str) -> Path:
-        return self.path / self.RUNS / f"{eval_set}.trec"
+        return self.runs / f"{eval_set}.trec"
 
     # writing
     def create(self) -> None:
-        for sub in (self.path, self.path / self.RUNS, self.checkpoints):
+        for sub in (self.path, self.runs, self.checkpoints):
             sub.mkdir(parents=True, exist_ok=True)
 
     def write_json(self, path: Path, obj) -> None:
@@ -215,7 +196,7 @@ class RunFolder:
     def lock(self):
         """An exclusive lock on the run (released by the OS if its holder dies)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path / self.LOCK, "w")
+        fh = open(self.lock_file, "w")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)
             yield
@@ -223,7 +204,7 @@ class RunFolder:
             fh.close()
 
     def is_locked(self) -> bool:
-        path = self.path / self.LOCK
+        path = self.lock_file
         if not path.exists():
             return False
         with open(path, "w") as fh:
@@ -253,24 +234,12 @@ class RunFolder:
 
 
 class StudyFolder:
-    EXPERIMENT = "experiment.toml"
-    CELLS = "cells"
-    RESULTS = "results.parquet"
+    experiment = _File("experiment.toml")
+    cells_dir = _File("cells")
+    results = _File("results.parquet")
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-
-    @property
-    def experiment(self) -> Path:
-        return self.path / self.EXPERIMENT
-
-    @property
-    def results(self) -> Path:
-        return self.path / self.RESULTS
-
-    @property
-    def cells_dir(self) -> Path:
-        return self.path / self.CELLS
 
     def cell(self, run_id: str) -> RunFolder:
         return RunFolder(self.cells_dir / run_id)
@@ -285,7 +254,7 @@ class StudyFolder:
         """Every cell with a folder, plus the planned ``(run_id, steps)`` not started yet
         (by default the cells of the study's experiment.toml), sorted by run id."""
         if not self.cells_dir.is_dir():
-            raise UserError(f"{self.path}: not a study folder (no {self.CELLS}/ inside)")
+            raise UserError(f"{self.path}: not a study folder (no {StudyFolder.cells_dir}/ inside)")
         states = {cell.name: cell.state() for cell in self.cells()}
         for run_id, steps in self.planned() if planned is None else planned:
             states.setdefault(run_id, CellState(run_id, "pending", 0, steps))

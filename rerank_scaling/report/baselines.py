@@ -8,10 +8,11 @@ import polars as pl
 
 from rerank_scaling.report.study import Study
 from rerank_scaling.scaling import direction
+from rerank_scaling.scaling.table import GROUP_COLUMNS
 
 # the columns of the baselines table, in order; contrastive entropy ce@m is added when present
 TABLE_METRICS = ("ndcg@10", "map", "mrr@10")
-VARIANT_KEYS = ("supervision", "budget")
+VARIANT_KEYS = tuple(k for k in GROUP_COLUMNS if k not in ("objective", "eval_set"))  # supervision, budget
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.scaling.fit import fit_law
 from rerank_scaling.scaling.forecast import group_label
 from rerank_scaling.scaling.laws import JOINT_LAWS
-from rerank_scaling.scaling.table import as_table, select_metric
+from rerank_scaling.scaling.table import CONDITION_KEYS, as_table, select_metric
 from rerank_scaling.scaling.util import jsonable
 
-GROUP_KEYS = ("objective", "supervision", "eval_set")
+GROUP_KEYS = CONDITION_KEYS
 
 
 @dataclass(frozen=True)

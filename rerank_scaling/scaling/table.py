@@ -28,8 +28,11 @@ REQUIRED = ("objective", "model", "params", "metric", "value")
 NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
 TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision")
 NULL_TOKENS = ("", "na", "n/a", "null", "none")
-# columns that split runs into separately fitted groups, when present
-GROUP_COLUMNS = ("objective", "supervision", "eval_set", "budget")
+# What sets one curve apart from another, stated once: a condition (objective,
+# supervision, eval set) and, within it, the data budget. Verdicts and
+# allocation compare laws per condition; fits are per condition x budget.
+CONDITION_KEYS = ("objective", "supervision", "eval_set")
+GROUP_COLUMNS = (*CONDITION_KEYS, "budget")
 
 
 def load_results(path: str | Path) -> pl.DataFrame:

@@ -46,12 +46,12 @@ from rerank_scaling.scaling import baselines
 from rerank_scaling.scaling.evidence import MOVES_LEVEL, Movement, moves, noise_estimate
 from rerank_scaling.scaling.fit import fit_many
 from rerank_scaling.scaling.forecast import fit_groups, group_label
-from rerank_scaling.scaling.table import as_table, group_columns, select_metric
+from rerank_scaling.scaling.table import CONDITION_KEYS, as_table, group_columns, select_metric
 from rerank_scaling.scaling.util import jsonable
 
 DEFAULT_MAX_REL_ERROR = None  # off: the rule is relative to noise and baselines, not a fixed percentage
 DEFAULT_MIN_COVERAGE = 0.5
-VERDICT_KEYS = ("objective", "supervision", "eval_set")
+VERDICT_KEYS = CONDITION_KEYS
 STATUSES = ("extrapolates", "does not extrapolate", "not informative", "not judged")
 
 

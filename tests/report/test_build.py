@@ -1,0 +1,61 @@
+"""Building a report (report/build.py, analysis.py, caveats.py): determinism, degradation, atomicity."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthetic_study import N_BOOT, make_study, section
+
+
+def test_rerun_gives_identical_markdown_and_figures(report):
+    from rerank_scaling.report import build_report
+
+    study, path, text = report
+    pngs = {p.name: p.read_bytes() for p in (study / "figures").iterdir()}
+    again = build_report(study, n_boot=N_BOOT)
+    assert again.read_text() == text
+    assert {p.name: p.read_bytes() for p in (study / "figures").iterdir()} == pngs
+
+
+def test_three_sizes_degrade_gracefully_with_a_caveat(tmp_path):
+    from rerank_scaling.report import build_report
+
+    study = make_study(tmp_path / "study", n_sizes=3, checkpoints=3)
+    text = build_report(study, n_boot=N_BOOT).read_text()
+    caveats = text[text.index("## 7. Caveats"):]
+    assert "**Too few sizes**: only 3 distinct model size(s) (53.3K, 410K, 3.21M), fewer than 4" in caveats
+    assert "forecasts rest on very few points" in caveats
+    # 3 checkpoints: nothing early enough to fit the exposure law, said in its section
+    assert "Not possible: no run has at least 2 checkpoints in the first half" in section(
+        text, "### Exposure check", "### Side by side")
+    # two sizes below the cut: the log-linear law, forecast of the third, no finite interval
+    assert "`loglinear`" in section(text, "### Fitted laws", "### Forecasts vs actual")
+    assert "| unbounded |" in section(text, "### Forecasts vs actual", "## 4.")
+
+
+def test_one_size_says_not_enough_sizes_to_fit(tmp_path):
+    from rerank_scaling.report import build_report
+
+    study = make_study(tmp_path / "study", n_sizes=1, checkpoints=3)
+    text = build_report(study, n_boot=0).read_text()
+    fitted = section(text, "### Fitted laws", "### Forecasts")
+    assert "| ndcg@10 | — | — | — | not enough sizes to fit |" in fitted
+    assert "No forecast to check: no model is larger than the fit cut." in text
+    assert "Not possible: the joint law's size term needs at least 3 model sizes" in text
+
+
+def test_an_error_midway_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from rerank_scaling.report import build_report
+    from rerank_scaling.report import figures
+
+    study = make_study(tmp_path / "study", n_sizes=4, checkpoints=3, failed=False)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(figures, "metrics_figure", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_report(study, n_boot=0)
+    assert not (study / "REPORT.md").exists()
+    assert not (study / "figures").exists()
+    assert not list(study.glob(".report-*"))
