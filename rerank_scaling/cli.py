@@ -2,7 +2,8 @@
 
 Each sub-command lives in the module that owns its stage and exposes
 ``register(subparsers)``; this file only wires them together and turns
-:class:`UserError` into a one-line message with exit status 2.
+:class:`UserError` (and an ``OSError`` on a path the user named: permission
+denied, read-only, disk full) into a one-line message with exit status 2.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: <command>: <what>``), like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog.removeprefix('rerank-scaling ')}: {' '.join(message.split())}"
+                     f" (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rerank-scaling",
         description="Train reranker grids, fit scaling laws, forecast large models.",
     )
@@ -41,12 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rerank_scaling.data.util import keep_library_caches_in_cache
+
+    keep_library_caches_in_cache()  # before any library that writes a cache of its own is imported
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user named cannot be written or read: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

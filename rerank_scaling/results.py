@@ -67,20 +67,31 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def read_table(path: Path) -> pl.DataFrame:
+    """A parquet file of the schema; a damaged one is a :class:`UserError` naming it."""
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise UserError(f"{path}: not a readable parquet table ({' '.join(str(exc).split())[:160]})") from None
+
+
 def read_rows(path: Path) -> list[dict]:
-    return pl.read_parquet(path).to_dicts() if path.exists() else []
+    return read_table(path).to_dicts() if path.exists() else []
 
 
 def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
     """Concatenate every finished cell (+ one BM25 baseline) into the study's results.parquet."""
     folder = StudyFolder(study)
     frames, baselines = [], []
-    for state in folder.states():
-        if state.state != "done":
+    folder.states()  # a study folder, or a one-line error
+    for cell in folder.cells():
+        torn = [f"{path} {what}" for path, what in cell.damaged_files().items() if path != cell.log]
+        if torn:
+            raise UserError(f"{torn[0]} (`rerank-scaling grid run` repairs and reruns the cell)")
+        if (cell.read_status() or {}).get("state") != "done":
             continue
-        cell = folder.cell(state.run)
-        frames.append(pl.read_parquet(cell.metrics))
-        baselines.append(pl.read_parquet(cell.baseline))
+        frames.append(read_table(cell.metrics))
+        baselines.append(read_table(cell.baseline))
     if not frames:
         raise UserError(f"{folder.path}: no finished cell to collect")
     baseline = pl.concat(baselines).unique(subset=["eval_set", "metric"], keep="first", maintain_order=True)

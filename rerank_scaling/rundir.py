@@ -20,9 +20,13 @@ A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
     cells/<run_id>/         one run folder each
     results.parquet         every finished cell's rows + the BM25 baseline
 
-States: *done* / *failed* once ``status.json`` exists (*unreadable* if it is
-not valid JSON); *running* while a process holds the lock; else *pending*
-(possibly with a checkpoint to resume from). Torch-free and polars-free.
+States: *done* / *failed* once ``status.json`` exists; *running* while a
+process holds the lock; *damaged* when a file a crash can tear is torn (a
+status or metrics file that is not whole, a truncated checkpoint, a torn last
+log line), with the file named; else *pending* (possibly with a checkpoint to
+resume from). :meth:`RunFolder.repair` puts a damaged folder back into a state
+the run can resume from. Torch-free and polars-free: the checks read a few
+bytes at each file's ends.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ from typing import Literal
 from rerank_scaling.data.util import atomic_write_text
 from rerank_scaling.errors import UserError
 
-State = Literal["done", "failed", "running", "pending", "unreadable"]
-FINISHED: tuple[State, ...] = ("done", "failed", "unreadable")
+State = Literal["done", "failed", "running", "pending", "damaged"]
+PARQUET_MAGIC = b"PAR1"
+ZIP_END = b"PK\x05\x06"  # end-of-central-directory record: torch.save files are zip archives
 
 
 def to_json(obj) -> str:
@@ -64,6 +69,56 @@ def _step_of(line: str, default: int) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return default
+
+
+def _whole_parquet(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            return head == PARQUET_MAGIC and fh.read(4) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
+def _whole_zip(path: Path) -> bool:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - 65_557))  # the record sits in the last 22 + 65,535 bytes
+            return ZIP_END in fh.read()
+    except OSError:
+        return False
+
+
+def _torn_last_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read()
+    except OSError:
+        return False
+    if not tail.endswith(b"\n"):
+        return True
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return _step_of(last.decode(errors="replace"), -1) < 0 if last else False
+
+
+def output_folder(path: Path | str, flag: str = "--out") -> Path:
+    """``path`` as a folder the command may create or fill: an existing file there,
+    or a file where a parent folder should be, is a one-line error naming it."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"{flag} {path}: {p} exists and is not a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"{flag} {path}: {p} is not writable")
+            break
+    return path
 
 
 def read_json(path: Path) -> dict:
@@ -167,11 +222,52 @@ class RunFolder:
 
     # reading
     def read_status(self) -> dict | None:
-        """``status.json`` as a dict; None while the run is unfinished."""
+        """``status.json`` as a dict; None while the run is unfinished (or its status is torn:
+        see :meth:`damage`)."""
         if not self.status.exists():
             return None
         status = read_json(self.status)
-        return status if "state" in status else {"state": "unreadable", "reason": "status.json is not valid JSON"}
+        return status if status.get("state") in ("done", "failed") else None
+
+    def damaged_files(self) -> dict[Path, str]:
+        """What a crash tore in this folder: ``file -> what is wrong`` (empty when whole)."""
+        found: dict[Path, str] = {}
+        if self.status.exists() and self.read_status() is None:
+            found[self.status] = "is not a whole status file"
+        done = (self.read_status() or {}).get("state") == "done"
+        for path in (self.metrics, self.baseline):
+            if (path.exists() or done) and not _whole_parquet(path):
+                found[path] = "is truncated" if path.exists() else "is missing"
+        if self.checkpoint.exists() and not _whole_zip(self.checkpoint):
+            found[self.checkpoint] = "is truncated"
+        if _torn_last_line(self.log):
+            found[self.log] = "has a torn last line"
+        return found
+
+    def damage(self) -> list[str]:
+        """:meth:`damaged_files` as sentences naming each file."""
+        return [f"{path} {what}" for path, what in self.damaged_files().items()]
+
+    def repair(self) -> list[str]:
+        """Put a damaged folder back where the run can resume (or re-run) from; returns what
+        was done. Runs are deterministic, so redoing lost steps gives the same rows."""
+        damaged = self.damaged_files()
+        done: list[str] = []
+
+        def drop(*paths: Path) -> None:
+            for path in paths:
+                if path.exists():
+                    path.unlink()
+                    done.append(f"removed {path}")
+
+        if self.log in damaged:
+            self.trim_log(10**18)
+            done.append(f"dropped the torn last line of {self.log}")
+        if self.metrics in damaged or self.checkpoint in damaged:
+            drop(self.metrics, self.checkpoint, self.status)  # rows up to the checkpoint are lost: start over
+        if self.baseline in damaged or self.status in damaged:
+            drop(self.baseline, self.status)  # the baseline is rewritten when the run starts
+        return done
 
     def read_config(self) -> dict:
         return read_json(self.config)
@@ -219,13 +315,16 @@ class RunFolder:
         config = self.read_config()
         steps = int(config.get("steps", 0) or 0)
         status = self.read_status()
+        damage = self.damage()
+        if damage and not self.is_locked():
+            return CellState(self.name, "damaged", self.last_step(), steps, "; ".join(damage), config=config)
         if status is None:
             state: State = "running" if self.is_locked() else "pending"
             return CellState(self.name, state, self.last_step(), steps, config=config)
         seconds = status.get("seconds")
         hardware = status.get("hardware")
         return CellState(
-            self.name, status["state"] if status["state"] in FINISHED else "unreadable",
+            self.name, status["state"],
             steps if status["state"] == "done" else self.last_step(), steps, str(status.get("reason", "")),
             float(seconds) if isinstance(seconds, (int, float)) else None,
             status.get("final") if isinstance(status.get("final"), dict) else None,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, IterableDataset
 
 from rerank_scaling.rundir import RunFolder
@@ -118,6 +119,24 @@ class StepBatches(IterableDataset):
             yield self.batch_at(step)
 
 
+class InPlaceCheckpointIO(TorchCheckpointIO):
+    """Write a checkpoint straight to the path it is given (inside the run folder).
+
+    Lightning's own writer serialises the whole checkpoint to memory and stages
+    it through a temporary file in ``$TMPDIR``; a kill during the save then
+    orphans a full-size file there. :class:`Checkpoints` saves to ``*.tmp``
+    beside the real checkpoint and renames it, so this writer needs no staging.
+    """
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported")
+        with open(path, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 class Checkpoints(L.Callback):
     """After every step: a log line; every ``every`` steps (and at the last): evaluate, then
     save a resumable checkpoint (atomically, inside the run folder)."""
@@ -183,6 +202,7 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[callback],
+        plugins=[InPlaceCheckpointIO()],
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
     )

@@ -24,12 +24,32 @@ def test_status_is_written_whole_and_read_back(tmp_path):
     assert [p.name for p in run.path.iterdir()] == ["status.json"]  # no temporary file left behind
 
 
-def test_a_torn_status_is_unreadable_not_a_crash(tmp_path):
+def test_a_torn_status_is_damage_that_repair_removes(tmp_path):
     run = RunFolder(tmp_path / "cell")
     run.path.mkdir()
     run.status.write_text('{"state": "do')
     state = run.state()
-    assert state.state == "unreadable" and "not valid JSON" in state.reason
+    assert state.state == "damaged" and f"{run.status} is not a whole status file" in state.reason
+    assert run.read_status() is None
+    assert run.repair() == [f"removed {run.status}"] and run.state().state == "pending"
+
+
+def test_truncated_tables_and_checkpoints_are_damage(tmp_path):
+    import polars as pl
+    import torch
+
+    run = RunFolder(tmp_path / "cell")
+    run.create()
+    pl.DataFrame({"step": [1, 2]}).write_parquet(run.metrics)
+    torch.save({"global_step": 2}, run.checkpoint)
+    assert run.damage() == []
+    run.metrics.write_bytes(run.metrics.read_bytes()[:-10])
+    run.checkpoint.write_bytes(run.checkpoint.read_bytes()[:50])
+    assert run.damaged_files() == {run.metrics: "is truncated", run.checkpoint: "is truncated"}
+    run.repair()
+    assert not run.metrics.exists() and not run.checkpoint.exists() and run.damage() == []
+    run.write_status({"state": "done"})  # a finished run must have its tables
+    assert run.damaged_files() == {run.metrics: "is missing", run.baseline: "is missing"}
 
 
 def test_last_step_skips_a_torn_log_line(tmp_path):
@@ -37,9 +57,11 @@ def test_last_step_skips_a_torn_log_line(tmp_path):
     run.create()
     for step in (1, 2, 3):
         run.append_log({"step": step, "loss": 0.5})
+    assert run.damage() == []
     with open(run.log, "a") as fh:
         fh.write('{"step": 4, "lo')
     assert run.last_step() == 3
+    assert run.damage() == [f"{run.log} has a torn last line"]
     run.trim_log(2)
     assert [json.loads(line)["step"] for line in run.log.read_text().splitlines()] == [1, 2]
 
@@ -66,8 +88,12 @@ def test_study_states_merge_folders_and_planned_cells(tmp_path):
     study = StudyFolder(tmp_path / "study")
     with pytest.raises(UserError, match="not a study folder"):
         study.states()
+    import polars as pl
+
     done = study.cell("a")
     done.create()
+    for table in (done.metrics, done.baseline):
+        pl.DataFrame({"value": [0.5]}).write_parquet(table)
     done.write_json(done.config, {"steps": 10, "evals": [{"name": "t", "in_domain": True}]})
     done.write_status({"state": "done", "final": {"t:ndcg@10": 0.5}, "seconds": 3})
     states = study.states(planned=[("a", 10), ("b", 20)])

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from rerank_scaling.data.qrels import qrel_lines
 from rerank_scaling.data.types import Collection
-from rerank_scaling.data.util import default_cache_dir, normalise_ws
+from rerank_scaling.data.util import default_cache_dir, keep_library_caches_in_cache, normalise_ws
 from rerank_scaling.errors import UserError
 
 BEIR_PREFIX = "beir-folder:"
@@ -121,6 +121,7 @@ def _import_ir_datasets(home: Path | None):
     dropped from ``sys.modules`` and imported again.
     """
     global _IRDS_HOME
+    keep_library_caches_in_cache()  # an unknown id must not create ~/.ir_datasets
     if home is not None:
         home = home.resolve()
         os.environ["IR_DATASETS_HOME"] = str(home)

@@ -1,9 +1,11 @@
 """Small helpers shared by the data, candidates and evaluation stages.
 
 * :func:`default_cache_dir` -- ``$RERANK_SCALING_CACHE`` or ``~/.cache/rerank_scaling``.
+* :func:`keep_library_caches_in_cache` -- matplotlib, numba (ranx's JIT) and
+  ir_datasets write their caches under it, not in ``$HOME`` or site-packages.
 * :func:`atomic_write_text` / :func:`atomic_write_bytes` -- write to a temporary
   file in the target folder, then ``os.replace`` it, so a crash never leaves a
-  half-written output behind.
+  half-written output behind; the file gets the mode the user's umask gives.
 * :func:`normalise_ws` -- collapse runs of whitespace to one space.
 * :func:`stable_hash` -- a sha256-based integer that does not depend on the
   Python hash seed (``PYTHONHASHSEED``), for seeded, order-free decisions.
@@ -23,6 +25,35 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "rerank_scaling"
+
+
+def keep_library_caches_in_cache() -> None:
+    """Point the caches libraries write on their own into the toolkit's cache folder.
+
+    matplotlib (font cache and config, ``MPLCONFIGDIR``), numba (the JIT cache of
+    ranx's metrics, ``NUMBA_CACHE_DIR``; by default inside the installed
+    package) and ir_datasets (``IR_DATASETS_HOME``, which it creates for any id
+    it is asked about). A variable the user set is kept; so is an existing
+    ``~/.ir_datasets`` (the user's downloads). Must run before those libraries
+    are imported; idempotent.
+    """
+    base = default_cache_dir()
+    os.environ.setdefault("MPLCONFIGDIR", str(base / "matplotlib"))
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(base / "numba"))
+    if "IR_DATASETS_HOME" not in os.environ and not (Path.home() / ".ir_datasets").exists():
+        os.environ["IR_DATASETS_HOME"] = str(base / "ir_datasets")
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def normalise_ws(text: str) -> str:
@@ -50,6 +81,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any file
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -31,8 +31,9 @@ from __future__ import annotations
 import re
 import warnings
 
-from rerank_scaling.data.types import Ranking, rank
 from rerank_scaling.config.run import DEFAULT_METRICS
+from rerank_scaling.data.types import Ranking, rank
+from rerank_scaling.data.util import keep_library_caches_in_cache
 from rerank_scaling.errors import UserError
 
 _BASES = {
@@ -98,6 +99,7 @@ def evaluate_per_query(
         ordered = rank(dict((str(d), float(s)) for d, s in ranking[q]))
         n = len(ordered)
         run_dict[q] = {d: float(n - i) for i, (d, _s) in enumerate(ordered)}
+    keep_library_caches_in_cache()  # ranx JIT-compiles with numba, which caches beside the package
     from ranx import evaluate as ranx_evaluate
 
     # Plain dicts in the same query order (ranx pairs them by position): this

@@ -1,9 +1,16 @@
-"""Rerank an evaluation set's candidate lists with a model and score the result."""
+"""Rerank an evaluation set's candidate lists with a model and score the result.
+
+Convention: a model reorders the first ``rerank_k`` candidates of each list
+(the head); the rest of the first-stage list (the tail, down to the
+candidate depth ``k``) follows in first-stage order. Metrics deeper than the
+head (``recall@100``, MAP) therefore see the whole candidate list, as in the
+usual rerank-the-top-k pipeline, and equal the first stage's on the tail.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rerank_scaling.data.types import Collection, Ranking, rank
 from rerank_scaling.evaluation.contrastive import contrastive_entropy
@@ -16,10 +23,11 @@ class EvalSet:
 
     name: str
     collection: Collection  # restricted to the evaluation queries
-    candidates: Ranking  # the top ``rerank_k`` first-stage candidates per query
+    candidates: Ranking  # the top ``rerank_k`` first-stage candidates per query (reranked)
     contrastive: dict  # qid -> ContrastiveSet (fixed negatives, shared by all models)
     ce_metric: str  # e.g. "ce@64"
     in_domain: bool = False
+    tail: Ranking = field(default_factory=dict)  # the rest of each first-stage list, kept below the head
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every distinct (qid, doc_id) a model must score for this set, in sorted order.
@@ -50,10 +58,16 @@ def score_pairs(
 def rerank_and_evaluate(
     scores: dict[str, dict[str, float]], evalset: EvalSet, metrics: tuple[str, ...]
 ) -> tuple[Ranking, dict[str, float]]:
-    """The reranked candidate lists and their metric values (plus contrastive entropy)."""
-    ranking: Ranking = {
-        qid: rank({doc: scores[qid][doc] for doc, _ in docs}) for qid, docs in evalset.candidates.items() if docs
-    }
+    """The reranked lists (head by the model's scores, tail in first-stage order below it) and
+    their metric values (plus contrastive entropy)."""
+    ranking: Ranking = {}
+    for qid, docs in evalset.candidates.items():
+        if not docs:
+            continue
+        head = rank({doc: scores[qid][doc] for doc, _ in docs})
+        floor, gap = head[-1][1], max(1.0, abs(head[-1][1]) * 1e-6)  # strictly below the head, in order
+        tail = [(doc, floor - i * gap) for i, (doc, _) in enumerate(evalset.tail.get(qid, ()), 1)]
+        ranking[qid] = head + tail
     values = evaluate(ranking, evalset.collection.qrels, metrics)
     if evalset.contrastive:
         values[evalset.ce_metric] = contrastive_entropy(scores, evalset.contrastive)

@@ -11,7 +11,7 @@ from typing import Literal, get_args
 from rerank_scaling.config import RunConfig, load_experiment
 from rerank_scaling.errors import UserError
 from rerank_scaling.models.ladder import LADDERS
-from rerank_scaling.rundir import StudyFolder
+from rerank_scaling.rundir import StudyFolder, output_folder
 
 Executor = Literal["local", "slurm", "submitit-local", "submitit-debug"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="study folder (default: runs/<study name>)")
     p.add_argument("--workers", type=int, help="local worker processes (default: [hardware] workers)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
+    p.add_argument("--retry-failed", action="store_true", help="run failed cells again (default: keep their failure)")
     p.set_defaults(func=run_command)
     p = gsub.add_parser("status", help="show the state of every cell")
     p.add_argument("study", type=Path)
@@ -54,8 +55,9 @@ def schedule(cells: list[RunConfig]) -> list[RunConfig]:
 
 
 def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None = None,
-             executor: Executor = "local", console=None) -> Path:
-    """Validate, then run every unfinished cell; returns the study folder."""
+             executor: Executor = "local", console=None, retry_failed: bool = False) -> Path:
+    """Validate, then run every unfinished or damaged cell (and failed ones with
+    ``retry_failed``); returns the study folder."""
     from rich.console import Console
 
     from rerank_scaling.grid.checks import check_data
@@ -66,9 +68,9 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     experiment = load_experiment(experiment_path)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    out = Path(out or Path("runs") / experiment.name)
+    out = output_folder(Path(out or Path("runs") / experiment.name))
     study = StudyFolder(out)
-    todo = [c for c in experiment.cells if study.cell(c.run_id).read_status() is None]
+    todo = [c for c in experiment.cells if _needs_run(study.cell(c.run_id), retry_failed)]
     with console.status("checking data and warming caches"):
         check_data(experiment, todo)
     if study.experiment.exists() and study.experiment.read_text() != experiment.path.read_text():
@@ -83,23 +85,29 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     started = time.perf_counter()
     with GridProgress(out, experiment.cells, console) as progress:
         if executor == "local":
-            run_local(cells, workers, progress.cell_finished)
+            run_local(cells, workers, progress.cell_finished, retry_failed)
         else:
             hw = experiment.hardware
             cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[executor]
             run_submitit(cells, out, progress.cell_finished, cluster=cluster, partition=hw.slurm_partition,
-                         gpus=hw.slurm_gpus, cpus=hw.slurm_cpus, timeout_min=hw.slurm_timeout_min)
+                         gpus=hw.slurm_gpus, cpus=hw.slurm_cpus, timeout_min=hw.slurm_timeout_min,
+                         retry_failed=retry_failed)
     states = study.states()
-    failed = [s for s in states if s.state in ("failed", "unreadable")]
+    failed = [s for s in states if s.state in ("failed", "damaged")]
     console.print(f"[bold]{len(states) - len(failed)}[/] cells done, [bold red]{len(failed)}[/] failed "
                   f"in {time.perf_counter() - started:.0f}s -> {out}")
     return out
 
 
+def _needs_run(cell, retry_failed: bool) -> bool:
+    status = cell.read_status()
+    return status is None or bool(cell.damage()) or (retry_failed and status["state"] == "failed")
+
+
 def run_command(args) -> int:
     from rerank_scaling.results import collect
 
-    out = run_grid(args.experiment, args.out, args.workers, args.executor)
+    out = run_grid(args.experiment, args.out, args.workers, args.executor, retry_failed=args.retry_failed)
     collect(out)
     return 0
 
@@ -111,7 +119,7 @@ def status_table(study: Path):
     table = Table(title=f"{study}  ({sum(s.state == 'done' for s in states)}/{len(states)} done)")
     for col in ("cell", "state", "step", "seconds", "in-domain ndcg@10 / reason"):
         table.add_column(col)
-    colours = {"done": "green", "failed": "red", "unreadable": "red", "running": "yellow", "pending": "dim"}
+    colours = {"done": "green", "failed": "red", "damaged": "magenta", "running": "yellow", "pending": "dim"}
     for s in states:
         detail = s.reason
         if s.final:

@@ -22,15 +22,24 @@ from rerank_scaling.rundir import RunFolder
 Cells = Sequence[tuple[RunConfig, RunFolder]]
 
 
-def run_cell(config_dict: dict, folder: str) -> dict:
-    """Run one cell to completion; a failure is recorded, never raised."""
+def run_cell(config_dict: dict, folder: str, retry_failed: bool = False) -> dict:
+    """Run one cell to completion; a failure is recorded, never raised.
+
+    Under the cell's lock: repair what a crash tore (:meth:`RunFolder.repair`),
+    skip a finished cell (a failed one too, unless ``retry_failed``), else run
+    or resume it.
+    """
     from rerank_scaling.pipeline.run import train_run
 
     config = RunConfig.from_dict(config_dict)
     run = RunFolder(folder)
     with run.lock():
+        run.repair()
         status = run.read_status()
-        if status is not None:  # done, or failed for good: re-runs do not retry failures
+        if status is not None and status["state"] == "failed" and retry_failed:
+            run.status.unlink()
+            status = None
+        if status is not None:
             return status
         try:
             return train_run(config, run)
@@ -52,15 +61,16 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
 
 
-def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None]) -> None:
+def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None], retry_failed: bool = False) -> None:
     """Run cells in ``workers`` worker processes (spawned, so torch state is fresh)."""
     if workers == 1:
         for config, run in cells:
-            on_done(config.run_id, run_cell(config.to_dict(), str(run.path)))
+            on_done(config.run_id, run_cell(config.to_dict(), str(run.path), retry_failed))
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
         pending: dict[Future, str] = {
-            pool.submit(run_cell, config.to_dict(), str(run.path)): config.run_id for config, run in cells
+            pool.submit(run_cell, config.to_dict(), str(run.path), retry_failed): config.run_id
+            for config, run in cells
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -78,6 +88,7 @@ def run_submitit(
     cpus: int = 8,
     timeout_min: int = 240,
     parallelism: int = 64,
+    retry_failed: bool = False,
 ) -> None:
     """One SLURM array task per cell via submitit (``cluster="local"``/``"debug"`` for tests)."""
     try:
@@ -95,6 +106,6 @@ def run_submitit(
     executor.update_parameters(**params)
     configs = [c.to_dict() for c, _ in cells]
     folders = [str(run.path) for _, run in cells]
-    jobs = executor.map_array(run_cell, configs, folders)
+    jobs = executor.map_array(run_cell, configs, folders, [retry_failed] * len(configs))
     for (config, _), job in zip(cells, jobs):
         on_done(config.run_id, job.result())

@@ -52,7 +52,7 @@ class GridProgress:
             cell = self.study.cell(config.run_id)
             state = cell.state() if cell.exists() else None
             name = state.state if state else "pending"
-            name = "failed" if name == "unreadable" else name
+            name = "pending" if name == "damaged" else name  # the grid repairs and reruns it
             counts[name] = counts.get(name, 0) + 1
             steps += config.steps if name in ("done", "failed") else (state.step if state else 0)
         text = (f"[green]{counts['done']} done[/] [yellow]{counts['running']} running[/] "

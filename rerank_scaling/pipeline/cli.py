@@ -14,6 +14,7 @@ from pathlib import Path
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.config.fields import hints, meta, parse_text, settings
 from rerank_scaling.errors import UserError
+from rerank_scaling.rundir import output_folder
 
 
 def flag_fields():
@@ -71,6 +72,7 @@ def run_command(args) -> int:
     from rerank_scaling.progress import RunProgress
 
     config = config_from_args(args)
+    output_folder(args.out)
     with RunProgress() as progress:
         status = train_run(config, args.out, progress=progress.update)
     if status["state"] != "done":

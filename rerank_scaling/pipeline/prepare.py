@@ -118,9 +118,11 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
     else:
         cands = candidates_for(config, coll, sub.queries)
     top = {q: lst[: config.rerank_k] for q, lst in cands.items()}
+    tail = {q: lst[config.rerank_k:] for q, lst in cands.items()}
     sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed)
-    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain)
-    baseline = evaluate({q: lst for q, lst in top.items() if lst}, sub.qrels, config.metrics)
+    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, tail)
+    # BM25 on the same lists the rerankers are scored on: the whole candidate list
+    baseline = evaluate({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics)
     info = {
         "queries": len(sub.queries),
         "queries_without_candidates": sum(1 for lst in top.values() if not lst),

@@ -64,6 +64,7 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     """Train and evaluate one run into ``folder``; returns its status dict."""
     config.validate()
     run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    run.repair()  # a crash can tear a status, table, checkpoint or log line: resume from what is whole
     status = run.read_status()
     if status and status.get("state") == "done":
         return status

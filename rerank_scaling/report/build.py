@@ -18,6 +18,7 @@ from rerank_scaling.report import sections as S
 from rerank_scaling.report.analysis import analyse
 from rerank_scaling.report.caveats import caveats
 from rerank_scaling.report.study import HEADLINE, Study, load_study
+from rerank_scaling.rundir import output_folder
 
 FIGURES = "figures"
 
@@ -87,6 +88,7 @@ def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_p
         raise UserError(f"--fit-max-params must be positive, got {fit_max_params:g}")
     study = load_study(study_dir)
     out = _out_path(study_dir, out)
+    output_folder(out.parent, "--out")  # before the analysis: a bad --out fails at once
     analysis = analyse(study, fit_max_params, n_boot)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))

@@ -129,7 +129,7 @@ def seeds_disagree(study: Study, analysis: Analysis) -> list[Caveat]:
 
 def failed_cells(study: Study, analysis: Analysis) -> list[Caveat]:
     out = []
-    failed = study.cells_in("failed") + study.cells_in("unreadable")
+    failed = study.cells_in("failed") + study.cells_in("damaged")
     if failed:
         items = [f"`{c.run}` ({c.reason or 'no reason recorded'})" for c in failed]
         out.append(Caveat("Failed cells", f"{len(failed)} cell(s) failed and are missing from every fit and "

@@ -17,17 +17,22 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from rerank_scaling.report.analysis import Analysis
-from rerank_scaling.report.study import Study
-from rerank_scaling.report.tables import size as fmt_size
-from rerank_scaling.scaling import lower_is_better
+from rerank_scaling.data.util import keep_library_caches_in_cache
+
+keep_library_caches_in_cache()  # before matplotlib is imported: its font cache goes into our cache
+
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from rerank_scaling.report.analysis import Analysis  # noqa: E402
+from rerank_scaling.report.study import Study  # noqa: E402
+from rerank_scaling.report.tables import size as fmt_size  # noqa: E402
+from rerank_scaling.scaling import lower_is_better  # noqa: E402
 
 DPI = 110
 PANEL = (4.8, 3.7)  # inches per subplot

@@ -166,7 +166,7 @@ def hardware(study: Study) -> list[str]:
     else:
         lines.append(T.bullet("Cells", "no cells/ folder: the report rests on results.parquet alone"))
     lines.append("")
-    failed = [c for c in study.cells if c.state in ("failed", "unreadable")]
+    failed = [c for c in study.cells if c.state in ("failed", "damaged")]
     if failed:
         lines += ["Failed cells:", ""]
         lines += [T.md_table(["cell", "reason", "seconds"],

@@ -100,6 +100,10 @@ def _run_verdicts(args) -> int:
     from rerank_scaling.scaling.verdicts import exposure_verdicts, verdicts
 
     table = load_results(args.results)
+    sizes = table.filter(~table["baseline"])["params"] if "baseline" in table.columns else table["params"]
+    if args.fit_max_params is not None and sizes.len() and args.fit_max_params < sizes.min():
+        print(f"warning: size check: --fit-max-params {args.fit_max_params:g} is below every model size "
+              f"(smallest N = {sizes.min():,.0f}): no size law can be fitted", file=sys.stderr)
     opts = dict(metrics=args.metrics, eval_set=args.eval_set, level=args.level, seed=args.seed,
                 max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
     with warnings.catch_warnings(record=True) as caught:

@@ -5,7 +5,7 @@ import pytest
 from rerank_scaling.config import load_experiment
 from rerank_scaling.errors import UserError
 
-from conftest import TINY
+from tiny_experiment import TINY
 
 
 def test_experiment_expands_into_validated_cells(write_experiment):

@@ -19,7 +19,7 @@ from rerank_scaling.grid.cli import cell_cost, run_grid, schedule
 from rerank_scaling.results import collect
 from rerank_scaling.rundir import StudyFolder
 
-from conftest import TINY
+from tiny_experiment import TINY
 
 def test_cells_are_scheduled_largest_rung_first(write_experiment):
     cells = load_experiment(write_experiment()).cells
@@ -66,6 +66,43 @@ def test_grid_runs_collects_and_skips_finished_cells(write_experiment, tmp_path)
     assert time.perf_counter() - started < 20  # nothing is retrained, no worker is spawned
     after = {s.run: (out / "cells" / s.run / "metrics.parquet").stat().st_mtime_ns for s in StudyFolder(out).states()}
     assert before == after
+
+
+def test_damaged_cells_are_named_then_repaired_to_the_same_table(write_experiment, tmp_path, capsys):
+    import shutil
+
+    reference = tmp_path / "reference"
+    run_grid(write_experiment(), reference, workers=1)
+    want, _ = collect(reference)
+    out = tmp_path / "study"
+    shutil.copytree(reference, out)
+    (out / "results.parquet").unlink()
+    cells = [c.name for c in StudyFolder(out).cells()]
+    torn, truncated = StudyFolder(out).cell(cells[0]), StudyFolder(out).cell(cells[1])
+    with open(torn.log, "a") as fh:
+        fh.write('{"step": 5, "loss": 0.')
+    truncated.metrics.write_bytes(truncated.metrics.read_bytes()[:100])
+    assert main(["grid", "status", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("damaged") >= 2
+    with pytest.raises(UserError, match="metrics.parquet is truncated"):
+        collect(out)
+    run_grid(write_experiment(), out, workers=1)
+    assert [s.state for s in StudyFolder(out).states()] == ["done"] * 4
+    got, _ = collect(out)
+    cols = ["run", "step", "eval_set", "metric", "value", "tokens_seen"]
+    assert got.select(cols).equals(want.select(cols))
+
+
+def test_failed_cells_rerun_only_with_retry_failed(write_experiment, tmp_path):
+    out = tmp_path / "study"
+    run_grid(write_experiment(), out, workers=1)
+    cell = StudyFolder(out).cells()[0]
+    cell.write_status({"state": "failed", "reason": "out of memory"})
+    run_grid(write_experiment(), out, workers=1)
+    assert cell.read_status()["reason"] == "out of memory"  # kept: failures are not retried by default
+    run_grid(write_experiment(), out, workers=1, retry_failed=True)
+    assert cell.read_status()["state"] == "done"
 
 
 def test_failing_cell_is_recorded_and_others_finish(write_experiment, tmp_path, monkeypatch, capsys):

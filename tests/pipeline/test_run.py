@@ -52,7 +52,7 @@ def test_run_writes_every_output(finished, tiny):
     assert set(base["model"]) == {"bm25"} and base.height == 2 * 5
     for name, n in (("cranfield-test", 5), ("cisi", 4)):
         run = read_trec_run(folder / "runs" / f"{name}.trec")
-        assert len(run) == n and all(len(docs) <= tiny.rerank_k for docs in run.values())
+        assert len(run) == n and all(tiny.rerank_k < len(docs) <= tiny.candidates_k for docs in run.values())
     saved = RunConfig.from_dict(json.loads((folder / "config.json").read_text()))
     assert saved == tiny
     assert not (folder / "checkpoints").exists()
@@ -133,3 +133,41 @@ def test_mixed_supervision_is_human_train_queries_plus_weak_titles(tiny):
     assert all(q.startswith("title:") for q in weak.collection.queries)
     assert not any(q.startswith("title:") for q in human.collection.queries)
     assert info["supervision"] == "mixed"
+
+
+def test_a_truncated_checkpoint_restarts_the_run_to_the_same_numbers(finished, tiny, tmp_path):
+    _, reference = finished
+
+    def crash(event, details):
+        if event == "step" and details["step"] == 3:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError):
+        train_run(tiny, tmp_path, progress=crash)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a kill during the save
+    with open(tmp_path / "train_log.jsonl", "a") as fh:
+        fh.write('{"step": 4, "lo')  # and a kill while appending the log
+    assert train_run(tiny, tmp_path)["state"] == "done"
+    cols = ["step", "eval_set", "metric", "value", "tokens_seen"]
+    got = pl.read_parquet(tmp_path / "metrics.parquet").select(cols).sort(cols[:3])
+    want = pl.read_parquet(reference / "metrics.parquet").select(cols).sort(cols[:3])
+    assert got.equals(want)
+    assert [json.loads(x)["step"] for x in (tmp_path / "train_log.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoints_are_staged_in_the_run_folder_only(tiny, tmp_path, monkeypatch):
+    staging = tmp_path / "tmpdir"
+    staging.mkdir()
+    monkeypatch.setenv("TMPDIR", str(staging))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+
+    def look(event, details):
+        if event == "step" and details["step"] == 3:
+            assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+            assert list(staging.iterdir()) == []
+
+    assert train_run(tiny, tmp_path / "run", progress=look)["state"] == "done"
+    assert list(staging.iterdir()) == []
