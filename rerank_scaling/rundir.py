@@ -315,9 +315,10 @@ class RunFolder:
         config = self.read_config()
         steps = int(config.get("steps", 0) or 0)
         status = self.read_status()
-        damage = self.damage()
+        damage = self.damaged_files()
         if damage and not self.is_locked():
-            return CellState(self.name, "damaged", self.last_step(), steps, "; ".join(damage), config=config)
+            reason = "; ".join(f"{path.relative_to(self.path)} {what}" for path, what in damage.items())
+            return CellState(self.name, "damaged", self.last_step(), steps, reason, config=config)
         if status is None:
             state: State = "running" if self.is_locked() else "pending"
             return CellState(self.name, state, self.last_step(), steps, config=config)

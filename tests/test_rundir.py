@@ -29,7 +29,7 @@ def test_a_torn_status_is_damage_that_repair_removes(tmp_path):
     run.path.mkdir()
     run.status.write_text('{"state": "do')
     state = run.state()
-    assert state.state == "damaged" and f"{run.status} is not a whole status file" in state.reason
+    assert state.state == "damaged" and state.reason == "status.json is not a whole status file"
     assert run.read_status() is None
     assert run.repair() == [f"removed {run.status}"] and run.state().state == "pending"
 
