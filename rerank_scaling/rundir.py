@@ -292,18 +292,29 @@ class RunFolder:
     def lock(self):
         """An exclusive lock on the run (released by the OS if its holder dies)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.lock_file, "w")
+        fh = open(self.lock_file, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")  # who runs the cell (grid status, fault tests)
+            fh.flush()
             yield
         finally:
             fh.close()
+
+    def holder(self) -> int | None:
+        """The process id of the process that holds (or last held) the lock."""
+        try:
+            return int(self.lock_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def is_locked(self) -> bool:
         path = self.lock_file
         if not path.exists():
             return False
-        with open(path, "w") as fh:
+        with open(path, "a") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

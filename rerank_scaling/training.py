@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -191,6 +192,9 @@ def fit(
             return DataLoader(batches, batch_size=None, num_workers=0)
 
     module.model.train()  # from_pretrained hands back eval mode; dropout on for training
+    plugins = [InPlaceCheckpointIO()]
+    if SLURMEnvironment.detect():  # submitit requeues timed-out cells; Lightning's own handler would fight it
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = L.Trainer(
         max_steps=steps,
         max_epochs=-1,
@@ -202,7 +206,7 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[callback],
-        plugins=[InPlaceCheckpointIO()],
+        plugins=plugins,
         num_sanity_val_steps=0,
         gradient_clip_val=1.0,
     )

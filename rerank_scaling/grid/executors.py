@@ -3,6 +3,19 @@
 A cell is run by :func:`run_cell`, a plain module-level function (picklable
 for both engines): it takes the cell lock, runs (or resumes, or skips) the
 cell, and turns any crash into a recorded failure so the grid goes on.
+
+What a cell's own code cannot catch is caught here, and every outcome is
+recorded in the cell's ``status.json``:
+
+* local: a worker process that dies (SIGKILL, the kernel's OOM killer) breaks
+  the pool; the pool is rebuilt and the cells that were running go again,
+  resuming from their checkpoints; a cell whose worker dies twice is recorded
+  as failed ("worker process died").
+* SLURM (submitit): jobs are collected as they finish, in any order; a job
+  killed (memory, cancel, node failure) or failed is recorded with submitit's
+  reason and the path of its SLURM log; a job at its time limit is
+  checkpointed and requeued (:class:`CellJob` is ``Checkpointable``) and
+  resumes from the cell's last checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +25,9 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -61,21 +76,82 @@ def _die_with_parent() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
 
 
+WORKER_DEATHS = 2  # a cell whose worker process dies this often is recorded as failed
+
+
+def _record_failure(run: RunFolder, run_id: str, reason: str, **extra) -> dict:
+    """The cell's status after a death its own process could not record (kept if it had one)."""
+    status = run.read_status()
+    if status is not None:
+        return status
+    status = {"state": "failed", "reason": reason, "run": run_id, **extra}
+    run.write_status(status)
+    return status
+
+
 def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None], retry_failed: bool = False) -> None:
     """Run cells in ``workers`` worker processes (spawned, so torch state is fresh)."""
     if workers == 1:
         for config, run in cells:
             on_done(config.run_id, run_cell(config.to_dict(), str(run.path), retry_failed))
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
-        pending: dict[Future, str] = {
-            pool.submit(run_cell, config.to_dict(), str(run.path), retry_failed): config.run_id
-            for config, run in cells
-        }
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                on_done(pending.pop(future), future.result())
+    queue, deaths = list(cells), Counter()
+    while queue:
+        broken = []
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
+            pending: dict[Future, tuple[RunConfig, RunFolder]] = {
+                pool.submit(run_cell, config.to_dict(), str(run.path), retry_failed): (config, run)
+                for config, run in queue
+            }
+            queue = []
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    config, run = pending.pop(future)
+                    try:
+                        on_done(config.run_id, future.result())
+                    except BrokenProcessPool:  # a worker died: every cell still in the pool is lost
+                        broken.append((config, run))
+        for config, run in broken:
+            started = run.exists() and (run.log.exists() or run.config.exists())
+            deaths[config.run_id] += started
+            if run.read_status() is not None or deaths[config.run_id] >= WORKER_DEATHS:
+                on_done(config.run_id, _record_failure(
+                    run, config.run_id, f"worker process died {deaths[config.run_id]} times "
+                    "(killed, or out of memory?)"))
+            else:
+                queue.append((config, run))  # runs again, from its last checkpoint
+
+
+class CellJob:
+    """One cell as a submitit job that a time limit requeues instead of killing.
+
+    On the time-limit signal submitit calls :meth:`checkpoint`; the cell's state
+    is on disk (its last checkpoint), so the resubmission is the same call and
+    resumes there.
+    """
+
+    def __call__(self, config_dict: dict, folder: str, retry_failed: bool = False) -> dict:
+        return run_cell(config_dict, folder, retry_failed)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _job_failure(job, exc: Exception) -> tuple[str, dict]:
+    """submitit's reason for a job that ended without a result, and where its log is."""
+    kind = type(exc).__name__
+    text = " ".join(str(exc).split())
+    if "OUT_OF_MEMORY" in text or "oom" in text.lower():
+        kind = "out of memory"
+    extra = {}
+    try:
+        extra["slurm_log"] = str(job.paths.stderr)
+    except Exception:  # noqa: BLE001 - a log path is a courtesy
+        pass
+    return f"{kind}: {text[:300]}", extra
 
 
 def run_submitit(
@@ -86,26 +162,40 @@ def run_submitit(
     partition: str | None = None,
     gpus: int = 1,
     cpus: int = 8,
-    timeout_min: int = 240,
+    timeout_min: float = 240,
     parallelism: int = 64,
     retry_failed: bool = False,
+    signal_delay_s: int = 120,
+    max_requeues: int = 3,
+    poll_s: float | None = None,
 ) -> None:
-    """One SLURM array task per cell via submitit (``cluster="local"``/``"debug"`` for tests)."""
+    """One SLURM array task per cell via submitit (``cluster="local"``/``"debug"`` for tests);
+    every job's outcome is recorded, as it completes."""
     try:
         import submitit
     except ImportError:
         from rerank_scaling.errors import UserError
 
         raise UserError("the slurm executor needs submitit: pip install 'rerank-scaling[slurm]'") from None
-    executor = submitit.AutoExecutor(folder=str(Path(study) / "submitit"), cluster=cluster)
+    executor = submitit.AutoExecutor(folder=str(Path(study) / "submitit"), cluster=cluster,
+                                     slurm_max_num_timeout=max_requeues, local_max_num_timeout=max_requeues)
     params = {"timeout_min": timeout_min, "cpus_per_task": cpus, "name": "rerank-scaling"}
     if executor.cluster == "slurm":
-        params.update(slurm_array_parallelism=parallelism, gpus_per_node=gpus)
+        params.update(slurm_array_parallelism=parallelism, gpus_per_node=gpus, slurm_signal_delay_s=signal_delay_s)
         if partition:
             params["slurm_partition"] = partition
     executor.update_parameters(**params)
     configs = [c.to_dict() for c, _ in cells]
     folders = [str(run.path) for _, run in cells]
-    jobs = executor.map_array(run_cell, configs, folders, [retry_failed] * len(configs))
-    for (config, _), job in zip(cells, jobs):
-        on_done(config.run_id, job.result())
+    jobs = executor.map_array(CellJob(), configs, folders, [retry_failed] * len(configs))
+    by_job = {job.job_id: (config, run) for (config, run), job in zip(cells, jobs)}
+    poll_s = poll_s or (10.0 if executor.cluster == "slurm" else 0.5)
+    finished = jobs if executor.cluster == "debug" else submitit.helpers.as_completed(jobs, poll_frequency=poll_s)
+    for job in finished:
+        config, run = by_job[job.job_id]
+        try:
+            status = job.result()
+        except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedJobError) as exc:
+            reason, extra = _job_failure(job, exc)
+            status = _record_failure(run, config.run_id, reason, **extra)
+        on_done(config.run_id, status)
