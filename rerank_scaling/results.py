@@ -8,7 +8,7 @@ model          model name, e.g. ``minilm-2L`` (``bm25`` for the baseline)
 ladder, size   the ladder and its rung
 params         model size N: non-embedding parameters (0 for BM25)
 total_params   all parameters
-objective      pointwise / pairwise / listwise / lambda (``none`` for BM25)
+objective      the registered name the config gave, e.g. ``listnet`` (``none`` for BM25)
 supervision    human / weak
 budget         training queries used (data budget)
 seed           run seed

@@ -90,9 +90,9 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished, tiny, tmp_path):
 def test_nan_loss_is_recorded_as_a_failure(tiny, tmp_path, monkeypatch):
     import torch
 
-    from rerank_scaling.objectives.reranking import ListNet
+    from rerank_scaling.objectives.reranking import SoftmaxCE
 
-    monkeypatch.setattr(ListNet, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
+    monkeypatch.setattr(SoftmaxCE, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
     status = train_run(tiny, tmp_path)
     assert status["state"] == "failed" and "non-finite loss" in status["reason"]
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
