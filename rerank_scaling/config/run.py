@@ -47,7 +47,11 @@ class EvalSpec:
     ``split`` names a split of the collection's judged queries made by
     :func:`rerank_scaling.data.splits.split_queries` (used where a collection
     has one judged set, e.g. Cranfield). ``max_queries`` keeps a deterministic
-    subset of the queries, for CPU budgets.
+    subset of the queries, for CPU budgets. ``relevance_level`` is the lowest
+    grade that counts as relevant for the binary metrics (MAP, MRR, recall,
+    precision), for contrastive-entropy positives and for which queries are
+    evaluated; NDCG keeps every grade > 0 as its gain. TREC DL 2019/2020's
+    official level is 2; the default 1 means "a grade <= 0 is non-relevant".
     """
 
     name: str = setting(section="eval", doc="name of the set in tables")
@@ -55,6 +59,8 @@ class EvalSpec:
     split: str | None = setting(None, section="eval", doc="split of the judged queries (train/dev/test)")
     max_queries: int | None = setting(None, section="eval", min=1, doc="keep a seeded subset of this many")
     in_domain: bool = setting(False, section="eval", doc="the training domain")
+    relevance_level: int = setting(1, section="eval", min=1,
+                                   doc="grade >= this is relevant for MAP/MRR/recall/P and CE positives (TREC DL: 2)")
 
     def __post_init__(self) -> None:
         check_all(self)

@@ -20,6 +20,7 @@ class EvalSet:
     contrastive: dict  # qid -> ContrastiveSet (fixed negatives, shared by all models)
     ce_metric: str  # e.g. "ce@64"
     in_domain: bool = False
+    relevance_level: int = 1  # grade >= this is relevant for the binary metrics (see metrics.py)
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every distinct (qid, doc_id) a model must score for this set, in sorted order.
@@ -54,7 +55,7 @@ def rerank_and_evaluate(
     ranking: Ranking = {
         qid: rank({doc: scores[qid][doc] for doc, _ in docs}) for qid, docs in evalset.candidates.items() if docs
     }
-    values = evaluate(ranking, evalset.collection.qrels, metrics)
+    values = evaluate(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     if evalset.contrastive:
         values[evalset.ce_metric] = contrastive_entropy(scores, evalset.contrastive)
     return ranking, values

@@ -37,6 +37,8 @@ def test_experiment_expands_into_validated_cells(write_experiment):
         ("lr = 1e-3", 'lr = 1e-3\npooling = "max"', "train.pooling: unknown pooling 'max' (choose from cls, mean)"),
         ("max_queries = 3", 'max_queries = "ten"', "eval 'cisi': max_queries must be a positive integer or omitted, got 'ten'"),
         ("in_domain = true", 'in_domain = "no"', "eval 'cranfield-test': in_domain must be true or false, got 'no'"),
+        ("max_queries = 3", "max_queries = 3\nrelevance_level = 0",
+         "eval 'cisi': relevance_level must be a positive integer, got 0"),
         ("workers = 1", "workers = 0", "hardware.workers must be a positive integer, got 0"),
         ("k = 20", "k = 5", "rerank_k (8) cannot exceed candidates_k (5)"),
         ('seeds = [0]', 'seeds = [0.5]', "grid.seeds: each value must be an integer, got 0.5"),

@@ -133,3 +133,34 @@ def test_mixed_supervision_is_human_train_queries_plus_weak_titles(tiny):
     assert all(q.startswith("title:") for q in weak.collection.queries)
     assert not any(q.startswith("title:") for q in human.collection.queries)
     assert info["supervision"] == "mixed"
+
+
+def test_relevance_level_reaches_queries_metrics_and_contrastive_positives(tiny, cranfield):
+    from rerank_scaling.evaluation.rerank import rerank_and_evaluate
+    from rerank_scaling.pipeline.prepare import evaluation_set
+
+    sets = {}
+    for level in (1, 2):
+        spec = EvalSpec(f"cran-l{level}", "cranfield", "test", None, True, relevance_level=level)
+        sets[level] = evaluation_set(tiny, spec)
+    (one, base1, info1), (two, base2, info2) = sets[1], sets[2]
+    assert two.relevance_level == 2 and one.relevance_level == 1
+    qrels = cranfield.qrels
+    assert all(any(g >= 2 for g in qrels[q].values()) for q in info2["qids"])
+    assert set(info2["qids"]) < set(info1["qids"])  # queries with only grade-1 documents drop out
+    for qid, cs in two.contrastive.items():
+        assert cs.positives and all(qrels[qid][d] >= 2 for d in cs.positives)
+        assert not {d for d in cs.negatives if qrels[qid].get(d, 0) >= 2}
+    assert any(qrels[q].get(d, 0) == 1 for q, cs in two.contrastive.items() for d in cs.negatives)  # grade 1: a negative
+    # the same scores reranked: binary metrics read the level, the BM25 baseline too
+    scores = {q: {d: float(s) for d, s in docs} for q, docs in two.candidates.items()}
+    for q, cs in two.contrastive.items():
+        for d in (*cs.positives, *cs.negatives):
+            scores[q].setdefault(d, 0.0)
+    _, values = rerank_and_evaluate(scores, two, ("map", "ndcg@10"))
+    assert values["map"] == pytest.approx(base2["map"]) and base2["map"] != pytest.approx(base1["map"])
+
+
+def test_relevance_level_is_checked_with_the_key_and_value():
+    with pytest.raises(UserError, match="relevance_level must be a positive integer, got 0"):
+        EvalSpec("x", "cranfield", relevance_level=0)
