@@ -19,6 +19,7 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 
 Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
 Pooling = Literal["cls", "mean"]
+SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -84,6 +85,9 @@ class RunConfig:
     supervision: Supervision = setting("human", section="grid", axis="supervision", label="supervision")
     budget: int | None = setting(None, section="grid", axis="budgets", min=1, doc="training queries; None: all")
     seed: int = setting(0, section="grid", axis="seeds")
+    size_axis: SizeAxis = setting("non-embedding", section="grid", label="size axis",
+                                  doc="what the params column holds: non-embedding parameters or the ladder's"
+                                      " nominal size (ettin 17m = 17e6)")
     # candidates
     candidates_k: int = setting(100, section="candidates", key="k", min=1,
                                 doc="BM25 depth for training negatives and CE negatives")
@@ -132,6 +136,10 @@ class RunConfig:
         """Every value's type and range, then the rules between values (also run on construction)."""
         check_all(self)
         self.model.validate()
+        if self.size_axis == "nominal":
+            from rerank_scaling.models.ladder import nominal_params
+
+            nominal_params(self.model)
         if self.rerank_k > self.candidates_k:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:

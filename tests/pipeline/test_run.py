@@ -47,6 +47,7 @@ def test_run_writes_every_output(finished, tiny):
     assert set(df["metric"]) == {*METRICS, "ce@5"}
     assert (df["examples_seen"] == df["step"] * tiny.batch_size).all()
     assert (df["params"] > 0).all() and (df["tokens_seen"] > 0).all()
+    assert set(df["size_axis"]) == {"non-embedding"}  # the default axis
     assert df.filter(pl.col("eval_set") == "cranfield-test")["in_domain"].all()
     base = pl.read_parquet(folder / "baseline.parquet")
     assert set(base["model"]) == {"bm25"} and base.height == 2 * 5
@@ -164,3 +165,15 @@ def test_relevance_level_reaches_queries_metrics_and_contrastive_positives(tiny,
 def test_relevance_level_is_checked_with_the_key_and_value():
     with pytest.raises(UserError, match="relevance_level must be a positive integer, got 0"):
         EvalSpec("x", "cranfield", relevance_level=0)
+
+
+def test_nominal_size_axis_puts_the_nominal_size_in_params(tiny, tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(tiny, size_axis="nominal", steps=2, eval_every=2, evals=tiny.evals[:1])
+    assert train_run(config, tmp_path)["state"] == "done"
+    df = pl.read_parquet(tmp_path / "metrics.parquet")
+    assert set(df["params"]) == {12 * 1 * 64**2} and set(df["size_axis"]) == {"nominal"}
+    assert (df["total_params"] > df["params"]).all()  # total parameters stay the real count
+    base = pl.read_parquet(tmp_path / "baseline.parquet")
+    assert base["size_axis"].null_count() == base.height
