@@ -2,8 +2,8 @@
 
 What is measured: training examples (query groups of 1 positive + n BM25 hard
 negatives) per second, and peak resident memory, over a fixed number of
-optimizer steps after warm-up, for the pointwise (BCE) and listwise (ListNet /
-softmax cross-entropy) objectives.
+optimizer steps after warm-up, for the pointwise (BCE) and ``listwise``
+(= ``softmax-ce``, softmax cross-entropy) objectives.
 
 * Ours: what ``rerank-scaling train`` runs -- ``TrainingModule`` +
   ``StepBatches`` driven by ``rerank_scaling.training.fit`` (the Lightning
@@ -14,8 +14,8 @@ softmax cross-entropy) objectives.
   weights into, with its losses: ``BinaryCrossEntropyLoss`` (pointwise; one
   dataset row per (query, doc, 0/1) pair, ``batch size = groups x group size``
   rows) and ``ListNetLoss`` (listwise; one row per group: query, docs, labels).
-  ST's ListNet target is ``softmax(labels)`` over the whole list; ours
-  restricts it to the relevant documents, so the ST labels are the grade for
+  ST's ListNet target is ``softmax(labels)`` over the whole list (our
+  ``listnet``); ``listwise`` restricts it to the relevant documents, so the ST labels are the grade for
   relevant documents and ``-inf`` for the others -- the same target, and the
   same compute as 1/0 labels. ST's ``ListNetLoss`` is given
   ``mini_batch_size=-1``: the whole batch in one forward, as ours does. (ST's
@@ -139,7 +139,7 @@ def st_dataset(groups_per_step, texts, objective_name: str):
 
 
 def listnet_labels(labels) -> list[float]:
-    """ST ``ListNetLoss`` labels whose softmax is our ListNet target (relevant docs only)."""
+    """ST ``ListNetLoss`` labels whose softmax is our ``listwise`` (softmax-ce) target (relevant docs only)."""
     return [float(x) if x > 0 else -math.inf for x in labels]
 
 

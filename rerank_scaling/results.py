@@ -6,16 +6,21 @@ One row per run x checkpoint step x evaluation set x metric. Columns:
 run            run id (model__objective__supervision__budget__seed)
 model          model name, e.g. ``minilm-2L`` (``bm25`` for the baseline)
 ladder, size   the ladder and its rung
-params         model size N: non-embedding parameters (0 for BM25)
+params         model size N on the run's size axis (0 for BM25)
 total_params   all parameters
-objective      pointwise / pairwise / listwise / lambda (``none`` for BM25)
+size_axis      what ``params`` counts: ``non-embedding`` parameters (the
+               default) or the ladder's ``nominal`` size (ettin ``17m`` =
+               17e6); null for BM25. Tables written before the column
+               existed counted non-embedding parameters (see :func:`conform`)
+objective      the registered name the config gave, e.g. ``listnet`` (``none`` for BM25)
 supervision    human / weak
 budget         training queries used (data budget)
 seed           run seed
 step           optimizer steps done at this checkpoint
 examples_seen  query groups processed (step x batch size)
 tokens_seen    tokens processed in training (pairs x their lengths)
-flops          training FLOPs so far, ``6 * params * tokens_seen``
+flops          training FLOPs so far, ``6 * N * tokens_seen`` with N the
+               non-embedding parameters whatever the size axis (compute spent)
 eval_set       evaluation set name
 in_domain      whether the evaluation set is the training domain
 metric, value  e.g. ``ndcg@10`` / 0.41
@@ -40,6 +45,7 @@ SCHEMA = {
     "size": pl.Utf8,
     "params": pl.Int64,
     "total_params": pl.Int64,
+    "size_axis": pl.Utf8,
     "objective": pl.Utf8,
     "supervision": pl.Utf8,
     "budget": pl.Int64,
@@ -53,6 +59,17 @@ SCHEMA = {
     "metric": pl.Utf8,
     "value": pl.Float64,
 }
+
+
+# the value a column added to the schema later had implicitly in tables written before it
+DEFAULTS_OF_OLDER_TABLES = {"size_axis": "non-embedding"}
+
+
+def conform(df: pl.DataFrame) -> pl.DataFrame:
+    """A table written under an older schema, with the columns it lacks (their implicit value,
+    else null), in the schema's order and types."""
+    missing = {c: pl.lit(DEFAULTS_OF_OLDER_TABLES.get(c), dtype=t) for c, t in SCHEMA.items() if c not in df.columns}
+    return df.with_columns(**missing).select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
 
 
 def frame(rows: list[dict]) -> pl.DataFrame:
@@ -76,7 +93,7 @@ def read_table(path: Path) -> pl.DataFrame:
 
 
 def read_rows(path: Path) -> list[dict]:
-    return read_table(path).to_dicts() if path.exists() else []
+    return conform(read_table(path)).to_dicts() if path.exists() else []
 
 
 def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
@@ -90,8 +107,8 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
             raise UserError(f"{torn[0]} (`rerank-scaling grid run` repairs and reruns the cell)")
         if (cell.read_status() or {}).get("state") != "done":
             continue
-        frames.append(read_table(cell.metrics))
-        baselines.append(read_table(cell.baseline))
+        frames.append(conform(read_table(cell.metrics)))
+        baselines.append(conform(read_table(cell.baseline)))
     if not frames:
         raise UserError(f"{folder.path}: no finished cell to collect")
     baseline = pl.concat(baselines).unique(subset=["eval_set", "metric"], keep="first", maintain_order=True)

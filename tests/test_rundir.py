@@ -103,3 +103,16 @@ def test_study_states_merge_folders_and_planned_cells(tmp_path):
 
 def test_json_layout_is_sorted_and_finite():
     assert to_json({"b": float("inf"), "a": [1.0, float("nan")]}) == '{\n  "a": [\n    1.0,\n    null\n  ],\n  "b": null\n}\n'
+
+
+def test_tables_written_before_the_size_axis_column_read_as_non_embedding(tmp_path):
+    import polars as pl
+
+    from rerank_scaling.results import SCHEMA, conform, frame, read_rows
+
+    row = {c: None for c in SCHEMA} | {"run": "r", "model": "m", "params": 7, "metric": "map", "value": 0.5}
+    old = frame([row]).drop("size_axis")
+    old.write_parquet(tmp_path / "metrics.parquet")
+    table = conform(pl.read_parquet(tmp_path / "metrics.parquet"))
+    assert dict(table.schema) == SCHEMA and table["size_axis"].to_list() == ["non-embedding"]
+    assert read_rows(tmp_path / "metrics.parquet")[0]["size_axis"] == "non-embedding"

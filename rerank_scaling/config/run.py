@@ -19,6 +19,7 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 
 Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
 Pooling = Literal["cls", "mean"]
+SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -47,7 +48,11 @@ class EvalSpec:
     ``split`` names a split of the collection's judged queries made by
     :func:`rerank_scaling.data.splits.split_queries` (used where a collection
     has one judged set, e.g. Cranfield). ``max_queries`` keeps a deterministic
-    subset of the queries, for CPU budgets.
+    subset of the queries, for CPU budgets. ``relevance_level`` is the lowest
+    grade that counts as relevant for the binary metrics (MAP, MRR, recall,
+    precision), for contrastive-entropy positives and for which queries are
+    evaluated; NDCG keeps every grade > 0 as its gain. TREC DL 2019/2020's
+    official level is 2; the default 1 means "a grade <= 0 is non-relevant".
     """
 
     name: str = setting(section="eval", doc="name of the set in tables")
@@ -55,6 +60,8 @@ class EvalSpec:
     split: str | None = setting(None, section="eval", doc="split of the judged queries (train/dev/test)")
     max_queries: int | None = setting(None, section="eval", min=1, doc="keep a seeded subset of this many")
     in_domain: bool = setting(False, section="eval", doc="the training domain")
+    relevance_level: int = setting(1, section="eval", min=1,
+                                   doc="grade >= this is relevant for MAP/MRR/recall/P and CE positives (TREC DL: 2)")
 
     def __post_init__(self) -> None:
         check_all(self)
@@ -78,6 +85,9 @@ class RunConfig:
     supervision: Supervision = setting("human", section="grid", axis="supervision", label="supervision")
     budget: int | None = setting(None, section="grid", axis="budgets", min=1, doc="training queries; None: all")
     seed: int = setting(0, section="grid", axis="seeds")
+    size_axis: SizeAxis = setting("non-embedding", section="grid", label="size axis",
+                                  doc="what the params column holds: non-embedding parameters or the ladder's"
+                                      " nominal size (ettin 17m = 17e6)")
     # candidates
     candidates_k: int = setting(100, section="candidates", key="k", min=1,
                                 doc="BM25 depth for training negatives and CE negatives")
@@ -126,6 +136,10 @@ class RunConfig:
         """Every value's type and range, then the rules between values (also run on construction)."""
         check_all(self)
         self.model.validate()
+        if self.size_axis == "nominal":
+            from rerank_scaling.models.ladder import nominal_params
+
+            nominal_params(self.model)
         if self.rerank_k > self.candidates_k:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:

@@ -1,6 +1,7 @@
 """Contrastive entropy ``CE_m`` (Fang et al., 2024, "Scaling Laws for Dense Retrieval").
 
-Definition.  For a query ``q`` with relevant documents ``P`` (grade > 0) and
+Definition.  For a query ``q`` with relevant documents ``P`` (grade >=
+the eval set's ``relevance_level``, default 1: grade > 0) and
 ``m`` sampled negatives ``N = {n_1..n_m}``, a model's scores ``s(q, d)`` give,
 for each positive ``p``::
 
@@ -52,14 +53,16 @@ def sample_contrastive_sets(
     qrels: dict[str, dict[str, int]],
     m: int = 64,
     seed: int = 0,
+    relevance_level: int = 1,
 ) -> dict[str, ContrastiveSet]:
-    """Positives and ``m`` seeded negatives per judged query (see module docstring)."""
+    """Positives (grade >= ``relevance_level``) and ``m`` seeded negatives drawn from the other
+    candidates (a grade below the level is not relevant) per judged query (see module docstring)."""
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
     out: dict[str, ContrastiveSet] = {}
     for qid in sorted(qrels):
         rels = qrels[qid]
-        positives = sorted(str(d) for d, g in rels.items() if g > 0)
+        positives = sorted(str(d) for d, g in rels.items() if g > 0 and g >= relevance_level)
         if not positives:
             continue
         pos_set = set(positives)

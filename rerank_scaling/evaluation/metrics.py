@@ -3,13 +3,17 @@
 Conventions
 -----------
 * **Grades**: judgments with grade ``<= 0`` are non-relevant and are dropped
-  before ranx sees the qrels; grades ``> 0`` are relevant, with the grade as
-  the gain.
+  before ranx sees the qrels; grades ``> 0`` are the gain of NDCG.
+* **Relevance level** (``relevance_level``, default 1): a document is
+  relevant for the binary metrics (MAP, MRR, recall, precision, R-precision,
+  hit rate) when its grade is ``>= relevance_level`` (ranx's ``-l`` suffix,
+  trec_eval's ``-l``); TREC DL 2019/2020's official level is 2. NDCG keeps
+  every grade ``> 0`` as its gain whatever the level.
 * **Which queries**: the mean is over the queries of ``qrels`` that have at
-  least one relevant document.  A judged query that is absent from the
-  ranking (or has an empty list) scores 0 on every metric (like
-  ``trec_eval -c``); queries of the ranking without relevant judgments are
-  ignored.  Pass qrels restricted to the split you evaluate.
+  least one relevant document (grade ``>= relevance_level``).  A judged
+  query that is absent from the ranking (or has an empty list) scores 0 on
+  every metric (like ``trec_eval -c``); queries of the ranking without
+  relevant judgments are ignored.  Pass qrels restricted to the split you evaluate.
 * **NDCG** is ranx's ``ndcg``: linear gain (= grade) and ``log2(rank + 1)``
   discount, i.e. Järvelin & Kekäläinen as in trec_eval (not the exponential
   "Burges" gain).  **MAP** (``map``) is over the whole ranking; ``map@k``
@@ -66,30 +70,49 @@ def ranx_metric_name(name: str) -> str:
     return _BASES[base] + (f"@{int(k)}" if k is not None else "")
 
 
-def _judged(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+_BINARY = {"map", "mrr", "recall", "precision", "r-precision", "hit_rate"}  # ranx bases that read the level
+
+
+def _judged(qrels: dict[str, dict[str, int]], relevance_level: int = 1) -> dict[str, dict[str, int]]:
+    """Per query with a grade >= ``relevance_level``: its documents with a grade > 0 (the gains)."""
     out = {}
     for q, rels in qrels.items():
         pos = {str(d): int(g) for d, g in rels.items() if g > 0}
-        if pos:
+        if any(g >= relevance_level for g in pos.values()):
             out[str(q)] = pos
     return out
+
+
+def _with_level(rname: str, relevance_level: int) -> str:
+    """ranx's name for a metric at a relevance level (``map-l2``); NDCG stays graded."""
+    base = rname.split("@")[0]
+    return f"{rname}-l{relevance_level}" if relevance_level != 1 and base in _BINARY else rname
+
+
+def check_relevance_level(relevance_level) -> int:
+    if isinstance(relevance_level, bool) or not isinstance(relevance_level, int) or relevance_level < 1:
+        raise UserError(f"relevance_level must be a positive integer, got {relevance_level!r}")
+    return relevance_level
 
 
 def evaluate_per_query(
     ranking: Ranking,
     qrels: dict[str, dict[str, int]],
     metrics=DEFAULT_METRICS,
+    relevance_level: int = 1,
 ) -> dict[str, dict[str, float]]:
     """Per-query values: ``metric -> qid -> value`` for every judged query (see module docstring)."""
+    check_relevance_level(relevance_level)
     if isinstance(metrics, str):
         metrics = (metrics,)
     metrics = list(dict.fromkeys(metrics))
     if not metrics:
         raise UserError(f"no metric given (valid: {_VALID})")
-    names = {m: ranx_metric_name(m) for m in metrics}
-    judged = _judged(qrels)
+    names = {m: _with_level(ranx_metric_name(m), relevance_level) for m in metrics}
+    judged = _judged(qrels, relevance_level)
     if not judged:
-        raise UserError("qrels contain no relevant judgment (grade > 0); nothing to evaluate")
+        grade = "grade > 0" if relevance_level == 1 else f"grade >= relevance_level {relevance_level}"
+        raise UserError(f"qrels contain no relevant judgment ({grade}); nothing to evaluate")
     present = sorted(q for q in judged if ranking.get(q))
     out: dict[str, dict[str, float]] = {m: {q: 0.0 for q in sorted(judged)} for m in metrics}
     if not present:
@@ -121,7 +144,8 @@ def evaluate(
     ranking: Ranking,
     qrels: dict[str, dict[str, int]],
     metrics=DEFAULT_METRICS,
+    relevance_level: int = 1,
 ) -> dict[str, float]:
     """Mean of each metric over the judged queries of ``qrels`` (absent from ``ranking`` = 0)."""
-    per_q = evaluate_per_query(ranking, qrels, metrics)
+    per_q = evaluate_per_query(ranking, qrels, metrics, relevance_level)
     return {m: (sum(v.values()) / len(v)) for m, v in per_q.items()}

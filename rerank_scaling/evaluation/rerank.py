@@ -27,6 +27,7 @@ class EvalSet:
     contrastive: dict  # qid -> ContrastiveSet (fixed negatives, shared by all models)
     ce_metric: str  # e.g. "ce@64"
     in_domain: bool = False
+    relevance_level: int = 1  # grade >= this is relevant for the binary metrics (see metrics.py)
     tail: Ranking = field(default_factory=dict)  # the rest of each first-stage list, kept below the head
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -68,7 +69,7 @@ def rerank_and_evaluate(
         floor, gap = head[-1][1], max(1.0, abs(head[-1][1]) * 1e-6)  # strictly below the head, in order
         tail = [(doc, floor - i * gap) for i, (doc, _) in enumerate(evalset.tail.get(qid, ()), 1)]
         ranking[qid] = head + tail
-    values = evaluate(ranking, evalset.collection.qrels, metrics)
+    values = evaluate(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     if evalset.contrastive:
         values[evalset.ce_metric] = contrastive_entropy(scores, evalset.contrastive)
     return ranking, values

@@ -6,6 +6,13 @@ Conventions:
   every parameter except those of ``nn.Embedding`` modules (word, position,
   token-type). The pooler and the 1-unit classification head are counted.
   Total parameters are recorded beside it.
+* **Nominal size** (``[grid] size_axis = "nominal"``, :func:`nominal_params`):
+  the size a ladder's rung is named by, what the reference study plots.
+  Ettin: the name read as a count (``17m`` = 17e6, ``1b`` = 1e9; Ettin's
+  names count every parameter, embeddings included). Scratch ``L{l}-H{h}``:
+  ``12 * l * h^2``, Kaplan et al.'s non-embedding estimate for that shape
+  (attention 4h^2 + feed-forward 8h^2 per layer). MiniLM's truncations and
+  ``hf`` models have no nominal size: asking for one is an error.
 * **FLOPs per training token** are ``6 * N`` (forward 2N + backward 4N);
   inference costs ``2 * N`` per token.
 
@@ -43,6 +50,12 @@ SCRATCH_SIZES = {
     "L6-H512": (6, 512, 8),
     "L8-H768": (8, 768, 12),
 }
+# the size each rung is named by (see the module docstring); MiniLM and hf have none
+NOMINAL_SIZES: dict[str, dict[str, int]] = {
+    "ettin": {s: int(float(s[:-1]) * {"m": 1e6, "b": 1e9}[s[-1]]) for s in ETTIN_SIZES},
+    "scratch": {name: 12 * layers * hidden**2 for name, (layers, hidden, _heads) in SCRATCH_SIZES.items()},
+}
+SIZE_AXES = ("non-embedding", "nominal")
 LADDERS: dict[str, tuple[str, ...]] = {
     "minilm": tuple(MINILM_SIZES),
     "scratch": tuple(SCRATCH_SIZES),
@@ -72,6 +85,15 @@ class ModelSpec:
             raise UserError(
                 f"size '{self.size}' is not in ladder '{self.ladder}' (sizes: {', '.join(LADDERS[self.ladder])})"
             )
+
+
+def nominal_params(spec: ModelSpec) -> int:
+    """The rung's nominal size (module docstring); :class:`UserError` where a ladder has none."""
+    sizes = NOMINAL_SIZES.get(spec.ladder)
+    if sizes is None or spec.size not in sizes:
+        raise UserError(f"size_axis 'nominal': model '{spec.name}' has no nominal size (ladders with one:"
+                        f" {', '.join(NOMINAL_SIZES)}); use size_axis = \"non-embedding\"")
+    return sizes[spec.size]
 
 
 def default_pooling(ladder: str) -> str:

@@ -7,6 +7,27 @@ the labels (a distillation loss needs ``"teacher_scores"``), so the training
 step hands them over without knowing the loss. Registering an objective is
 one line here; the implementation is imported only when it is used, which
 keeps this module torch-free (configs are validated without torch).
+
+Names (formulas in :mod:`rerank_scaling.objectives.reranking`):
+
+* ``listnet`` is ListNet as Cao et al. (2007) define it and as
+  sentence-transformers' ``ListNetLoss`` computes it: cross-entropy between
+  ``softmax(labels)`` over the whole list and ``softmax(scores)``. The
+  reference study (Seetharaman et al., 2026) names its listwise loss
+  ``listnet`` beside ``ranknet`` and ``bce``, sentence-transformers' loss
+  names, so ``experiments/paper-msmarco.toml`` uses ``listnet``.
+* ``softmax-ce`` is softmax cross-entropy / InfoNCE: the target is the softmax
+  of the labels over the relevant documents only (one-hot for one positive).
+* ``listwise`` is an alias of ``softmax-ce``, bit for bit: it is the name
+  earlier experiment files, the demo and existing result tables use for that
+  loss (``objective = "listwise"``), so it keeps its meaning and its numbers.
+  It stays the default objective for the same reason; choose ``listnet`` to
+  match Cao et al. or the reference study.
+* ``lambdarank`` is RankNet with LambdaRank's |delta NDCG| pair weights;
+  ``lambda`` is its alias (its earlier name).
+
+An alias trains exactly like its target, but tables record the name the
+experiment file gave, so old and new runs stay distinguishable.
 """
 
 from __future__ import annotations
@@ -24,13 +45,18 @@ class ObjectiveInfo:
     kind: str  # "reranking" | "contrastive" | "distillation"
     layout: str = "groups"  # the score layout it reads (a model family's ``layout``)
     requires: tuple[str, ...] = ()  # batch entries besides labels
+    alias_of: str | None = None  # the canonical name, for a historical alias
 
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
     ObjectiveInfo("pointwise", "rerank_scaling.objectives.reranking:BCE", "reranking"),
     ObjectiveInfo("pairwise", "rerank_scaling.objectives.reranking:RankNet", "reranking"),
-    ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:ListNet", "reranking"),
-    ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking"),
+    ObjectiveInfo("listnet", "rerank_scaling.objectives.reranking:ListNet", "reranking"),
+    ObjectiveInfo("softmax-ce", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking"),
+    ObjectiveInfo("lambdarank", "rerank_scaling.objectives.reranking:LambdaRank", "reranking"),
+    # historical names, kept bit for bit (existing experiment files and tables use them)
+    ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking", alias_of="softmax-ce"),
+    ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking", alias_of="lambdarank"),
 )}
 
 

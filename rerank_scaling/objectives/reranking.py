@@ -2,17 +2,36 @@
 
 Every objective sees the same training instance: a *query group* of one
 relevant document followed by ``n`` negatives from the candidate list, scored
-into ``scores[B, 1 + n]`` with graded ``labels[B, 1 + n]`` (>0 relevant).
-Only the loss differs, so objectives are compared on identical data:
+into ``scores[B, G]`` (``G = 1 + n``) with graded ``labels[B, G]`` (> 0
+relevant). Only the loss differs, so objectives are compared on identical
+data. Below ``s`` is a row of scores, ``y`` its labels, ``g = max(y, 0)`` its
+gains, ``p = softmax(s)``; every loss is a mean over the batch.
 
-``pointwise``  BCE on every (query, doc) pair of the group, label = grade > 0.
-``pairwise``   RankNet: ``-log sigmoid(s_i - s_j)`` for every pair with
-               ``label_i > label_j``, averaged.
-``listwise``   ListNet / softmax cross-entropy: cross-entropy between
-               ``softmax(labels)`` restricted to relevant docs (for one positive:
-               a one-hot target) and ``softmax(scores)``.
-``lambda``     LambdaRank-style: RankNet pairs weighted by ``|delta NDCG|`` of
-               swapping them in the current ranking (a LambdaLoss relative).
+==============  ============================================================
+``pointwise``   BCE: ``mean_i BCE(sigmoid(s_i), [y_i > 0])``.
+``pairwise``    RankNet: ``sum_{y_i > y_j} log(1 + exp(-(s_i - s_j))) / #pairs``.
+``listnet``     ListNet (Cao et al., 2007, top-one probabilities):
+                ``-sum_i softmax(g)_i log p_i`` over the whole list. One
+                positive among 10 negatives: target e/(e+10) ~ 0.21 on it.
+``softmax-ce``  softmax cross-entropy / InfoNCE: ``-sum_i t_i log p_i`` with
+                ``t = softmax(y)`` over the relevant documents only (0
+                elsewhere); one positive: ``-log p_pos``. ``listwise`` is
+                this loss under its historical name.
+``lambdarank``  RankNet pairs weighted by LambdaRank's ``|delta NDCG_ij|``
+                (linear gains) of swapping i and j in the current ranking,
+                normalised by the sum of the weights. ``lambda`` is its
+                historical name.
+==============  ============================================================
+
+How each relates to sentence-transformers' cross-encoder loss of the same
+name (``tests/models/test_equivalence_st.py`` checks loss and gradients):
+``listnet`` == ``ListNetLoss`` (defaults); ``softmax-ce`` == ``ListNetLoss``
+given ``-inf`` labels for non-relevant documents, and == the cross-encoder
+``MultipleNegativesRankingLoss`` with identity activation, scale 1 and no
+in-batch negatives (one positive); ``pairwise`` == ``ln 2 * RankNetLoss``
+(ST reports bits by default); ``lambdarank`` == ``ln 2 * n_pairs / sum(w) *
+LambdaLoss(LambdaRankScheme())`` with ST labels ``log2(1 + grade)`` (ST's gain
+is ``2^y - 1``, ours the grade, as in our NDCG; identical for 0/1 labels).
 
 Every tensor a loss makes follows its inputs' device and dtype.
 """
@@ -24,7 +43,9 @@ import torch.nn.functional as F
 
 
 class PairwiseObjective:
-    """Losses over pairs of documents of the same query."""
+    """Losses over pairs of documents of the same query: ``sum w_ij l_ij / sum w_ij`` with
+    ``l_ij = -log sigmoid(s_i - s_j)`` over the pairs with ``label_i > label_j`` (ties in the
+    labels make no pair)."""
 
     @staticmethod
     def pair_mask(labels: torch.Tensor) -> torch.Tensor:
@@ -42,18 +63,26 @@ class PairwiseObjective:
 
 
 class BCE:
-    """Pointwise binary cross-entropy, label = grade > 0."""
+    """Pointwise binary cross-entropy, label = grade > 0:
+    ``mean_{b,i} -[y>0] log sigmoid(s) - [y<=0] log(1 - sigmoid(s))``."""
 
     def __call__(self, scores, labels):
         return F.binary_cross_entropy_with_logits(scores, (labels > 0).to(scores.dtype))
 
 
 class RankNet(PairwiseObjective):
-    """RankNet over every pair with ``label_i > label_j``."""
+    """RankNet (Burges et al., 2005), sigma = 1, in nats:
+    ``sum_{y_i > y_j} log(1 + exp(-(s_i - s_j))) / #pairs``, pairs pooled over the batch."""
 
 
 class LambdaRank(PairwiseObjective):
-    """RankNet pairs weighted by |delta NDCG| of swapping them (linear gains)."""
+    """RankNet pairs weighted by LambdaRank's |delta NDCG| of swapping them (Burges, 2010):
+
+    ``w_ij = |g_i - g_j| * |1/log2(1 + r_i) - 1/log2(1 + r_j)| / IDCG`` with linear gains
+    ``g = max(y, 0)`` (our NDCG's), ``r`` the 1-based ranks under the current scores (no
+    gradient; tied scores rank in ``argsort`` order) and IDCG over the whole group;
+    ``loss = sum_{y_i > y_j} w_ij log(1 + exp(-(s_i - s_j))) / sum w_ij`` (a weighted mean).
+    """
 
     def pair_weights(self, scores, labels):
         gains = labels.clamp_min(0).to(scores.dtype)
@@ -70,11 +99,30 @@ class LambdaRank(PairwiseObjective):
 
 
 class ListNet:
-    """Softmax cross-entropy against softmax(labels) over the relevant documents."""
+    """ListNet (Cao et al., 2007) with top-one probabilities over the whole list:
+
+    ``loss = -sum_i softmax(g)_i log softmax(s)_i``, ``g = max(y, 0)`` (a grade <= 0 is
+    non-relevant: -1 and 0 give the same target). With one positive among ``n`` negatives
+    the target is ``e/(e + n)`` on the positive and ``1/(e + n)`` on each negative; the
+    loss is smallest (the target's entropy) at ``s = g + const``, i.e. it asks for a margin
+    of 1 between a grade-1 positive and the negatives, not for an ever larger one.
+    """
+
+    def __call__(self, scores, labels):
+        target = torch.softmax(labels.clamp_min(0).to(scores.dtype), dim=1)
+        return -(target * torch.log_softmax(scores, dim=1)).sum(1).mean()
+
+
+class SoftmaxCE:
+    """Softmax cross-entropy (InfoNCE) against the relevant documents only:
+
+    ``loss = -sum_i t_i log softmax(s)_i`` with ``t = softmax(y)`` over ``{i: y_i > 0}`` and
+    0 elsewhere; for one positive ``t`` is one-hot and ``loss = -log softmax(s)_pos``.
+    Registered as ``softmax-ce`` and, historically, ``listwise``.
+    """
 
     def __call__(self, scores, labels):
         relevant = labels > 0
         target_logits = torch.where(relevant, labels.to(scores.dtype), torch.full_like(scores, -torch.inf))
         target = torch.softmax(target_logits, dim=1)
         return -(target * torch.log_softmax(scores, dim=1)).sum(1).mean()
-

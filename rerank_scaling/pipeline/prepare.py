@@ -106,12 +106,14 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
 def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str, float], dict]:
     coll = load(config, spec.collection)
     qids = split_of(config, coll, spec.split) if spec.split else sorted(coll.queries)
-    qids = [q for q in qids if coll.positives(q)]
+    level = spec.relevance_level
+    qids = [q for q in qids if any(g >= level for g in coll.positives(q).values())]
     if spec.max_queries is not None and spec.max_queries < len(qids):
         qids = nested_budget(qids, spec.max_queries, seed=config.split_seed)
     sub = coll.subset(qids, name=spec.name)
     if not sub.queries:
-        raise UserError(f"evaluation set '{spec.name}' has no query with a relevant document")
+        raise UserError(f"evaluation set '{spec.name}' has no query with a relevant document"
+                        f" (grade >= relevance_level {level})")
     if config.candidates_run:
         run = read_trec_run(config.candidates_run)
         cands = {q: run.get(q, [])[: config.candidates_k] for q in sub.queries}
@@ -119,10 +121,11 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
         cands = candidates_for(config, coll, sub.queries)
     top = {q: lst[: config.rerank_k] for q, lst in cands.items()}
     tail = {q: lst[config.rerank_k:] for q, lst in cands.items()}
-    sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed)
-    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, tail)
+    sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed,
+                                   relevance_level=level)
+    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, level, tail)
     # BM25 on the same lists the rerankers are scored on: the whole candidate list
-    baseline = evaluate({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics)
+    baseline = evaluate({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics, level)
     info = {
         "queries": len(sub.queries),
         "queries_without_candidates": sum(1 for lst in top.values() if not lst),

@@ -20,6 +20,7 @@ from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
 from rerank_scaling.models import get_family
+from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
 from rerank_scaling.results import frame, read_rows, write_parquet
@@ -53,6 +54,7 @@ def baseline_rows(prepared: Prepared) -> list[dict]:
         for metric, value in values.items():
             rows.append({
                 "run": "bm25", "model": "bm25", "ladder": "bm25", "size": "", "params": 0, "total_params": 0,
+                "size_axis": None,
                 "objective": "none", "supervision": "none", "budget": 0, "seed": 0, "step": 0,
                 "examples_seen": 0, "tokens_seen": 0, "flops": 0.0, "eval_set": name,
                 "in_domain": in_domain[name], "metric": metric, "value": float(value),
@@ -103,9 +105,10 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     module = TrainingModule(model, get_objective(config.objective),
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
                             seed=config.seed)
+    size = nominal_params(config.model) if config.size_axis == "nominal" else non_embedding
     columns = {
         "run": config.run_id, "model": config.model.name, "ladder": config.ladder, "size": config.size,
-        "params": non_embedding, "total_params": total, "objective": config.objective,
+        "params": size, "total_params": total, "size_axis": config.size_axis, "objective": config.objective,
         "supervision": config.supervision, "budget": tset.info["queries"], "seed": config.seed,
     }
     resume = run.checkpoint if run.checkpoint.exists() else None

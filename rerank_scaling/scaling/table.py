@@ -5,7 +5,10 @@ Input: one row per run x checkpoint x eval set x metric (see
 ``params``, ``metric``, ``value``.  Optional: ``examples_seen``/``step``
 (exposure D; ``examples_seen`` preferred), ``eval_set`` (default ``"default"``),
 ``seed``, ``run``, ``budget``, ``supervision``, ``in_domain``, ``tokens_seen``,
-``total_params``, ``flops``.
+``total_params``, ``flops``, ``size_axis`` (what ``params`` counts; absent:
+whatever the table's author counted -- our older tables, non-embedding
+parameters). A table whose models' ``size_axis`` values differ is refused:
+their ``params`` are not on one axis.
 
 :func:`normalise` adds three columns every analysis uses:
 
@@ -26,7 +29,7 @@ from rerank_scaling.errors import UserError
 
 REQUIRED = ("objective", "model", "params", "metric", "value")
 NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
-TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision")
+TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis")
 NULL_TOKENS = ("", "na", "n/a", "null", "none")
 # What sets one curve apart from another, stated once: a condition (objective,
 # supervision, eval set) and, within it, the data budget. Verdicts and
@@ -115,7 +118,13 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
         df = df.with_columns(run=pl.concat_str(text, separator="__"))
     df = df.with_columns(pl.col("run").fill_null("-"))
     baseline = (pl.col("model").str.to_lowercase() == "bm25") | pl.col("params").is_null() | (pl.col("params") <= 0)
-    return df.with_columns(baseline=baseline)
+    df = df.with_columns(baseline=baseline)
+    if "size_axis" in df.columns:
+        axes = sorted(df.filter(~pl.col("baseline"))["size_axis"].drop_nulls().unique().to_list())
+        if len(axes) > 1:
+            raise UserError(f"{source}: column 'size_axis' mixes {axes[0]!r} and {axes[1]!r}: params are not"
+                            " on one axis (keep the rows of one)")
+    return df
 
 
 def group_columns(df: pl.DataFrame) -> list[str]:

@@ -84,3 +84,13 @@ def test_same_negatives_for_every_model(cranfield: Collection, tmp_path):
     expected_a = sum(math.log(1 + len(cs.negatives) * math.exp(-1)) for cs in sets.values()) / len(sets)
     assert ce_a == pytest.approx(expected_a, abs=1e-9)
     assert ce_a < ce_b
+
+
+def test_positives_follow_the_relevance_level():
+    cands = {"q": [("a", 3.0), ("b", 2.0), ("c", 1.0), ("d", 0.5)]}
+    qrels = {"q": {"a": 2, "b": 1, "c": 0}}
+    one = sample_contrastive_sets(cands, qrels, m=10)["q"]
+    two = sample_contrastive_sets(cands, qrels, m=10, relevance_level=2)["q"]
+    assert (one.positives, one.negatives) == (["a", "b"], ["c", "d"])
+    assert (two.positives, two.negatives) == (["a"], ["b", "c", "d"])  # grade 1 is below the level: a negative
+    assert sample_contrastive_sets(cands, qrels, m=10, relevance_level=3) == {}

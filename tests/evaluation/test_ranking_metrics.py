@@ -66,3 +66,40 @@ def test_metric_names():
         ranx_metric_name("p")
     with pytest.raises(UserError, match="no relevant judgment"):
         evaluate(RANKING, {"q": {"d1": -1}})
+
+
+# q1: a (grade 2) under b (grade 1); q2 has only a grade-1 document
+LEVELS_RUN = {"q1": [("b", 3.0), ("a", 2.0), ("c", 1.0)], "q2": [("d", 1.0)]}
+LEVELS_QRELS = {"q1": {"a": 2, "b": 1, "c": 0}, "q2": {"d": 1}}
+NDCG_Q1 = (1 + 2 / math.log2(3)) / (2 + 1 / math.log2(3))  # graded gains at any level: 0.8597
+
+
+def test_relevance_level_1_counts_every_positive_grade():
+    res = evaluate(LEVELS_RUN, LEVELS_QRELS, ("mrr@10", "map", "recall@1", "p@2", "ndcg@10"))
+    # q1: b at rank 1 is relevant; q2: d at rank 1
+    assert res["mrr@10"] == 1.0 and res["map"] == 1.0 and res["p@2"] == pytest.approx((1.0 + 0.5) / 2)
+    assert res["recall@1"] == pytest.approx((1 / 2 + 1) / 2)
+    assert res["ndcg@10"] == pytest.approx((NDCG_Q1 + 1) / 2)
+    assert evaluate(LEVELS_RUN, LEVELS_QRELS, ("mrr@10", "map"), relevance_level=1) == {
+        k: res[k] for k in ("mrr@10", "map")}
+
+
+def test_relevance_level_2_is_trec_dl_binary_relevance_and_keeps_graded_ndcg():
+    per_q = evaluate_per_query(LEVELS_RUN, LEVELS_QRELS, ("mrr@10", "map", "recall@1", "p@2", "ndcg@10"),
+                               relevance_level=2)
+    assert set(per_q["map"]) == {"q1"}  # q2 has no grade >= 2: not evaluated
+    q1 = {m: v["q1"] for m, v in per_q.items()}
+    # only a (rank 2) is relevant: MRR 1/2, AP 1/2, recall@1 0, P@2 1/2; NDCG still gains 1 from b
+    assert q1 == pytest.approx({"mrr@10": 0.5, "map": 0.5, "recall@1": 0.0, "p@2": 0.5, "ndcg@10": NDCG_Q1})
+    assert NDCG_Q1 == pytest.approx(0.85972, abs=1e-5)
+
+
+@pytest.mark.parametrize("level", [0, -1, 1.5, True])
+def test_bad_relevance_level_is_a_one_line_user_error(level):
+    with pytest.raises(UserError, match=f"relevance_level must be a positive integer, got {level!r}"):
+        evaluate(LEVELS_RUN, LEVELS_QRELS, ("map",), relevance_level=level)
+
+
+def test_no_query_at_the_level_is_a_user_error():
+    with pytest.raises(UserError, match="no relevant judgment .grade >= relevance_level 3."):
+        evaluate(LEVELS_RUN, LEVELS_QRELS, ("map",), relevance_level=3)

@@ -11,7 +11,7 @@ COLLECTION = Collection(name="toy", docs={f"d{i}": f"text {i}" for i in range(1,
 
 def _evalset():
     first_stage = [(f"d{i}", 10.0 - i) for i in range(1, 7)]  # d1 > d2 > ... > d6
-    return EvalSet("toy", COLLECTION, {"q": first_stage[:3]}, {}, "ce@1", True, {"q": first_stage[3:]})
+    return EvalSet("toy", COLLECTION, {"q": first_stage[:3]}, {}, "ce@1", True, tail={"q": first_stage[3:]})
 
 
 def test_head_is_reordered_and_tail_kept_below_it_in_first_stage_order():

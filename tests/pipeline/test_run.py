@@ -47,6 +47,7 @@ def test_run_writes_every_output(finished, tiny):
     assert set(df["metric"]) == {*METRICS, "ce@5"}
     assert (df["examples_seen"] == df["step"] * tiny.batch_size).all()
     assert (df["params"] > 0).all() and (df["tokens_seen"] > 0).all()
+    assert set(df["size_axis"]) == {"non-embedding"}  # the default axis
     assert df.filter(pl.col("eval_set") == "cranfield-test")["in_domain"].all()
     base = pl.read_parquet(folder / "baseline.parquet")
     assert set(base["model"]) == {"bm25"} and base.height == 2 * 5
@@ -90,9 +91,9 @@ def test_interrupted_run_resumes_to_the_same_numbers(finished, tiny, tmp_path):
 def test_nan_loss_is_recorded_as_a_failure(tiny, tmp_path, monkeypatch):
     import torch
 
-    from rerank_scaling.objectives.reranking import ListNet
+    from rerank_scaling.objectives.reranking import SoftmaxCE
 
-    monkeypatch.setattr(ListNet, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
+    monkeypatch.setattr(SoftmaxCE, "__call__", lambda self, s, l: s.sum() * torch.tensor(float("nan")))
     status = train_run(tiny, tmp_path)
     assert status["state"] == "failed" and "non-finite loss" in status["reason"]
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
@@ -171,3 +172,46 @@ def test_checkpoints_are_staged_in_the_run_folder_only(tiny, tmp_path, monkeypat
 
     assert train_run(tiny, tmp_path / "run", progress=look)["state"] == "done"
     assert list(staging.iterdir()) == []
+
+
+def test_relevance_level_reaches_queries_metrics_and_contrastive_positives(tiny, cranfield):
+    from rerank_scaling.evaluation.rerank import rerank_and_evaluate
+    from rerank_scaling.pipeline.prepare import evaluation_set
+
+    sets = {}
+    for level in (1, 2):
+        spec = EvalSpec(f"cran-l{level}", "cranfield", "test", None, True, relevance_level=level)
+        sets[level] = evaluation_set(tiny, spec)
+    (one, base1, info1), (two, base2, info2) = sets[1], sets[2]
+    assert two.relevance_level == 2 and one.relevance_level == 1
+    qrels = cranfield.qrels
+    assert all(any(g >= 2 for g in qrels[q].values()) for q in info2["qids"])
+    assert set(info2["qids"]) < set(info1["qids"])  # queries with only grade-1 documents drop out
+    for qid, cs in two.contrastive.items():
+        assert cs.positives and all(qrels[qid][d] >= 2 for d in cs.positives)
+        assert not {d for d in cs.negatives if qrels[qid].get(d, 0) >= 2}
+    assert any(qrels[q].get(d, 0) == 1 for q, cs in two.contrastive.items() for d in cs.negatives)  # grade 1: a negative
+    # the same scores reranked: binary metrics read the level, the BM25 baseline too
+    scores = {q: {d: float(s) for d, s in docs} for q, docs in two.candidates.items()}
+    for q, cs in two.contrastive.items():
+        for d in (*cs.positives, *cs.negatives):
+            scores[q].setdefault(d, 0.0)
+    _, values = rerank_and_evaluate(scores, two, ("map", "ndcg@10"))
+    assert values["map"] == pytest.approx(base2["map"]) and base2["map"] != pytest.approx(base1["map"])
+
+
+def test_relevance_level_is_checked_with_the_key_and_value():
+    with pytest.raises(UserError, match="relevance_level must be a positive integer, got 0"):
+        EvalSpec("x", "cranfield", relevance_level=0)
+
+
+def test_nominal_size_axis_puts_the_nominal_size_in_params(tiny, tmp_path):
+    import dataclasses
+
+    config = dataclasses.replace(tiny, size_axis="nominal", steps=2, eval_every=2, evals=tiny.evals[:1])
+    assert train_run(config, tmp_path)["state"] == "done"
+    df = pl.read_parquet(tmp_path / "metrics.parquet")
+    assert set(df["params"]) == {12 * 1 * 64**2} and set(df["size_axis"]) == {"nominal"}
+    assert (df["total_params"] > df["params"]).all()  # total parameters stay the real count
+    base = pl.read_parquet(tmp_path / "baseline.parquet")
+    assert base["size_axis"].null_count() == base.height

@@ -84,3 +84,11 @@ def test_run_values_final_and_late(tmp_path):
 def test_examples_seen_preferred_over_step(tmp_path):
     path = _csv(tmp_path, examples_seen=["3200", "6400", "6400", "0"])
     assert load_results(path)["exposure"].to_list() == [3200.0, 6400.0, 6400.0, 0.0]
+
+
+def test_size_axis_column_is_optional_and_one_axis_per_table(tmp_path):
+    assert "size_axis" not in load_results(_csv(tmp_path)).columns  # other people's tables: no such column
+    one = load_results(_csv(tmp_path, size_axis=["nominal", "nominal", "nominal", ""]))
+    assert one["size_axis"].to_list()[:3] == ["nominal"] * 3
+    with pytest.raises(UserError, match="results.csv: column 'size_axis' mixes 'nominal' and 'non-embedding'"):
+        load_results(_csv(tmp_path, size_axis=["nominal", "nominal", "non-embedding", ""]))
