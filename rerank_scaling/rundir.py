@@ -171,6 +171,7 @@ class RunFolder:
     checkpoints = _File("checkpoints")
     runs = _File("runs")
     lock_file = _File(".lock")
+    logs = _File("logs")  # the Lightning logger's folder (csv / tensorboard / wandb), one version per (re)start
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -253,6 +254,10 @@ class RunFolder:
         was done. Runs are deterministic, so redoing lost steps gives the same rows."""
         damaged = self.damaged_files()
         done: list[str] = []
+        staged = self.checkpoint.with_suffix(".tmp")
+        if staged.exists():  # a save the process did not finish: the real checkpoint is the last good one
+            staged.unlink()
+            done.append(f"removed {staged}")
 
         def drop(*paths: Path) -> None:
             for path in paths:

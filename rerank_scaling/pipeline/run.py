@@ -25,8 +25,8 @@ from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
 from rerank_scaling.results import frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
-from rerank_scaling.runtime import setup_process
-from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit
+from rerank_scaling.runtime import process_rank, setup_process
+from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
 
 Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
 
@@ -66,15 +66,20 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     """Train and evaluate one run into ``folder``; returns its status dict."""
     config.validate()
     run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
-    run.repair()  # a crash can tear a status, table, checkpoint or log line: resume from what is whole
+    leader = process_rank() == 0  # with devices > 1, the other processes train and write nothing
+    if leader:
+        run.repair()  # a crash can tear a status, table, checkpoint or log line: resume from what is whole
     status = run.read_status()
     if status and status.get("state") == "done":
         return status
     emit = progress or (lambda event, details: None)
     prepared = prepare(config)  # user errors in the data surface before anything is written
+    setup_process(config.threads)
+    if not leader:
+        _train(config, prepared, run, emit, leader=False)
+        return {"state": "done", "run": config.run_id, "rank": process_rank()}
     run.create()
     run.write_json(run.config, config.to_dict())
-    setup_process(config.threads)
     started = time.perf_counter()
     try:
         result = _train(config, prepared, run, emit)
@@ -90,9 +95,10 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     return result
 
 
-def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress) -> dict:
-    run.write_json(run.data, prepared.info)
-    write_parquet(frame(baseline_rows(prepared)), run.baseline)
+def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress, leader: bool = True) -> dict:
+    if leader:
+        run.write_json(run.data, prepared.info)
+        write_parquet(frame(baseline_rows(prepared)), run.baseline)
 
     model = get_family(config.family).build(config)
     non_embedding, total = model.parameter_counts()
@@ -114,12 +120,13 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     resume = run.checkpoint if run.checkpoint.exists() else None
     # mmap: read the step without materialising the weights (Lightning loads them in fit)
     start = torch.load(resume, map_location="cpu", weights_only=False, mmap=True)["global_step"] if resume else 0
-    rows = [r for r in read_rows(run.metrics) if r["step"] <= start]
-    run.trim_log(start)
+    rows = [r for r in read_rows(run.metrics) if r["step"] <= start] if leader else []
+    if leader:
+        run.trim_log(start)
     emit("prepared", {"run": config.run_id, "steps": config.steps, "resume_step": start,
                       "params": non_embedding, "train": tset.info})
 
-    def evaluate_at(mod: TrainingModule, step: int) -> None:
+    def evaluate_at(mod: TrainingModule, step: int) -> list[dict]:
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": mod.tokens_seen,
               "flops": mod.model.training_flops(mod.tokens_seen)}
         new, rankings = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at, config.eval_batch_size)
@@ -130,13 +137,19 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         write_parquet(frame(rows), run.metrics)
         emit("eval", {"run": config.run_id, "step": step,
                       "values": {r["eval_set"] + ":" + r["metric"]: r["value"] for r in new}})
+        return new
 
     if start < config.steps:
         callback = Checkpoints(config.eval_every, config.steps, evaluate_at, run,
                                on_step=lambda s: emit("step", {"run": config.run_id, "step": s}))
-        fit(module, lambda step: model.training_batch(tset.batch(step, config.batch_size), tset.collection),
-            config.steps, start, callback, resume_from=resume, precision=config.precision)
-    run.clear_checkpoints()
+        def batch_at(step: int, rank: int = 0, world: int = 1) -> dict:  # this process's share of the batch
+            return model.training_batch(tset.batch(step, config.batch_size)[rank::world], tset.collection)
+
+        fit(module, batch_at, config.steps, start, callback, resume_from=resume, precision=config.precision,
+            logger=make_logger(config.logger, run, config.run_id, start) if leader else None,
+            devices=config.devices, strategy=config.strategy)
+    if leader:
+        run.clear_checkpoints()
     final = {r["eval_set"] + ":" + r["metric"]: r["value"] for r in rows if r["step"] == config.steps}
     return {"state": "done", "params": non_embedding, "total_params": total, "final": final,
             "pid": os.getpid()}

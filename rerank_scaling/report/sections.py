@@ -144,6 +144,11 @@ def hardware(study: Study) -> list[str]:
         hw, default = dataclasses.asdict(study.experiment.hardware), dataclasses.asdict(Hardware())
         shown = {k: v for k, v in hw.items() if k == "workers" or v != default[k]}
         lines.append(T.bullet("Experiment [hardware]", ", ".join(f"{k} = {shown[k]}" for k in sorted(shown))))
+    batches = sorted({(c.get("batch_size"), c.get("devices", 1)) for c in study.configs() if c.get("batch_size")})
+    if batches:
+        lines.append(T.bullet("Batch per optimizer step", "; ".join(
+            f"{b} query groups (global) over {d} device{'s' if d > 1 else ''}, {b // d} per device"
+            for b, d in batches)))
     threads = sorted({str(c.get("threads")) for c in study.configs() if c.get("threads") is not None})
     if threads:
         lines.append(T.bullet("Torch threads per cell (config `threads`)", ", ".join(threads)))

@@ -215,3 +215,28 @@ def test_nominal_size_axis_puts_the_nominal_size_in_params(tiny, tmp_path):
     assert (df["total_params"] > df["params"]).all()  # total parameters stay the real count
     base = pl.read_parquet(tmp_path / "baseline.parquet")
     assert base["size_axis"].null_count() == base.height
+
+
+def test_the_csv_log_has_every_step_and_every_evaluation(finished, tiny):
+    import csv
+
+    _, folder = finished
+    with open(folder / "logs" / "from-step-0" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    losses = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert losses == {e["step"]: pytest.approx(e["loss"]) for e in log}
+    evals = {int(r["step"]) for r in rows if r.get("eval/cranfield-test/ndcg@10")}
+    assert evals == {2, 4, 6}
+    assert all(float(r["train/tokens_per_s"]) > 0 for r in rows if r.get("train/tokens_per_s"))
+
+
+def test_a_logger_without_its_package_is_refused(tiny):
+    import importlib.util
+
+    import dataclasses
+
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        pytest.skip("tensorboard is installed here")
+    with pytest.raises(UserError, match=r"logger 'tensorboard' needs its package: pip install 'rerank-scaling\[tensorboard\]'"):
+        dataclasses.replace(tiny, logger="tensorboard")
