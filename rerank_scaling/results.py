@@ -72,6 +72,14 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(**missing).select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
 
 
+PER_QUERY_SCHEMA = {"run": pl.Utf8, "eval_set": pl.Utf8, "metric": pl.Utf8, "qid": pl.Utf8, "value": pl.Float64}
+
+
+def per_query_frame(rows: list[dict]) -> pl.DataFrame:
+    """Per-query rows ``run, eval_set, metric, qid, value`` (a run's final checkpoint)."""
+    return pl.DataFrame(rows, schema=PER_QUERY_SCHEMA, orient="row") if rows else pl.DataFrame(schema=PER_QUERY_SCHEMA)
+
+
 def frame(rows: list[dict]) -> pl.DataFrame:
     """Rows -> a DataFrame with exactly the schema's columns and types."""
     return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
@@ -101,6 +109,7 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
     folder = StudyFolder(study)
     frames, baselines = [], []
     folder.states()  # a study folder, or a one-line error
+    queries = []
     for cell in folder.cells():
         torn = [f"{path} {what}" for path, what in cell.damaged_files().items() if path != cell.log]
         if torn:
@@ -109,9 +118,15 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
             continue
         frames.append(conform(read_table(cell.metrics)))
         baselines.append(conform(read_table(cell.baseline)))
+        if cell.per_query.exists():
+            queries.append(read_table(cell.per_query))
     if not frames:
         raise UserError(f"{folder.path}: no finished cell to collect")
     baseline = pl.concat(baselines).unique(subset=["eval_set", "metric"], keep="first", maintain_order=True)
     table = pl.concat([baseline, *frames]).select(list(SCHEMA)).sort(["run", "step", "eval_set", "metric"])
     write_parquet(table, folder.results)
+    if queries:
+        per_query = pl.concat(queries).unique(subset=["run", "eval_set", "metric", "qid"], keep="first",
+                                              maintain_order=True).sort(["run", "eval_set", "metric", "qid"])
+        write_parquet(per_query, folder.per_query)
     return table, folder.results

@@ -8,6 +8,7 @@ reads it) goes through :class:`RunFolder`::
     data.json               training/evaluation query ids, split, data counts
     metrics.parquet         tidy table (rerank_scaling.results), all checkpoints
     baseline.parquet        BM25 on the same candidate lists, same schema
+    per_query.parquet       final checkpoint's value per query (and BM25's), for paired tests
     runs/<eval>.trec        final reranked run per evaluation set
     train_log.jsonl         step, loss, lr, tokens seen, seconds
     checkpoints/last.ckpt   resumable Lightning checkpoint (removed when done)
@@ -19,6 +20,7 @@ A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
     experiment.toml         a copy of the experiment file that made the study
     cells/<run_id>/         one run folder each
     results.parquet         every finished cell's rows + the BM25 baseline
+    per_query.parquet       every finished cell's per-query values + BM25's
 
 States: *done* / *failed* once ``status.json`` exists; *running* while a
 process holds the lock; *damaged* when a file a crash can tear is torn (a
@@ -165,6 +167,7 @@ class RunFolder:
     config = _File("config.json")
     data = _File("data.json")
     metrics = _File("metrics.parquet")
+    per_query = _File("per_query.parquet")  # final checkpoint, every query: the model's and BM25's values
     baseline = _File("baseline.parquet")
     log = _File("train_log.jsonl")
     status = _File("status.json")
@@ -353,6 +356,7 @@ class StudyFolder:
     experiment = _File("experiment.toml")
     cells_dir = _File("cells")
     results = _File("results.parquet")
+    per_query = _File("per_query.parquet")
 
     def __init__(self, path: Path | str):
         self.path = Path(path)

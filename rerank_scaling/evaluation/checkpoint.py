@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from rerank_scaling.data.types import Ranking
-from rerank_scaling.evaluation.rerank import EvalSet, rerank_and_evaluate, score_pairs
+from rerank_scaling.evaluation.rerank import EvalSet, mean_values, rerank_per_query, score_pairs
+
+
+def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float]]) -> list[dict]:
+    """``{run, eval_set, metric, qid, value}`` rows (the per-query table)."""
+    return [{"run": run, "eval_set": eval_set, "metric": m, "qid": q, "value": float(v)}
+            for m, values in per_query.items() for q, v in sorted(values.items())]
 
 
 def evaluate_checkpoint(model, evalsets: list[EvalSet], metrics: tuple[str, ...], row: dict,
-                        batch_size: int = 64) -> tuple[list[dict], dict[str, Ranking]]:
+                        batch_size: int = 64) -> tuple[list[dict], dict[str, Ranking], list[dict]]:
     """Rows ``{**row, eval_set, in_domain, metric, value}`` for every set and metric (contrastive
-    entropy included), and each set's reranked lists. ``row`` holds the run's columns at
-    this checkpoint (run, model, params, step, tokens_seen, ...)."""
+    entropy included), each set's reranked lists, and the per-query values behind the rows
+    (:func:`per_query_rows`). ``row`` holds the run's columns at this checkpoint (run, model,
+    params, step, tokens_seen, ...)."""
     rows: list[dict] = []
     rankings: dict[str, Ranking] = {}
+    queries: list[dict] = []
     for es in evalsets:
         scores = score_pairs(lambda q, d: model.score(q, d, batch_size=batch_size), es)
-        rankings[es.name], values = rerank_and_evaluate(scores, es, metrics)
+        rankings[es.name], per_query = rerank_per_query(scores, es, metrics)
         rows.extend({**row, "eval_set": es.name, "in_domain": es.in_domain, "metric": metric, "value": float(value)}
-                    for metric, value in values.items())
-    return rows, rankings
+                    for metric, value in mean_values(per_query).items())
+        queries.extend(per_query_rows(row.get("run", ""), es.name, per_query))
+    return rows, rankings, queries

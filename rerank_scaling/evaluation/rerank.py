@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rerank_scaling.data.types import Collection, Ranking, rank
-from rerank_scaling.evaluation.contrastive import contrastive_entropy
-from rerank_scaling.evaluation.metrics import evaluate
+from rerank_scaling.evaluation.contrastive import contrastive_entropy_per_query
+from rerank_scaling.evaluation.metrics import evaluate_per_query
 
 
 @dataclass
@@ -56,11 +56,25 @@ def score_pairs(
     return out
 
 
+def mean_values(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``metric -> mean over queries`` of per-query values (every query weighs the same)."""
+    return {m: sum(v.values()) / len(v) for m, v in per_query.items()}
+
+
 def rerank_and_evaluate(
     scores: dict[str, dict[str, float]], evalset: EvalSet, metrics: tuple[str, ...]
 ) -> tuple[Ranking, dict[str, float]]:
     """The reranked lists (head by the model's scores, tail in first-stage order below it) and
     their metric values (plus contrastive entropy)."""
+    ranking, per_query = rerank_per_query(scores, evalset, metrics)
+    return ranking, mean_values(per_query)
+
+
+def rerank_per_query(
+    scores: dict[str, dict[str, float]], evalset: EvalSet, metrics: tuple[str, ...]
+) -> tuple[Ranking, dict[str, dict[str, float]]]:
+    """:func:`rerank_and_evaluate` before the mean: ``metric -> qid -> value`` (the paired
+    significance tests of the report compare systems query by query)."""
     ranking: Ranking = {}
     for qid, docs in evalset.candidates.items():
         if not docs:
@@ -69,7 +83,7 @@ def rerank_and_evaluate(
         floor, gap = head[-1][1], max(1.0, abs(head[-1][1]) * 1e-6)  # strictly below the head, in order
         tail = [(doc, floor - i * gap) for i, (doc, _) in enumerate(evalset.tail.get(qid, ()), 1)]
         ranking[qid] = head + tail
-    values = evaluate(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
+    per_query = evaluate_per_query(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     if evalset.contrastive:
-        values[evalset.ce_metric] = contrastive_entropy(scores, evalset.contrastive)
-    return ranking, values
+        per_query[evalset.ce_metric] = contrastive_entropy_per_query(scores, evalset.contrastive)
+    return ranking, per_query

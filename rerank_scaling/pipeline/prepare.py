@@ -19,7 +19,7 @@ from rerank_scaling.data.types import Collection, Ranking
 from rerank_scaling.data.weak import weak_queries
 from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.contrastive import ce_name, sample_contrastive_sets
-from rerank_scaling.evaluation.metrics import evaluate
+from rerank_scaling.evaluation.metrics import evaluate_per_query
 from rerank_scaling.evaluation.rerank import EvalSet
 from rerank_scaling.examples import TrainingSet, build_training_set
 
@@ -28,7 +28,7 @@ from rerank_scaling.examples import TrainingSet, build_training_set
 class Prepared:
     train: TrainingSet
     evalsets: list[EvalSet]
-    baseline: dict[str, dict[str, float]]  # eval set -> BM25 metric values (top rerank_k)
+    baseline: dict[str, dict[str, dict[str, float]]]  # eval set -> metric -> qid -> BM25's value (whole list)
     info: dict = field(default_factory=dict)
 
 
@@ -125,7 +125,7 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
                                    relevance_level=level)
     evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, level, tail)
     # BM25 on the same lists the rerankers are scored on: the whole candidate list
-    baseline = evaluate({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics, level)
+    baseline = evaluate_per_query({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics, level)
     info = {
         "queries": len(sub.queries),
         "queries_without_candidates": sum(1 for lst in top.values() if not lst),

@@ -18,12 +18,13 @@ import torch
 
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
-from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
+from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
+from rerank_scaling.evaluation.rerank import mean_values
 from rerank_scaling.models import get_family
 from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
-from rerank_scaling.results import frame, read_rows, write_parquet
+from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import process_rank, setup_process
 from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
@@ -47,11 +48,15 @@ def hardware() -> dict:
             "host": platform.node(), "cpus": os.cpu_count(), "peak_rss_mb": round(peak_kb / 1024)}
 
 
+def baseline_per_query(prepared: Prepared) -> list[dict]:
+    return [r for name, per_query in prepared.baseline.items() for r in per_query_rows("bm25", name, per_query)]
+
+
 def baseline_rows(prepared: Prepared) -> list[dict]:
     rows = []
     in_domain = {es.name: es.in_domain for es in prepared.evalsets}
-    for name, values in prepared.baseline.items():
-        for metric, value in values.items():
+    for name, per_query in prepared.baseline.items():
+        for metric, value in mean_values(per_query).items():
             rows.append({
                 "run": "bm25", "model": "bm25", "ladder": "bm25", "size": "", "params": 0, "total_params": 0,
                 "size_axis": None,
@@ -129,11 +134,13 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     def evaluate_at(mod: TrainingModule, step: int) -> list[dict]:
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": mod.tokens_seen,
               "flops": mod.model.training_flops(mod.tokens_seen)}
-        new, rankings = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at, config.eval_batch_size)
+        new, rankings, queries = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at,
+                                                     config.eval_batch_size)
         rows.extend(new)
         if step == config.steps:
             for name, ranking in rankings.items():
                 write_trec_run(run.run_file(name), ranking, tag=config.run_id)
+            write_parquet(per_query_frame(queries + baseline_per_query(prepared)), run.per_query)
         write_parquet(frame(rows), run.metrics)
         emit("eval", {"run": config.run_id, "step": step,
                       "values": {r["eval_set"] + ":" + r["metric"]: r["value"] for r in new}})

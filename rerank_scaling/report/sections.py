@@ -12,6 +12,7 @@ from collections import Counter
 import dataclasses
 
 from rerank_scaling.config import Hardware, train_settings
+from rerank_scaling.report import significance as sig
 from rerank_scaling.report import tables as T
 from rerank_scaling.report.analysis import Analysis
 from rerank_scaling.report.baselines import bm25_values, compare, entries, table_metrics, variant_keys
@@ -209,7 +210,36 @@ def baselines_section(study: Study) -> list[str]:
                              + "r" * len(metrics)), ""]
         if HEADLINE in metrics:
             lines += [bm25_line(study, es.name), ""]
+            lines += significance_lines(study, es.name, es.queries)
     return lines
+
+
+def _test_line(t: sig.Test) -> str:
+    verdict = "**significant**" if t.significant else "not significant"
+    return (f"- {t.system} vs {t.other}: {T.signed(t.delta)}, p = {t.p:.3g} (Holm {t.p_holm:.3g}, "
+            f"{t.queries} queries): {verdict}")
+
+
+def significance_lines(study: Study, eval_set: str, queries: int | None) -> list[str]:
+    """Is each difference real? Paired randomization tests over the set's queries (HEADLINE)."""
+    if study.per_query is None:
+        return ["*Significance not tested: the study has no per-query values (`per_query.parquet`, written "
+                "by cells since this toolkit records them).*", ""]
+    vs = sig.versus_bm25(study.per_query, study.finals, eval_set, HEADLINE)
+    pairs = sig.between_objectives(study.per_query, study.finals, eval_set, HEADLINE)
+    if not vs and not pairs:
+        return []
+    lines = [f"Is the difference real? {HEADLINE}, paired randomization test over the queries "
+             f"({sig.N_FLIPS:,} sign flips, two-sided), Holm-corrected within each list; significant = "
+             f"Holm p < {sig.ALPHA}.", ""]
+    lines += [_test_line(t) for t in vs]
+    if pairs:
+        lines += ["", "Between objectives at the same size:", ""] + [_test_line(t) for t in pairs]
+    n = queries or (vs[0].queries if vs else pairs[0].queries)
+    if not any(t.significant for t in vs + pairs):
+        lines += ["", f"No difference on {eval_set} is significant: with {n} queries these gaps are within "
+                      "what query sampling alone produces, so the table's order is not evidence."]
+    return lines + [""]
 
 
 def bm25_line(study: Study, eval_set: str) -> str:

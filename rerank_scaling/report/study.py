@@ -59,6 +59,7 @@ class Study:
     table: pl.DataFrame  # normalised by the analyzer (exposure, run, baseline columns added)
     cells: tuple[CellState, ...]
     eval_sets: tuple[EvalSetInfo, ...]
+    per_query: pl.DataFrame | None = None  # run, eval_set, metric, qid, value (final checkpoints), when recorded
     finals: pl.DataFrame = field(init=False)  # one row per reranker run x eval set x metric: final value
 
     def __post_init__(self) -> None:
@@ -177,10 +178,11 @@ def load_study(folder: Path | str) -> Study:
         raise UserError(f"{results}: no reranker rows (only the BM25 baseline), nothing to report")
     experiment, note = _experiment(study)
     cells = tuple(cell.state() for cell in study.cells())
+    per_query = pl.read_parquet(study.per_query) if study.per_query.exists() else None
     return Study(
         folder=study.path, results_path=results, collected=collected,
         name=(experiment.study.name if experiment else None) or study.path.resolve().name,
         description=experiment.description if experiment else "",
         experiment=experiment, experiment_note=note, table=table, cells=cells,
-        eval_sets=_eval_sets(table, experiment, cells),
+        eval_sets=_eval_sets(table, experiment, cells), per_query=per_query,
     )
