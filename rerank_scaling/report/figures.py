@@ -241,15 +241,19 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
     objectives = sorted(means["objective"].unique().to_list())
     fig, axes = _figure(max(len(objectives), 1))
     grid = _size_grid(study)
-    span = {}
+    span, constant = {}, set()
     for m in metrics:
         v = means.filter(pl.col("metric") == m)["value"].to_numpy()
         lo, hi = float(v.min()), float(v.max())
+        if hi - lo <= 1e-9 * max(1.0, abs(lo)):  # the same at every size: nothing to fit, flagged
+            constant.add(m)
         span[m] = (lo, hi if hi > lo else lo + 1e-9)
 
     def norm(m: str, v):
         lo, hi = span[m]
         v = np.asarray(v, dtype=float)
+        if m in constant:
+            return np.full(v.shape, 0.5)
         return (hi - v) / (hi - lo) if lower_is_better(m) else (v - lo) / (hi - lo)
 
     cut = analysis.cut
@@ -266,8 +270,11 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
             x, y = pts["params"].to_numpy(), norm(m, pts["value"].to_numpy())
             inside = x <= cut
             ax.plot(x[inside], y[inside], "o", color=colour, markersize=5, zorder=4)
-            ax.plot(x[~inside], y[~inside], "D", markerfacecolor="white", markeredgecolor=colour,
+            spread = 1.0 + 0.035 * (k - (len(metrics) - 1) / 2)  # side by side, not stacked
+            ax.plot(x[~inside] * spread, y[~inside], "D", markerfacecolor="white", markeredgecolor=colour,
                     markeredgewidth=1.8, markersize=7, zorder=5)
+            if m in constant:
+                continue
             groups = [g for g in _groups(analysis, m, eval_set, objective)
                       if all(g.key.get(c) in (None, v) for c, v in chosen[objective].items())]
             for g in groups[:1]:
@@ -280,8 +287,10 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
         if i % 3 == 0:
             ax.set_ylabel("normalised score (0 worst, 1 best)")
         ax.grid(True, which="both", alpha=0.25)
-    handles = [Line2D([], [], color=METRIC_COLOURS[k % len(METRIC_COLOURS)], marker="o", linestyle="--",
-                      label=f"{m} (flipped: lower is better)" if lower_is_better(m) else m)
+    handles = [Line2D([], [], color=METRIC_COLOURS[k % len(METRIC_COLOURS)], marker="o",
+                      linestyle="" if m in constant else "--",
+                      label=f"{m} (constant at every size: no law)" if m in constant
+                      else f"{m} (flipped: lower is better)" if lower_is_better(m) else m)
                for k, m in enumerate(metrics)]
     handles += [Line2D([], [], color="black", marker="o", linestyle="", label="size used in the fit"),
                 Line2D([], [], color="black", marker="D", markerfacecolor="white", linestyle="",

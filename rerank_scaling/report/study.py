@@ -131,11 +131,14 @@ def _experiment(folder: StudyFolder) -> tuple[Experiment | None, str]:
 
 def _eval_sets(table: pl.DataFrame, experiment: Experiment | None,
                cells: tuple[CellState, ...]) -> tuple[EvalSetInfo, ...]:
-    specs = {spec.name: dataclasses.asdict(spec) for spec in (experiment.evals if experiment else ())}
-    for cell in cells:  # config.json of cells fill in what the experiment file lacks
+    specs: dict[str, dict] = {}
+    for cell in cells:  # the cells' config.json hold the paths as the runs resolved them
         for spec in cell.config.get("evals", []) or []:
             if isinstance(spec, dict) and "name" in spec:
                 specs.setdefault(str(spec["name"]), spec)
+    for spec in experiment.evals if experiment else ():  # the copy of the experiment file fills the rest
+        # (its relative paths resolve against the study folder, not where the file was written)
+        specs.setdefault(spec.name, dataclasses.asdict(spec))
     queries: dict[str, int] = {}
     for state in ("done", "failed"):
         for cell in cells:
