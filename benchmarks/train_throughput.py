@@ -106,7 +106,8 @@ def run_ours(config, prepared, args, objective_name: str, total: int, fast_path:
 
         callback = Checkpoints(every=total + 1, total=total, evaluate=lambda m, s: None, run=run, on_step=on_step)
         with C.PeakRSS() as rss:
-            fit(module, lambda step: encoder.training_batch(tset.batch(step, config.batch_size), tset.collection),
+            fit(module, lambda step, rank=0, world=1: encoder.training_batch(tset.batch(step, config.batch_size),
+                                                                           tset.collection),
                 total, 0, callback, precision="bf16-mixed" if args.bf16 else "32-true",
                 accelerator="gpu" if args.device.startswith("cuda") else "cpu")
         losses = [json.loads(line)["loss"] for line in run.log.read_text().splitlines()]
