@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,9 @@ from rerank_scaling.config.fields import check_all, hints, setting, settings
 from rerank_scaling.errors import UserError
 
 DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
+# contrastive-entropy variants beside the base ce@<ce_negatives>: negatives from the candidate list
+# (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
+CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
 
 Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
 Pooling = Literal["cls", "mean"]
@@ -121,6 +125,8 @@ class RunConfig:
     eval_every: int = setting(25, section="train", min=1)
     metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train")
     ce_negatives: int = setting(64, section="train", min=1)
+    ce_variants: tuple[str, ...] = setting((), section="train",
+                                           doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
     devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
@@ -153,6 +159,12 @@ class RunConfig:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:
             raise UserError("at least one evaluation set is needed")
+        for name in self.ce_variants:
+            if not CE_VARIANT.match(name):
+                raise UserError(f"ce_variants: '{name}' is not a contrastive-entropy name "
+                                "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)")
+            if name in (f"ce@{self.ce_negatives}", f"ce-candidates@{self.ce_negatives}"):
+                raise UserError(f"ce_variants: '{name}' is the base contrastive entropy already (ce_negatives)")
         if self.batch_size % self.devices:
             raise UserError(f"batch_size ({self.batch_size}) must be a multiple of devices ({self.devices}): "
                             "it is the global batch, split evenly over the devices")

@@ -48,15 +48,31 @@ def ce_name(m: int) -> str:
     return f"ce@{m}"
 
 
+def parse_variant(name: str) -> tuple[str, int]:
+    """``ce@31`` -> ("candidates", 31); ``ce-corpus@256`` -> ("corpus", 256)."""
+    from rerank_scaling.config.run import CE_VARIANT
+
+    match = CE_VARIANT.match(name)
+    if not match:
+        raise ValueError(f"not a contrastive-entropy name: {name!r}")
+    return match.group(1) or "candidates", int(match.group(2))
+
+
 def sample_contrastive_sets(
     candidates: Ranking,
     qrels: dict[str, dict[str, int]],
     m: int = 64,
     seed: int = 0,
     relevance_level: int = 1,
+    corpus: list[str] | None = None,
+    salt: str = "",
 ) -> dict[str, ContrastiveSet]:
     """Positives (grade >= ``relevance_level``) and ``m`` seeded negatives drawn from the other
-    candidates (a grade below the level is not relevant) per judged query (see module docstring)."""
+    candidates (a grade below the level is not relevant) per judged query (see module docstring).
+
+    With ``corpus`` (every doc id of the collection) the negatives are drawn from the whole
+    corpus minus the positives instead (Fang et al.'s random negatives; one seeded draw shared
+    by every model). ``salt`` gives a variant its own draw; the base set has none."""
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise ValueError(f"m must be a positive integer, got {m!r}")
     out: dict[str, ContrastiveSet] = {}
@@ -66,10 +82,13 @@ def sample_contrastive_sets(
         if not positives:
             continue
         pos_set = set(positives)
-        pool = sorted({str(d) for d, _s in candidates.get(qid, []) if str(d) not in pos_set})
+        if corpus is not None:
+            pool = [d for d in corpus if d not in pos_set]
+        else:
+            pool = sorted({str(d) for d, _s in candidates.get(qid, []) if str(d) not in pos_set})
         if not pool:
             continue
-        rng = random.Random(stable_hash(f"contrastive:{seed}:{qid}"))
+        rng = random.Random(stable_hash(f"contrastive:{seed}:{qid}" + (f":{salt}" if salt else "")))
         negatives = pool if len(pool) <= m else rng.sample(pool, m)
         out[qid] = ContrastiveSet(positives=positives, negatives=sorted(negatives))
     return out

@@ -29,6 +29,7 @@ class EvalSet:
     in_domain: bool = False
     relevance_level: int = 1  # grade >= this is relevant for the binary metrics (see metrics.py)
     tail: Ranking = field(default_factory=dict)  # the rest of each first-stage list, kept below the head
+    variants: dict = field(default_factory=dict)  # more contrastive entropies: name -> qid -> ContrastiveSet
 
     def pairs(self) -> list[tuple[str, str]]:
         """Every distinct (qid, doc_id) a model must score for this set, in sorted order.
@@ -38,7 +39,8 @@ class EvalSet:
         loaded in, a model must get the same scores.
         """
         seen = {(qid, doc) for qid, docs in self.candidates.items() for doc, _ in docs}
-        seen.update((qid, doc) for qid, cs in self.contrastive.items() for doc in (*cs.positives, *cs.negatives))
+        for sets in (self.contrastive, *self.variants.values()):
+            seen.update((qid, doc) for qid, cs in sets.items() for doc in (*cs.positives, *cs.negatives))
         return sorted(seen)
 
 
@@ -86,4 +88,7 @@ def rerank_per_query(
     per_query = evaluate_per_query(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     if evalset.contrastive:
         per_query[evalset.ce_metric] = contrastive_entropy_per_query(scores, evalset.contrastive)
+    for name, sets in evalset.variants.items():
+        if sets:
+            per_query[name] = contrastive_entropy_per_query(scores, sets)
     return ranking, per_query

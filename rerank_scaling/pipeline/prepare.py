@@ -18,7 +18,7 @@ from rerank_scaling.data.splits import nested_budget, split_queries
 from rerank_scaling.data.types import Collection, Ranking
 from rerank_scaling.data.weak import weak_queries
 from rerank_scaling.errors import UserError
-from rerank_scaling.evaluation.contrastive import ce_name, sample_contrastive_sets
+from rerank_scaling.evaluation.contrastive import ce_name, parse_variant, sample_contrastive_sets
 from rerank_scaling.evaluation.metrics import evaluate_per_query
 from rerank_scaling.evaluation.rerank import EvalSet
 from rerank_scaling.examples import TrainingSet, build_training_set
@@ -76,7 +76,8 @@ def training_key(config: RunConfig) -> tuple:
 def evaluation_key(config: RunConfig, spec: EvalSpec) -> tuple:
     """What an evaluation set of a config depends on (equal keys: the same set and baseline)."""
     return (spec, config.split_fractions, config.split_seed, config.candidates_k, config.rerank_k,
-            config.ce_negatives, config.candidates_run, config.metrics, config.data_root, config.cache_dir)
+            config.ce_negatives, config.ce_variants, config.candidates_run, config.metrics, config.data_root,
+            config.cache_dir)
 
 
 def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
@@ -123,7 +124,13 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
     tail = {q: lst[config.rerank_k:] for q, lst in cands.items()}
     sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed,
                                    relevance_level=level)
-    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, level, tail)
+    corpus = sorted(coll.docs)
+    variants = {}
+    for name in config.ce_variants:
+        source, m = parse_variant(name)
+        variants[name] = sample_contrastive_sets(cands, sub.qrels, m=m, seed=config.split_seed, relevance_level=level,
+                                                 corpus=corpus if source == "corpus" else None, salt=name)
+    evalset = EvalSet(spec.name, sub, top, sets, ce_name(config.ce_negatives), spec.in_domain, level, tail, variants)
     # BM25 on the same lists the rerankers are scored on: the whole candidate list
     baseline = evaluate_per_query({q: lst for q, lst in cands.items() if lst}, sub.qrels, config.metrics, level)
     info = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_CE = re.compile(r"^ce(@\d+)?$")
+_CE = re.compile(r"^ce(-candidates|-corpus)?(@\d+)?$")
 # rank metrics that live in [0, 1]
 _BOUNDED = re.compile(r"^(ndcg|map|mrr|recall|r|p|precision|hit|hits|success|acc|accuracy)(@\d+)?$")
 

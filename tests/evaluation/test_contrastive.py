@@ -94,3 +94,21 @@ def test_positives_follow_the_relevance_level():
     assert (one.positives, one.negatives) == (["a", "b"], ["c", "d"])
     assert (two.positives, two.negatives) == (["a"], ["b", "c", "d"])  # grade 1 is below the level: a negative
     assert sample_contrastive_sets(cands, qrels, m=10, relevance_level=3) == {}
+
+
+def test_corpus_negatives_exclude_positives_and_are_shared_and_seeded():
+    from rerank_scaling.evaluation.contrastive import parse_variant, sample_contrastive_sets
+
+    qrels = {"q1": {"d1": 1, "d2": 2}, "q2": {"d3": 1}}
+    corpus = [f"d{i}" for i in range(1, 41)]
+    a = sample_contrastive_sets({}, qrels, m=8, corpus=corpus, salt="ce-corpus@8")
+    b = sample_contrastive_sets({}, qrels, m=8, corpus=corpus, salt="ce-corpus@8")
+    assert a == b and set(a) == {"q1", "q2"}  # no candidate list needed
+    assert len(a["q1"].negatives) == 8 and not {"d1", "d2"} & set(a["q1"].negatives)
+    other = sample_contrastive_sets({}, qrels, m=8, corpus=corpus, salt="ce-corpus@8b")
+    assert other["q1"].negatives != a["q1"].negatives  # a variant's own draw
+    candidates = {"q1": [(d, 1.0) for d in corpus[:20]]}
+    assert sample_contrastive_sets(candidates, qrels, m=5) == sample_contrastive_sets(candidates, qrels, m=5, salt="")
+    assert parse_variant("ce@31") == ("candidates", 31) and parse_variant("ce-corpus@256") == ("corpus", 256)
+    with pytest.raises(ValueError):
+        parse_variant("ce@0")

@@ -243,3 +243,21 @@ def test_a_logger_without_its_package_is_refused(tiny):
         pytest.skip("tensorboard is installed here")
     with pytest.raises(UserError, match=r"logger 'tensorboard' needs its package: pip install 'rerank-scaling\[tensorboard\]'"):
         dataclasses.replace(tiny, logger="tensorboard")
+
+
+def test_contrastive_entropy_variants_are_rows_of_their_own(tiny, tmp_path):
+    import dataclasses
+
+    from rerank_scaling.scaling.metrics import lower_is_better
+
+    config = dataclasses.replace(tiny, steps=2, eval_every=2, ce_variants=("ce@9", "ce-corpus@8"))
+    assert train_run(config, tmp_path)["state"] == "done"
+    df = pl.read_parquet(tmp_path / "metrics.parquet")
+    assert {"ce@5", "ce@9", "ce-corpus@8"} <= set(df["metric"])
+    values = {m: df.filter(pl.col("metric") == m)["value"].to_list() for m in ("ce@5", "ce@9", "ce-corpus@8")}
+    assert len(set(map(tuple, values.values()))) == 3  # three estimators, three sets of values
+    assert all(lower_is_better(m) for m in values)
+    with pytest.raises(UserError, match="'ce@5' is the base contrastive entropy already"):
+        dataclasses.replace(tiny, ce_variants=("ce@5",))
+    with pytest.raises(UserError, match="'ce#9' is not a contrastive-entropy name"):
+        dataclasses.replace(tiny, ce_variants=("ce#9",))
