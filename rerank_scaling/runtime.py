@@ -65,11 +65,23 @@ def process_rank() -> int:
     return 0
 
 
+# ``malloc_pin = "auto"`` pins glibc's mmap threshold only for models at least this large (N):
+# measured on MiniLM (1 thread), the pin costs ~37% per step and saves ~350 MB at 6 layers.
+PIN_FROM_PARAMS = 8_000_000
+
+
+def pin_allocator(mode: str, params: int) -> bool:
+    """Apply ``[hardware] malloc_pin`` (on | off | auto) for a model of ``params``; True if pinned."""
+    pinned = mode == "on" or (mode == "auto" and params >= PIN_FROM_PARAMS)
+    if pinned:
+        release_freed_memory()
+    return pinned
+
+
 def setup_process(threads: int | None = None) -> None:
-    """Allocator pin, torch threads (when given), quiet libraries."""
+    """Torch threads (when given), quiet libraries. (The allocator pin follows the model: :func:`pin_allocator`.)"""
     import torch
 
-    release_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     quiet_libraries()

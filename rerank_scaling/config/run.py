@@ -27,6 +27,7 @@ Pooling = Literal["cls", "mean"]
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp"]
+MallocPin = Literal["on", "off", "auto"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -130,6 +131,9 @@ class RunConfig:
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
     devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
+    malloc_pin: MallocPin = setting("auto", section="hardware", label="malloc_pin",
+                                    doc="pin glibc's mmap threshold (lower peak RSS, slower steps): on, off, "
+                                        "or auto (only for models of 8M+ non-embedding parameters)")
     strategy: Strategy = setting("auto", section="hardware", label="strategy",
                                  doc="auto (one device) or ddp (data parallel over `devices`)")
 

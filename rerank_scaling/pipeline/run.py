@@ -26,7 +26,7 @@ from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
 from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
-from rerank_scaling.runtime import process_rank, setup_process
+from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
 from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
 
 Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
@@ -107,6 +107,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
 
     model = get_family(config.family).build(config)
     non_embedding, total = model.parameter_counts()
+    pin_allocator(config.malloc_pin, non_embedding)
     tset = prepared.train
     # tokenise every text this run will see in a few batched calls
     model.warm(
