@@ -57,7 +57,7 @@ class TrainingModule(L.LightningModule):
         torch.manual_seed(self.seed * 1_000_003 + self.global_step + 7_919 * self.global_rank)
         scores = self.model.group_scores(batch)
         loss = self.objective(scores.float(), batch["labels"], **{k: batch[k] for k in self.extras})
-        tokens = torch.tensor(float(batch["tokens"]))
+        tokens = torch.tensor(float(batch["tokens"]), device=loss.device)  # NCCL reduces device tensors only
         shown = loss.detach()
         if self._trainer is not None and self._trainer.world_size > 1:  # the global batch's loss and tokens, for logs
             shown = self.trainer.strategy.reduce(shown, reduce_op="mean")
