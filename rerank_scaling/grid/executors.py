@@ -114,7 +114,7 @@ def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None], 
         for config, run in cells:
             on_done(config.run_id, run_cell(config.to_dict(), str(run.path), retry_failed))
         return
-    queue, deaths = list(cells), Counter()
+    queue, deaths, losses = list(cells), Counter(), Counter()
     while queue:
         broken = []
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
@@ -134,7 +134,9 @@ def run_local(cells: Cells, workers: int, on_done: Callable[[str, dict], None], 
         for config, run in broken:
             started = run.exists() and (run.log.exists() or run.config.exists())
             deaths[config.run_id] += started
-            if run.read_status() is not None or deaths[config.run_id] >= WORKER_DEATHS:
+            losses[config.run_id] += 1  # a pool that breaks before the cell starts, again and again, ends too
+            if (run.read_status() is not None or deaths[config.run_id] >= WORKER_DEATHS
+                    or losses[config.run_id] > WORKER_DEATHS + 2):
                 on_done(config.run_id, _record_failure(
                     run, config.run_id, f"worker process died {deaths[config.run_id]} times "
                     "(killed, or out of memory?)"))
