@@ -17,6 +17,7 @@ import polars as pl
 
 from rerank_scaling.config import Experiment, load_experiment
 from rerank_scaling.errors import UserError
+from rerank_scaling.results import read_table
 from rerank_scaling.rundir import CellState, StudyFolder
 from rerank_scaling.scaling import lower_is_better, run_values
 from rerank_scaling.scaling.table import load_results
@@ -181,7 +182,7 @@ def load_study(folder: Path | str) -> Study:
         raise UserError(f"{results}: no reranker rows (only the BM25 baseline), nothing to report")
     experiment, note = _experiment(study)
     cells = tuple(cell.state() for cell in study.cells())
-    per_query = pl.read_parquet(study.per_query) if study.per_query.exists() else None
+    per_query = read_table(study.per_query) if study.per_query.exists() else None
     return Study(
         folder=study.path, results_path=results, collected=collected,
         name=(experiment.study.name if experiment else None) or study.path.resolve().name,
