@@ -108,7 +108,7 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
     """Concatenate every finished cell (+ one BM25 baseline) into the study's results.parquet."""
     folder = StudyFolder(study)
     frames, baselines = [], []
-    folder.states()  # a study folder, or a one-line error
+    folder.check()
     queries = []
     for cell in folder.cells():
         torn = [f"{path} {what}" for path, what in cell.damaged_files().items() if path != cell.log]

@@ -236,9 +236,10 @@ class RunFolder:
     def damaged_files(self) -> dict[Path, str]:
         """What a crash tore in this folder: ``file -> what is wrong`` (empty when whole)."""
         found: dict[Path, str] = {}
-        if self.status.exists() and self.read_status() is None:
+        status = self.read_status()
+        if status is None and self.status.exists():
             found[self.status] = "is not a whole status file"
-        done = (self.read_status() or {}).get("state") == "done"
+        done = (status or {}).get("state") == "done"
         for path in (self.metrics, self.baseline):
             if (path.exists() or done) and not _whole_parquet(path):
                 found[path] = "is truncated" if path.exists() else "is missing"
@@ -361,6 +362,11 @@ class StudyFolder:
     def __init__(self, path: Path | str):
         self.path = Path(path)
 
+    def check(self) -> None:
+        """A one-line error unless this is a study folder (it has ``cells/``)."""
+        if not self.cells_dir.is_dir():
+            raise UserError(f"{self.path}: not a study folder (no {StudyFolder.cells_dir}/ inside)")
+
     def cell(self, run_id: str) -> RunFolder:
         return RunFolder(self.cells_dir / run_id)
 
@@ -373,8 +379,7 @@ class StudyFolder:
     def states(self, planned: Iterable[tuple[str, int]] | None = None) -> list[CellState]:
         """Every cell with a folder, plus the planned ``(run_id, steps)`` not started yet
         (by default the cells of the study's experiment.toml), sorted by run id."""
-        if not self.cells_dir.is_dir():
-            raise UserError(f"{self.path}: not a study folder (no {StudyFolder.cells_dir}/ inside)")
+        self.check()
         states = {cell.name: cell.state() for cell in self.cells()}
         for run_id, steps in self.planned() if planned is None else planned:
             states.setdefault(run_id, CellState(run_id, "pending", 0, steps))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from rerank_scaling.data.types import Ranking
-from rerank_scaling.evaluation.rerank import EvalSet, mean_values, rerank_per_query, score_pairs
+from rerank_scaling.evaluation.metrics import mean_values
+from rerank_scaling.evaluation.rerank import EvalSet, rerank_per_query, score_pairs
 
 
 def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float]]) -> list[dict]:

@@ -147,5 +147,9 @@ def evaluate(
     relevance_level: int = 1,
 ) -> dict[str, float]:
     """Mean of each metric over the judged queries of ``qrels`` (absent from ``ranking`` = 0)."""
-    per_q = evaluate_per_query(ranking, qrels, metrics, relevance_level)
-    return {m: (sum(v.values()) / len(v)) for m, v in per_q.items()}
+    return mean_values(evaluate_per_query(ranking, qrels, metrics, relevance_level))
+
+
+def mean_values(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``metric -> mean over queries`` of per-query values (every query weighs the same)."""
+    return {m: sum(v.values()) / len(v) for m, v in per_query.items()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from rerank_scaling.data.types import Collection, Ranking, rank
 from rerank_scaling.evaluation.contrastive import contrastive_entropy_per_query
-from rerank_scaling.evaluation.metrics import evaluate_per_query
+from rerank_scaling.evaluation.metrics import evaluate_per_query, mean_values
 
 
 @dataclass
@@ -56,11 +56,6 @@ def score_pairs(
     for (qid, doc), s in zip(pairs, scores):
         out.setdefault(qid, {})[doc] = float(s)
     return out
-
-
-def mean_values(per_query: dict[str, dict[str, float]]) -> dict[str, float]:
-    """``metric -> mean over queries`` of per-query values (every query weighs the same)."""
-    return {m: sum(v.values()) / len(v) for m, v in per_query.items()}
 
 
 def rerank_and_evaluate(

@@ -19,7 +19,7 @@ import torch
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
-from rerank_scaling.evaluation.rerank import mean_values
+from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.models import get_family
 from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective

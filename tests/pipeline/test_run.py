@@ -197,7 +197,7 @@ def test_relevance_level_reaches_queries_metrics_and_contrastive_positives(tiny,
         for d in (*cs.positives, *cs.negatives):
             scores[q].setdefault(d, 0.0)
     _, values = rerank_and_evaluate(scores, two, ("map", "ndcg@10"))
-    from rerank_scaling.evaluation.rerank import mean_values
+    from rerank_scaling.evaluation.metrics import mean_values
 
     base1, base2 = mean_values(base1), mean_values(base2)
     assert values["map"] == pytest.approx(base2["map"]) and base2["map"] != pytest.approx(base1["map"])
