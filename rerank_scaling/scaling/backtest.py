@@ -39,6 +39,8 @@ from rerank_scaling.scaling.table import as_table, group_columns, load_results, 
 from rerank_scaling.scaling.util import jsonable
 
 HOLDOUTS = (1, 2)
+BASELINES = ("curve-fit", "carry-forward", "loglinear")  # never candidates for the default
+MAX_FAILED = 0.10  # an estimator failing more of its size targets than this is not eligible
 MIN_FIT_LEVELS = 3  # fewer fitted sizes / checkpoints: the case is skipped (no 3-parameter law fits)
 
 
@@ -297,3 +299,44 @@ def calibration_check(cases: pl.DataFrame, estimator: str, level: float = 0.9, a
         median_width_calibrated=float(np.median(widths)) if widths else math.nan,
         factor=full.factor,
     ))
+
+
+def choose_default(cases: pl.DataFrame, reference: str = "loglinear", max_failed: float = MAX_FAILED) -> pl.DataFrame:
+    """The pre-registered rule (scaling/README.md) that picks the default size estimator.
+
+    On the size hold-outs of every ladder in ``cases``: per (ladder, metric, holdout) group,
+    an estimator's *relative MAE* is its mean |error| over the targets it forecast divided by
+    ``reference``'s (the log-linear extension: it never explodes, so the ratio is defined;
+    groups where the reference is exact or missing are skipped). Its *score* is the mean over
+    ladders of the mean over that ladder's groups, so every ladder weighs the same whatever its
+    number of metrics, and every metric the same whatever its scale. Baselines are not
+    candidates; an estimator that fails (no forecast) on more than ``max_failed`` of its targets,
+    or gives finite intervals on fewer than 90%, is not eligible. Rows sorted best first:
+    estimator, score, one column per ladder, failed fraction, interval fraction, eligible.
+    """
+    size = cases.filter(pl.col("axis") == "size")
+    if size.height == 0:
+        raise UserError("no size hold-outs in the backtest: nothing to choose a default from")
+    group = ["ladder", "metric", "holdout"]
+    per_group = (size.group_by([*group, "estimator"])
+                 .agg(pl.col("error").filter(pl.col("error").is_not_nan()).abs().mean().alias("mae")))
+    ref = per_group.filter(pl.col("estimator") == reference).select(*group, pl.col("mae").alias("ref_mae"))
+    if ref.height == 0:
+        raise UserError(f"the backtest has no '{reference}' rows: run it with that estimator too")
+    rel = (per_group.join(ref, on=group)
+           .filter(pl.col("ref_mae").is_not_null() & (pl.col("ref_mae") > 0) & pl.col("mae").is_not_null())
+           .with_columns((pl.col("mae") / pl.col("ref_mae")).alias("rel")))
+    per_ladder = rel.group_by(["ladder", "estimator"]).agg(pl.col("rel").mean())
+    ladders = sorted(per_ladder["ladder"].unique().to_list())
+    score = per_ladder.group_by("estimator").agg(pl.col("rel").mean().alias("score"),
+                                                 pl.col("ladder").n_unique().alias("n_ladders"))
+    wide = per_ladder.pivot(on="ladder", index="estimator", values="rel").select("estimator", *ladders)
+    health = size.group_by("estimator").agg(
+        pl.col("predicted").is_nan().mean().alias("failed"),
+        pl.col("width").is_not_nan().mean().alias("with_interval"))
+    out = (score.join(wide, on="estimator").join(health, on="estimator")
+           .with_columns((~pl.col("estimator").is_in(list(BASELINES)) & (pl.col("failed") <= max_failed)
+                          & (pl.col("with_interval") >= 0.9) & (pl.col("n_ladders") == len(ladders)))
+                         .alias("eligible"))
+           .sort(["eligible", "score"], descending=[True, False]))
+    return out

@@ -144,7 +144,7 @@ def _run_backtest(args) -> int:
     import warnings
 
     from rerank_scaling.scaling import render
-    from rerank_scaling.scaling.backtest import backtest, calibration_check
+    from rerank_scaling.scaling.backtest import backtest, calibration_check, choose_default
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -160,16 +160,20 @@ def _run_backtest(args) -> int:
             calibration.append(calibration_check(bt.cases, name, args.level, "size"))
         except UserError as exc:
             print(f"warning: calibration skipped: {exc}", file=sys.stderr)
+    ranking = None
+    if "loglinear" in set(bt.cases["estimator"].to_list()) and (bt.cases["axis"] == "size").any():
+        ranking = choose_default(bt.cases)
     if args.cases:
         bt.cases.write_csv(args.cases)
     if args.json:
         out = bt.to_dict()
         out["calibration"] = calibration
+        out["default_rule"] = ranking.to_dicts() if ranking is not None else None
         if not args.json_cases:
             out.pop("cases")
         _dump(out)
     else:
-        render.backtest(bt, calibration)
+        render.backtest(bt, calibration, ranking)
     return 0
 
 

@@ -150,7 +150,7 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
                           f"law optimum {a.predicted:.4f} ({diff:+.4f} vs that run)")
 
 
-def backtest(bt, calibration=(), console: Console | None = None) -> None:
+def backtest(bt, calibration=(), ranking=None, console: Console | None = None) -> None:
     """The backtest summary: one row per axis, hold-out and estimator (baseline: curve-fit)."""
     console = console or default_console()
     s = bt.summary
@@ -177,3 +177,14 @@ def backtest(bt, calibration=(), console: Console | None = None) -> None:
                       f"{_num(c['coverage_calibrated'], '.0%')}, median width {_num(c['median_width_raw'], '.4g')} -> "
                       f"{_num(c['median_width_calibrated'], '.4g')} (factor on all cases "
                       f"{_num(c['factor'], '.3g')})")
+    if ranking is not None and ranking.height:
+        ladders = [c for c in ranking.columns if c not in ("estimator", "score", "n_ladders", "failed",
+                                                           "with_interval", "eligible")]
+        table = Table(title="default by the pre-registered rule (scaling/README.md): mean over ladders of "
+                            "MAE / loglinear's MAE per metric and hold-out; lower is better")
+        for name in ("estimator", "score", *ladders, "failed", "eligible"):
+            table.add_column(name, justify="left" if name == "estimator" else "right")
+        for r in ranking.iter_rows(named=True):
+            table.add_row(r["estimator"], _num(r["score"], ".3f"), *(_num(r[c], ".3f") for c in ladders),
+                          _num(r["failed"], ".0%"), "yes" if r["eligible"] else "no")
+        console.print(table)

@@ -150,3 +150,33 @@ def test_cli_choices_mirror_the_analyzer():
     assert cli.ESTIMATOR_NAMES == tuple(SIZE_ESTIMATORS)
     assert cli.EXPOSURE_ESTIMATOR_NAMES == tuple(EXPOSURE_ESTIMATORS)
     assert cli.DEFAULT_MIN_COVERAGE == DEFAULT_MIN_COVERAGE
+
+
+def _case_rows(ladder, metric, estimator, errors, holdout=1, width=0.1):
+    return [dict(ladder=ladder, metric=metric, axis="size", holdout=holdout, estimator=estimator, error=e,
+                 predicted=math.nan if math.isnan(e) else 0.5 + e, width=math.nan if math.isnan(e) else width)
+            for e in errors]
+
+
+def test_default_rule_by_hand():
+    """Relative MAE per (ladder, metric, holdout) against loglinear, averaged within each ladder, then over
+    ladders; a baseline or an estimator failing > 10% of its targets is not eligible."""
+    from rerank_scaling.scaling.backtest import choose_default
+
+    rows = []
+    # ladder A: two metrics on scales 100x apart; loglinear MAE 0.1 and 10
+    rows += _case_rows("A", "ndcg", "loglinear", [0.1, -0.1]) + _case_rows("A", "ce", "loglinear", [10.0, 10.0])
+    rows += _case_rows("A", "ndcg", "pooled", [0.05, 0.05]) + _case_rows("A", "ce", "pooled", [10.0, -10.0])
+    rows += _case_rows("A", "ndcg", "late-k", [0.02, 0.02]) + _case_rows("A", "ce", "late-k", [30.0, 30.0])
+    # ladder B: one metric
+    rows += _case_rows("B", "acc", "loglinear", [0.2, 0.2])
+    rows += _case_rows("B", "acc", "pooled", [0.1, 0.1]) + _case_rows("B", "acc", "late-k", [0.3, math.nan])
+    rows += _case_rows("B", "acc", "curve-fit", [0.0, 0.0])
+    table = choose_default(pl.DataFrame(rows))
+    got = {r["estimator"]: r for r in table.iter_rows(named=True)}
+    # pooled: A = mean(0.5, 1.0) = 0.75, B = 0.5 -> 0.625; late-k: A = mean(0.2, 3.0) = 1.6, B = 1.5 -> 1.55
+    assert got["pooled"]["score"] == pytest.approx(0.625) and got["pooled"]["A"] == pytest.approx(0.75)
+    assert got["late-k"]["score"] == pytest.approx(1.55)
+    assert got["late-k"]["failed"] == pytest.approx(1 / 6) and not got["late-k"]["eligible"]
+    assert got["curve-fit"]["score"] == 0 and not got["curve-fit"]["eligible"]  # a baseline, however good
+    assert table["estimator"][0] == "pooled" and table["eligible"][0]
