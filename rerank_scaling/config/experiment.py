@@ -8,8 +8,8 @@ it sits. Grid axes are lists (``sizes``, ``budgets``, ``objectives``,
 validated whole before any data is read; every error names the file, the key
 and the value.
 
-Relative paths (``data_root``, ``cache_dir``, ``[candidates] run``, eval
-collections that are folders) are resolved against the experiment file's
+Relative paths (``data_root``, ``cache_dir``, ``[candidates] run``, train and
+eval collections that are folders) are resolved against the experiment file's
 folder. A budget of ``"all"`` means every training query.
 """
 
@@ -82,6 +82,15 @@ def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or spec.startswith("beir-folder:")
 
 
+def _resolve_collection(base: Path, spec: Any) -> Any:
+    """A collection that is a folder (``./x``, ``../x``, ``/x``, ``beir-folder:x``) against ``base``;
+    an ir_datasets id as it is."""
+    if not (isinstance(spec, str) and _looks_like_path(spec)):
+        return spec
+    prefix = "beir-folder:" if spec.startswith("beir-folder:") else ""
+    return prefix + _resolve(base, spec.removeprefix(prefix))
+
+
 def read_toml(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"experiment file not found: {path}")
@@ -122,10 +131,7 @@ def _evals(path: Path, raw: dict) -> tuple[EvalSpec, ...]:
             if key not in table:
                 raise _fail(path, f"an [[eval]] table lacks '{key}'")
         table = dict(table)
-        collection = table["collection"]
-        if isinstance(collection, str) and _looks_like_path(collection):
-            prefix = "beir-folder:" if collection.startswith("beir-folder:") else ""
-            table["collection"] = prefix + _resolve(base, collection.removeprefix(prefix))
+        table["collection"] = _resolve_collection(base, table["collection"])
         try:
             out.append(eval_spec(table))
         except UserError as exc:
@@ -200,7 +206,11 @@ def load_experiment(path: Path | str) -> Experiment:
             except UserError as exc:
                 message = str(exc)
                 raise _fail(path, message if message.startswith(name) else f"{name}: {message}") from None
-            common[f.name] = _resolve(base, value) if meta(f)["path"] else value
+            if meta(f)["path"]:
+                value = _resolve(base, value)
+            elif f.name == "train_collection":
+                value = _resolve_collection(base, value)
+            common[f.name] = value
     ladder = common.get("ladder", RunConfig.ladder)
     try:
         check(next(f for f in settings(RunConfig) if f.name == "ladder"), ladder, str)

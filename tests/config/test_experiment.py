@@ -54,3 +54,18 @@ def test_malformed_experiments_fail_with_one_line_naming_key_and_value(write_exp
         load_experiment(path)
     text = str(err.value)
     assert message in text and str(path) in text and "\n" not in text
+
+
+def test_relative_collection_folders_resolve_against_the_experiment_file(write_experiment, shared_root, tmp_path):
+    """A train collection that is a folder resolves like an eval collection: against the file, not the cwd."""
+    import os
+    from pathlib import Path
+
+    rel = os.path.relpath(Path(shared_root) / "beir" / "cisi", tmp_path)
+    path = write_experiment(TINY.replace('train_collection = "cranfield"', f'train_collection = "{rel}"')
+                            .replace('collection = "{shared}/beir/cisi"', f'collection = "beir-folder:{rel}"'))
+    exp = load_experiment(path)
+    cisi = str((Path(shared_root) / "beir" / "cisi").resolve())
+    assert {c.train_collection for c in exp.cells} == {cisi}
+    assert [e.collection for e in exp.evals if e.name == "cisi"] == [f"beir-folder:{cisi}"]
+    assert load_experiment(write_experiment(name="plain.toml")).cells[0].train_collection == "cranfield"
