@@ -133,7 +133,7 @@ class RunConfig:
     devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
     malloc_pin: MallocPin = setting("auto", section="hardware", label="malloc_pin",
                                     doc="pin glibc's mmap threshold (lower peak RSS, slower steps): on, off, "
-                                        "or auto (only for models of 8M+ non-embedding parameters)")
+                                        "or auto (only for models of 50M+ non-embedding parameters)")
     strategy: Strategy = setting("auto", section="hardware", label="strategy",
                                  doc="auto (one device) or ddp (data parallel over `devices`)")
 
