@@ -94,19 +94,10 @@ def _size_cases(ladder: str, df: pl.DataFrame, metric: str, holdout: int) -> lis
     keys = group_columns(df)
     cases = []
     for key_values, rows in df.group_by(keys, maintain_order=True):
-        key = dict(zip(keys, key_values))
         sizes = np.unique(rows["params"].to_numpy().astype(float))
         if sizes.size - holdout < MIN_FIT_LEVELS:
             continue
-        cut = sizes[-holdout - 1]
-        fitted = rows.filter(pl.col("params") <= cut)
-        final = run_values(fitted)
-        tv = run_values(rows.filter(pl.col("params") > cut))
-        tgt = tv.group_by("params").agg(pl.col("value").mean(), pl.col("exposure").mean()).sort("params")
-        x = tgt["params"].to_numpy().astype(float)
-        d = tgt["exposure"].to_numpy().astype(float) if tgt["exposure"].is_not_null().all() else np.full(x.size, np.nan)
-        cases.append(E.Case(ladder, metric, key, "size", holdout, fitted, final, x, d,
-                            tgt["value"].to_numpy().astype(float), np.arange(1, x.size + 1)))
+        cases.append(E.size_case(ladder, metric, dict(zip(keys, key_values)), rows, sizes[-holdout - 1], holdout))
     return cases
 
 

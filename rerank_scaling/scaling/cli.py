@@ -76,6 +76,8 @@ def _run_forecast(args) -> int:
     from rerank_scaling.scaling.table import load_results
 
     table = load_results(args.results)
+    if args.estimator is not None:
+        return _run_estimator_forecast(args, table)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = forecast(
@@ -89,6 +91,26 @@ def _run_forecast(args) -> int:
         _dump([r.to_dict() for r in rows])
     else:
         render.forecasts(rows)
+    return 0
+
+
+def _run_estimator_forecast(args, table) -> int:
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.calibration import width_rule
+    from rerank_scaling.scaling.estimate import estimator_forecasts
+
+    rule = None if args.uncalibrated else width_rule(args.estimator, args.level)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rows = estimator_forecasts(table, args.metric, args.fit_max_params, args.estimator, eval_set=args.eval_set,
+                                   objective=args.objective, level=args.level, predict_params=args.predict_params,
+                                   n_boot=args.bootstrap, seed=args.seed, width_rule=rule)
+    if args.json:
+        _dump(rows)
+    else:
+        render.estimator_forecasts(rows, rule)
     return 0
 
 
@@ -197,6 +219,11 @@ def register(subparsers) -> None:
     p.add_argument("--predict-params", type=lambda s: [parse_amount(x) for x in _list(s)], default=[],
                    help="extra sizes to forecast, e.g. 1e9,3e9")
     p.add_argument("--objective", default=None, help="only this objective")
+    p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
+                   help="forecast with an estimator the backtest scores (pooled, late-k, averaged, ...) instead "
+                        "of a law; its intervals are widened by its conformal width rule where one is calibrated "
+                        "(scaling/README.md)")
+    p.add_argument("--uncalibrated", action="store_true", help="with --estimator: the raw intervals")
     p.set_defaults(func=_run_forecast)
 
     p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",

@@ -54,6 +54,7 @@ from rerank_scaling.scaling.fit import fit_law
 from rerank_scaling.scaling.metrics import direction as metric_direction
 from rerank_scaling.scaling.metrics import natural_bound
 from rerank_scaling.scaling.selection import choose_law
+from rerank_scaling.scaling.table import run_values
 
 DEFAULT_ESTIMATOR = "auto"  # to be chosen by the backtest on real ladders (see module doc)
 
@@ -98,6 +99,30 @@ class Case:
 
 
 Result = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def size_case(ladder: str, metric: str, key: dict, rows: pl.DataFrame, cut: float, holdout: int = 0,
+              extra_targets=()) -> Case:
+    """The size case of one group: runs with ``params <= cut`` fitted; every larger size in ``rows`` a
+    target (its runs' mean final value the actual), plus ``extra_targets`` sizes with no actual (NaN),
+    forecast at the largest known final exposure."""
+    fitted = rows.filter(pl.col("params") <= cut)
+    final = run_values(fitted)
+    tv = run_values(rows.filter(pl.col("params") > cut))
+    tgt = tv.group_by("params").agg(pl.col("value").mean(), pl.col("exposure").mean()).sort("params")
+    x = tgt["params"].to_numpy().astype(float)
+    d = tgt["exposure"].to_numpy().astype(float) if tgt["exposure"].is_not_null().all() else np.full(x.size, np.nan)
+    actual = tgt["value"].to_numpy().astype(float)
+    extra = np.array(sorted(float(p) for p in extra_targets if float(p) > cut and float(p) not in set(x)), float)
+    if extra.size:
+        known = np.concatenate([d, final["exposure"].to_numpy().astype(float)]) if "exposure" in final.columns else d
+        known = known[np.isfinite(known)]
+        x = np.concatenate([x, extra])
+        d = np.concatenate([d, np.full(extra.size, known.max() if known.size else np.nan)])
+        actual = np.concatenate([actual, np.full(extra.size, np.nan)])
+        order = np.argsort(x, kind="stable")
+        x, d, actual = x[order], d[order], actual[order]
+    return Case(ladder, metric, key, "size", holdout, fitted, final, x, d, actual, np.arange(1, x.size + 1))
 
 
 def _nan(case: Case) -> Result:

@@ -74,6 +74,28 @@ VERDICT_RULE = ("extrapolates = (a) moves: the span of the fitted levels exceeds
                 "carry-forward's")
 
 
+
+def estimator_forecasts(rows: list[dict], rule=None, console: Console | None = None) -> None:
+    """``forecast --estimator``: one row per group and target size."""
+    console = console or default_console()
+    if not rows:
+        console.print("nothing to forecast")
+        return
+    first = rows[0]
+    cal = (f"intervals widened x{rule.factor:.3g} by the conformal rule calibrated on {rule.n} backtest cases"
+           if rule is not None else "raw intervals (no calibrated width rule for this estimator and level)")
+    table = Table(title=f"{first['metric']}: {first['estimator']} forecasts ({first['level']:.0%}; {cal})")
+    keys = [k for k in ("objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in rows)
+            and len({r.get(k) for r in rows}) > 1 or k == "objective"]
+    for name in [*keys, "params", "predicted", "interval", "actual", "error", "in interval"]:
+        table.add_column(name, justify="left" if name in keys else "right")
+    for r in rows:
+        table.add_row(*(str(r.get(k)) for k in keys), _size(r["params"]), _num(r["predicted"]),
+                      f"[{_num(r['lower'])}, {_num(r['upper'])}]", _num(r["actual"]), _num(r["error"], "+.4f"),
+                      "—" if r["covered"] is None else ("yes" if r["covered"] else "NO"))
+    console.print(table)
+
+
 def _mark(v: Verdict) -> str:
     return {"extrapolates": "yes", "does not extrapolate": "NO", "not informative": "not informative"}.get(
         v.status, "—")

@@ -180,3 +180,33 @@ def test_default_rule_by_hand():
     assert got["late-k"]["failed"] == pytest.approx(1 / 6) and not got["late-k"]["eligible"]
     assert got["curve-fit"]["score"] == 0 and not got["curve-fit"]["eligible"]  # a baseline, however good
     assert table["estimator"][0] == "pooled" and table["eligible"][0]
+
+
+def test_forecast_with_an_estimator_and_a_width_rule():
+    """forecast --estimator: the backtested estimator on every group, larger sizes and --predict-params sizes
+    forecast; a width rule scales both half-widths by its factor and nothing else."""
+    from rerank_scaling.scaling.estimate import estimator_forecasts
+
+    table = exact_table()
+    rule = WidthRule("pooled", 0.9, 2.0, 10)
+    raw = estimator_forecasts(table, "ndcg@10", 4e6, "pooled", predict_params=[32e6], n_boot=20)
+    wide = estimator_forecasts(table, "ndcg@10", 4e6, "pooled", predict_params=[32e6], n_boot=20, width_rule=rule)
+    assert [(r["objective"], r["params"]) for r in raw] == [(o, n) for o in ("listwise", "pointwise")
+                                                           for n in (8e6, 16e6, 32e6)]
+    for r, w in zip(raw, wide):
+        shift = 0.01 if r["objective"] == "pointwise" else 0.0
+        assert r["predicted"] == pytest.approx(float(exact(r["params"])) + shift, abs=1e-3)  # the law, to fit tolerance
+        assert (r["actual"] is None) == (r["params"] == 32e6)
+        assert w["predicted"] == r["predicted"] and w["raw_lower"] == r["lower"]
+        assert w["upper"] - w["predicted"] == pytest.approx(2 * (r["upper"] - r["predicted"]))
+        assert w["predicted"] - w["lower"] == pytest.approx(2 * (r["predicted"] - r["lower"]))
+
+
+def test_forecast_estimator_from_cli(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    exact_table().write_csv(path)
+    assert main(["forecast", str(path), "--metric", "ndcg@10", "--fit-max-params", "8e6", "--estimator", "late-k",
+                 "--bootstrap", "20", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["params"] for r in rows] == [16e6, 16e6] and all(r["estimator"] == "late-k" for r in rows)
+    assert all(abs(r["error"]) < 1e-3 for r in rows)

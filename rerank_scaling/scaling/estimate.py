@@ -1,0 +1,63 @@
+"""Forecast with any backtested estimator, optionally widened by its conformal width rule.
+
+``forecast --estimator NAME`` runs the estimator the backtest scored (:mod:`.estimators`) on
+every group of a metric: runs with ``params <= fit_max_params`` are fitted, every larger size in
+the table (and each ``predict_params`` size) is forecast. Estimators that pool evidence across
+groups (``pooled``, ``pooled-objectives``) see all groups of the metric at once, as in the
+backtest. A :class:`~.backtest.WidthRule` multiplies each interval's half-widths (the calibrated
+rule of the default is in :mod:`.calibration`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from rerank_scaling.errors import UserError
+from rerank_scaling.scaling import estimators as E
+from rerank_scaling.scaling.table import as_table, group_columns, select_metric
+
+
+def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: str, *, eval_set: str | None = None,
+                        objective: str | None = None, level: float = 0.9, predict_params=(), n_boot: int = 1000,
+                        seed: int = 0, width_rule=None) -> list[dict]:
+    """One row per (group, target size): key columns, params, predicted, lower, upper (widened by
+    ``width_rule`` when given), raw_lower/raw_upper, actual (NaN for ``predict_params`` sizes),
+    error, covered, estimator, calibrated."""
+    if estimator not in E.SIZE_ESTIMATORS:
+        raise UserError(f"unknown estimator '{estimator}' (choose from {', '.join(E.SIZE_ESTIMATORS)})")
+    df = select_metric(as_table(table), metric, eval_set)
+    if objective is not None:
+        df = df.filter(pl.col("objective") == objective)
+        if df.height == 0:
+            raise UserError(f"objective '{objective}' has no rows for {metric}")
+    keys = group_columns(df)
+    cases = []
+    for key_values, rows in df.group_by(keys, maintain_order=True):
+        key = dict(zip(keys, key_values))
+        if rows.filter(pl.col("params") <= fit_max_params).height == 0:
+            continue
+        case = E.size_case("table", metric, key, rows, fit_max_params, extra_targets=predict_params)
+        if case.target_x.size:
+            cases.append(case)
+    if not cases:
+        raise UserError(f"{metric}: no group has runs with params <= {fit_max_params:g} and a larger size to "
+                        "forecast (add --predict-params)")
+    results = E.SIZE_ESTIMATORS[estimator](cases, dict(level=level, n_boot=n_boot, seed=seed))
+    out = []
+    for case, (pred, lo, hi) in zip(cases, results):
+        lo_w, hi_w = width_rule.apply(pred, lo, hi) if width_rule is not None else (np.asarray(lo), np.asarray(hi))
+        for j, x in enumerate(case.target_x):
+            p, y = float(pred[j]), float(case.actual[j])
+            known = math.isfinite(y)
+            fin = math.isfinite(p) and math.isfinite(float(lo_w[j])) and math.isfinite(float(hi_w[j]))
+            out.append({**case.key, "metric": metric, "params": float(x), "predicted": p,
+                        "lower": float(lo_w[j]), "upper": float(hi_w[j]), "raw_lower": float(lo[j]),
+                        "raw_upper": float(hi[j]), "actual": y if known else None,
+                        "error": p - y if known and math.isfinite(p) else None,
+                        "covered": bool(lo_w[j] <= y <= hi_w[j]) if known and fin else None,
+                        "estimator": estimator, "calibrated": width_rule is not None, "level": level,
+                        "n_fit_runs": int(case.final.height)})
+    return out
