@@ -1,4 +1,4 @@
-"""``forecast``, ``verdicts``, ``allocate`` and ``backtest`` sub-commands (see :func:`register`).
+"""``forecast``, ``fit``, ``verdicts``, ``allocate`` and ``backtest`` sub-commands (see :func:`register`).
 
 Only the standard library and :mod:`rerank_scaling.errors` are imported here at
 module level: ``rerank-scaling --help`` builds every parser, and numpy, scipy,
@@ -114,6 +114,41 @@ def _run_estimator_forecast(args, table) -> int:
     return 0
 
 
+def _run_fit(args) -> int:
+    import math
+    import warnings
+
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.forecast import fit_groups
+    from rerank_scaling.scaling.table import load_results
+
+    table = load_results(args.results)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        groups = fit_groups(table, args.metric, math.inf if args.max_params is None else args.max_params,
+                            eval_set=args.eval_set, law=args.law, level=args.level, n_boot=args.bootstrap,
+                            seed=args.seed, objective=args.objective)
+    _report_skipped(caught)
+    rows = [fit_row(g) for g in groups]
+    if args.json:
+        _dump(rows)
+    else:
+        render.fits(rows)
+    return 0
+
+
+def fit_row(group) -> dict:
+    """One fitted group as a plain dict: its key, the law, its formula, parameters with intervals, R^2."""
+    from rerank_scaling.scaling.util import jsonable
+
+    fit = group.fit
+    return jsonable({**group.key, "metric": group.metric, "law": fit.law.name, "formula": fit.law.formula,
+                     "params": dict(fit.params),
+                     "intervals": {k: list(v) for k, v in fit.param_intervals.items()},
+                     "level": fit.level, "r2": fit.r2, "rmse": fit.rmse, "n_points": fit.n_points,
+                     "n_sizes": fit.n_distinct, "law_reason": group.choice.reason})
+
+
 def _run_verdicts(args) -> int:
     import warnings
 
@@ -225,6 +260,19 @@ def register(subparsers) -> None:
                         "(scaling/README.md)")
     p.add_argument("--uncalibrated", action="store_true", help="with --estimator: the raw intervals")
     p.set_defaults(func=_run_forecast)
+
+    p = subparsers.add_parser("fit", help="fit a law and print its parameters in the law's own form",
+                              description="Fit LAW to every group (objective, eval set, ...) of METRIC and print "
+                                          "its parameters in the law's own form (size: a, b, c; fang: A, alpha, "
+                                          "delta; joint-fang: A, alpha, B, beta, delta), with bootstrap intervals "
+                                          "and R^2, to compare exponents with a paper's.")
+    _common(p)
+    p.add_argument("--metric", required=True, help="metric to fit, e.g. ce@15")
+    p.add_argument("--law", choices=LAW_CHOICES, default="auto", help="law (default auto)")
+    p.add_argument("--max-params", type=parse_amount, default=None, help="fit only runs up to this size (default all)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--objective", default=None, help="only this objective")
+    p.set_defaults(func=_run_fit)
 
     p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",
                               description="Per metric, objective and eval set: fit small models (and early "

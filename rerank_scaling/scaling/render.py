@@ -75,6 +75,32 @@ VERDICT_RULE = ("extrapolates = (a) moves: the span of the fitted levels exceeds
 
 
 
+def fits(rows: list[dict], console: Console | None = None) -> None:
+    """``fit``: one table per law, one row per group, parameters with their intervals."""
+    console = console or default_console()
+    if not rows:
+        console.print("no group could be fitted")
+        return
+    by_law: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_law[r["law"]].append(r)
+    for law, sub in by_law.items():
+        names = list(sub[0]["params"])
+        keys = [k for k in ("objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in sub)]
+        table = Table(title=f"{sub[0]['metric']}: {sub[0]['formula']} ({sub[0]['level']:.0%} bootstrap intervals)")
+        for name in [*keys, *names, "R^2", "points", "distinct"]:
+            table.add_column(name, justify="left" if name in keys else "right")
+        for r in sub:
+            cells = []
+            for n in names:
+                lo_hi = r["intervals"].get(n)
+                cells.append(f"{_num(r['params'][n], '.4g')}" + (f" [{_num(lo_hi[0], '.3g')}, {_num(lo_hi[1], '.3g')}]"
+                                                                 if lo_hi else ""))
+            table.add_row(*(str(r.get(k)) for k in keys), *cells, _num(r["r2"], ".3f"), str(r["n_points"]),
+                          str(r["n_sizes"]))
+        console.print(table)
+
+
 def estimator_forecasts(rows: list[dict], rule=None, console: Console | None = None) -> None:
     """``forecast --estimator``: one row per group and target size."""
     console = console or default_console()
