@@ -104,7 +104,7 @@ def run_ours(config, prepared, args, objective_name: str, total: int, fast_path:
             C.sync(args.device)
             stamps.append(C.timer())
 
-        callback = Checkpoints(every=total + 1, total=total, evaluate=lambda m, s: None, run=run, on_step=on_step)
+        callback = Checkpoints(every=total + 1, total=total, evaluate=lambda m, t, s: None, run=run, on_step=on_step)
         with C.PeakRSS() as rss:
             fit(module, lambda step, rank=0, world=1: encoder.training_batch(tset.batch(step, config.batch_size),
                                                                            tset.collection),

@@ -10,6 +10,7 @@ reads it) goes through :class:`RunFolder`::
     baseline.parquet        BM25 on the same candidate lists, same schema
     per_query.parquet       final checkpoint's value per query (and BM25's), for paired tests
     runs/<eval>.trec        final reranked run per evaluation set
+    model/                  the final model, with ``save_model`` (the family's ``save``; its ``load`` reads it)
     train_log.jsonl         step, loss, lr, tokens seen, seconds
     checkpoints/last.ckpt   resumable Lightning checkpoint (removed when done)
     status.json             {"state": "done" | "failed", "reason", "seconds", ...}, written last
@@ -173,6 +174,7 @@ class RunFolder:
     status = _File("status.json")
     checkpoints = _File("checkpoints")
     runs = _File("runs")
+    model = _File("model")  # the final model (``save_model``), in its family's save format
     lock_file = _File(".lock")
     logs = _File("logs")  # the Lightning logger's folder (csv / tensorboard / wandb), one version per (re)start
 

@@ -22,9 +22,19 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.strategies import FSDPStrategy
 from torch.utils.data import DataLoader, IterableDataset
 
 from rerank_scaling.rundir import RunFolder
+
+
+_FSDP_PREFIX = "_fsdp_wrapped_module."  # what FSDP puts into the names of the parameters it wraps
+
+
+def _is_fsdp(module) -> bool:
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return isinstance(module, FullyShardedDataParallel)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -51,6 +61,9 @@ class TrainingModule(L.LightningModule):
         self.tokens_seen = 0
         self.last_loss = math.nan
         self.extras = tuple(getattr(getattr(objective, "info", None), "requires", ()))
+        # decided on the whole parameters: once FSDP shards them, each is a flat 1-D piece of its shard
+        self._decays = {name: not (p.ndim < 2 or "LayerNorm" in name or "norm" in name)
+                        for name, p in model.named_parameters()}
 
     def training_step(self, batch, batch_idx):
         # dropout masks are a function of (seed, step, rank): a resumed run matches an uninterrupted one
@@ -71,7 +84,7 @@ class TrainingModule(L.LightningModule):
     def configure_optimizers(self):
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name else decay).append(p)
+            (decay if self._decays[name.replace(_FSDP_PREFIX, "")] else no_decay).append(p)
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.optim.lr,
@@ -97,6 +110,15 @@ class TrainingModule(L.LightningModule):
         trainer = self._trainer
         mixed = trainer is not None and "mixed" in str(trainer.precision)
         return {"foreach": True} if mixed else {"fused": True}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip by the global gradient norm. Under FSDP each process holds a shard of the gradients,
+        which Lightning cannot clip by norm; the root FSDP module can (it reduces the norm over shards)."""
+        root = self.trainer.strategy.model
+        if gradient_clip_val and _is_fsdp(root):
+            root.clip_grad_norm_(gradient_clip_val)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["tokens_seen"] = self.tokens_seen
@@ -170,28 +192,53 @@ def make_logger(kind: str, run: RunFolder, name: str, start_step: int):
 class Checkpoints(L.Callback):
     """After every step: a log line; every ``every`` steps (and at the last): evaluate, then
     save a resumable checkpoint (atomically, inside the run folder). With a Lightning
-    logger, the same numbers (and each evaluation's rows) go to it too."""
+    logger, the same numbers (and each evaluation's rows) go to it too.
 
-    def __init__(self, every: int, total: int, evaluate: Callable[[TrainingModule, int], None], run: RunFolder,
-                 on_step: Callable[[int], None] | None = None):
+    ``evaluate(model, tokens_seen, step)`` runs on rank 0 with a model holding the whole
+    parameters: the module's own, or under FSDP (each process holds a shard) ``replica()``,
+    an unsharded model of the same family built once on rank 0, loaded at each evaluation
+    with the full state dict every process takes part in gathering (to CPU, on rank 0
+    only); it moves to the training device for the evaluation and back to CPU after.
+    """
+
+    def __init__(self, every: int, total: int, evaluate: Callable[[torch.nn.Module, int, int], list | None],
+                 run: RunFolder, on_step: Callable[[int], None] | None = None,
+                 replica: Callable[[], torch.nn.Module] | None = None):
         self.every, self.total, self.evaluate, self.run, self.on_step = every, total, evaluate, run, on_step
+        self.replica, self._replica = replica, None
         self._t0 = self._last = time.perf_counter()
         self._tokens = None
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         step = trainer.global_step
         if step % self.every == 0 or step == self.total:
+            whole = self._whole_model(trainer, module)  # every rank takes part (FSDP gathers collectively)
             if step < self.total:  # every rank takes part (some strategies save collectively)
                 trainer.save_checkpoint(self.run.checkpoint.with_suffix(".tmp"))
             if trainer.is_global_zero:
-                self._rank_zero(trainer, module, step)
+                self._rank_zero(trainer, module, step, whole)
                 if step < self.total:
                     os.replace(self.run.checkpoint.with_suffix(".tmp"), self.run.checkpoint)
             trainer.strategy.barrier()
         elif trainer.is_global_zero:
             self._rank_zero(trainer, module, step)
 
-    def _rank_zero(self, trainer, module, step: int) -> None:
+    def _whole_model(self, trainer, module: TrainingModule) -> torch.nn.Module | None:
+        """The model to evaluate and save on rank 0 (None on the other ranks under FSDP)."""
+        if not _is_fsdp(trainer.strategy.model):
+            return module.model
+        state = trainer.strategy.lightning_module_state_dict()  # collective; full, rank 0 only, on CPU
+        if not trainer.is_global_zero:
+            return None
+        if self.replica is None:
+            raise RuntimeError("FSDP training needs Checkpoints(replica=...) to evaluate the whole model")
+        if self._replica is None:
+            self._replica = self.replica()
+        prefix = "model."  # TrainingModule.model
+        self._replica.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+        return self._replica
+
+    def _rank_zero(self, trainer, module, step: int, whole: torch.nn.Module | None = None) -> None:
         """Log the step; at an evaluation step, evaluate (the files of a run have one writer)."""
         now = time.perf_counter()
         record = {
@@ -211,12 +258,76 @@ class Checkpoints(L.Callback):
         self._last, self._tokens = now, module.tokens_seen
         if self.on_step:
             self.on_step(step)
-        if step % self.every == 0 or step == self.total:
-            rows = self.evaluate(module, step) or []
+        if whole is not None:
+            if whole is self._replica:
+                whole.to(module.device)
+            try:
+                rows = self.evaluate(whole, module.tokens_seen, step) or []
+            finally:
+                if whole is self._replica:
+                    whole.to("cpu")  # the training device holds shards only between evaluations
             if trainer.logger is not None:
                 trainer.logger.log_metrics({f"eval/{r['eval_set']}/{r['metric']}": r["value"] for r in rows},
                                            step=step)
                 trainer.logger.save()
+
+
+class ShardedStrategy(FSDPStrategy):
+    """Lightning's FSDP strategy (full state dicts: gathered to rank 0, offloaded to CPU), on
+    CUDA unchanged, and made to run on CPU (gloo), where Lightning 2.6 with torch 2.13 does not:
+
+    * the trainer refuses ``FSDPStrategy`` off CUDA by an exact type check ("requires a GPU
+      accelerator"), which a subclass passes;
+    * Lightning wraps with ``device_id=root_device.index``, None on CPU, with which FSDP looks
+      for an accelerator ("FSDP needs a non-CPU accelerator device"): here the CPU device;
+    * with ``offload_to_cpu=True`` and parameters on CPU, FSDP's full model state dict
+      segfaults and its full optimizer state dict comes back with wrong moments (a resumed
+      run then diverges): on CPU the state is gathered without offloading (it is there already).
+    """
+
+    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.root_device.type != "cpu":
+            return super()._setup_model(model)
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                        mixed_precision=self.mixed_precision_config,
+                                        sharding_strategy=self.sharding_strategy, device_id=self.root_device,
+                                        **self.kwargs)
+
+    def _full_state_in_place(self):
+        from torch.distributed.fsdp import (FullOptimStateDictConfig, FullStateDictConfig,
+                                            FullyShardedDataParallel, StateDictType)
+
+        return FullyShardedDataParallel.state_dict_type(
+            self.model, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=False, rank0_only=True),
+            FullOptimStateDictConfig(offload_to_cpu=False, rank0_only=True))
+
+    def lightning_module_state_dict(self) -> dict:
+        if self.root_device.type != "cpu":
+            return super().lightning_module_state_dict()
+        with self._full_state_in_place():
+            return self.model.state_dict()
+
+    def optimizer_state(self, optimizer) -> dict:
+        if self.root_device.type != "cpu":
+            return super().optimizer_state(optimizer)
+        from torch.distributed.fsdp import FullyShardedDataParallel, OptimStateKeyType
+
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer's own
+        with self._full_state_in_place():  # as FSDPStrategy.optimizer_state, without the offload
+            state = FullyShardedDataParallel.optim_state_dict(self.model, optimizer)
+            if self.global_rank == 0:
+                state = FullyShardedDataParallel.rekey_optim_state_dict(state, OptimStateKeyType.PARAM_ID, self.model)
+            return state
+
+
+def shard_units(model: torch.nn.Module) -> set[type]:
+    """The module classes FSDP wraps as units of their own: the blocks Hugging Face models name
+    as never to be split across devices (``_no_split_modules``: BERT's layers and embeddings).
+    Empty for a model without them: one unit, the whole model."""
+    names = {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or ())}
+    return {type(m) for m in model.modules() if type(m).__name__ in names}
 
 
 def fit(
@@ -235,8 +346,12 @@ def fit(
     """Train from ``start_step`` (restored from ``resume_from`` when > 0) to ``steps``.
 
     ``batch_at(step, rank, world)`` is this process's share of step ``step``'s global
-    batch; with ``devices > 1`` (strategy ``ddp``) Lightning starts one process per device
-    and averages gradients, so the update equals one process's on the whole global batch.
+    batch; with ``devices > 1`` Lightning starts one process per device and averages
+    gradients, so the update equals one process's on the whole global batch. Strategy
+    ``ddp`` keeps a whole copy of the model (and optimizer state) per process; ``fsdp``
+    shards parameters, gradients and optimizer state over the processes, one FSDP unit per
+    transformer layer (:func:`shard_units`), and saves checkpoints as one file holding the
+    full state (gathered to rank 0) for an FSDP run over the same model to resume.
     """
     if start_step > 0 and resume_from is None:
         raise ValueError(f"start_step {start_step} needs a checkpoint to resume from")
@@ -252,6 +367,8 @@ def fit(
         def train_dataloader(self_inner):
             return DataLoader(batches, batch_size=None, num_workers=0)
 
+    if strategy == "fsdp":
+        strategy = ShardedStrategy(auto_wrap_policy=shard_units(module.model) or None, state_dict_type="full")
     module.model.train()  # from_pretrained hands back eval mode; dropout on for training
     plugins = [InPlaceCheckpointIO()]
     if SLURMEnvironment.detect():  # submitit requeues timed-out cells; Lightning's own handler would fight it

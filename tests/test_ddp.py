@@ -13,16 +13,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _train(out: Path, shared: Path, cache: Path, *extra: str) -> list[dict]:
+def train_command(out: Path, shared: Path, cache: Path, *extra: str) -> tuple[list[str], dict]:
+    """The ``train`` command of a tiny MiniLM-1L cell (6 steps, evaluated at 3 and 6) and its environment."""
     args = ["--data-root", str(shared), "--ladder", "minilm", "--size", "1L", "--objective", "listwise",
             "--steps", "6", "--eval-every", "3", "--batch-size", "4", "--n-negatives", "3", "--max-length", "48",
             "--candidates-k", "20", "--rerank-k", "10", "--ce-negatives", "4", "--lr", "1e-3", "--warmup-steps", "1",
             "--dropout", "0", "--threads", "1", "--budget", "20", "--eval", "cranfield-test=cranfield:test"]
     env = {**os.environ, "RERANK_SCALING_CACHE": str(cache)}
-    done = subprocess.run([sys.executable, "-m", "rerank_scaling", "train", "--out", str(out), *args, *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    return [sys.executable, "-m", "rerank_scaling", "train", "--out", str(out), *args, *extra], env
+
+
+def train_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def _train(out: Path, shared: Path, cache: Path, *extra: str) -> list[dict]:
+    command, env = train_command(out, shared, cache, *extra)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return train_log(out)
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, shared_root):

@@ -26,7 +26,7 @@ Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + 
 Pooling = Literal["cls", "mean"]
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
-Strategy = Literal["auto", "ddp"]
+Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
@@ -120,6 +120,8 @@ class RunConfig:
                                           doc="None: bf16-mixed on GPU, 32-true on CPU")
     logger: Logger = setting("csv", section="train", label="logger",
                              doc="training logs a user can watch: csv, tensorboard, wandb (extras) or none")
+    save_model: bool = setting(False, section="train",
+                               doc="write the final model to model/ in the run folder (its family's load reads it)")
     # evaluation
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
@@ -135,7 +137,9 @@ class RunConfig:
                                     doc="pin glibc's mmap threshold (lower peak RSS, slower steps): on, off, "
                                         "or auto (only for models of 50M+ non-embedding parameters)")
     strategy: Strategy = setting("auto", section="hardware", label="strategy",
-                                 doc="auto (one device) or ddp (data parallel over `devices`)")
+                                 doc="auto (one device), ddp (data parallel over `devices`: a whole model per "
+                                     "device) or fsdp (parameters, gradients and optimizer state sharded over "
+                                     "`devices`)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -173,7 +177,10 @@ class RunConfig:
             raise UserError(f"batch_size ({self.batch_size}) must be a multiple of devices ({self.devices}): "
                             "it is the global batch, split evenly over the devices")
         if self.devices > 1 and self.strategy == "auto":
-            raise UserError(f"devices = {self.devices} needs strategy = \"ddp\"")
+            raise UserError(f"devices = {self.devices} needs strategy = \"ddp\" or \"fsdp\"")
+        if self.devices == 1 and self.strategy == "fsdp":
+            raise UserError("strategy = \"fsdp\" shards the model over devices and needs devices > 1 "
+                            "(one device: strategy = \"auto\")")
         needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}.get(self.logger, ())
         if needs and not any(importlib.util.find_spec(m) for m in needs):
             raise UserError(f"logger '{self.logger}' needs its package: pip install 'rerank-scaling[{self.logger}]'")

@@ -19,7 +19,8 @@ Speed levers live here, once, for training and scoring alike:
   keys and values still come from every token): nothing else of the last
   layer reaches the pooler, so this is exact. With 2 layers it removes
   about 40% of the encoder's FLOPs, in training and scoring alike.
-  ``CrossEncoder.fast_path = False`` falls back to the Hugging Face forward.
+  ``CrossEncoder.fast_path = False`` falls back to the Hugging Face forward (as does
+  training under FSDP, whose wrapped layers hold only shards outside their own forward).
 
 Truncation: queries are cut to ``max_query_length`` tokens, then the document
 is cut so the pair fits ``max_length`` -- the same ids as
@@ -354,7 +355,10 @@ class CrossEncoder(torch.nn.Module):
         return torch.cat(outs)
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.fast_path and self._runner is not None and bool(batch["attention_mask"][:, 0].all()):
+        # asked again at each call: FSDP replaces the layers by wrappers that gather their shards only
+        # inside their own forward, which the packed forward (reading submodules directly) bypasses
+        if (self.fast_path and self._runner is not None and bool(batch["attention_mask"][:, 0].all())
+                and self._runner.supports(self.backbone, self.pooling)):
             if self.head is None:
                 return self._runner.logits(self.backbone, batch)
             return self.head(self._runner.mean_hidden(self.backbone, batch)).view(-1)

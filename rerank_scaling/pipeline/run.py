@@ -105,15 +105,23 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         run.write_json(run.data, prepared.info)
         write_parquet(frame(baseline_rows(prepared)), run.baseline)
 
-    model = get_family(config.family).build(config)
+    family = get_family(config.family)
+    model = family.build(config)
     non_embedding, total = model.parameter_counts()
     pin_allocator(config.malloc_pin, non_embedding)
     tset = prepared.train
     # tokenise every text this run will see in a few batched calls
-    model.warm(
-        queries=[*tset.collection.queries.values(), *(q for es in prepared.evalsets for q in es.collection.queries.values())],
-        docs=sorted({es.collection.docs[d] for es in prepared.evalsets for _, d in es.pairs()}),
-    )
+    texts = {
+        "queries": [*tset.collection.queries.values(),
+                    *(q for es in prepared.evalsets for q in es.collection.queries.values())],
+        "docs": sorted({es.collection.docs[d] for es in prepared.evalsets for _, d in es.pairs()}),
+    }
+    model.warm(**texts)
+
+    def replica():  # under FSDP, rank 0 evaluates and saves an unsharded model of the same family
+        copy = family.build(config)
+        copy.warm(**texts)
+        return copy
     module = TrainingModule(model, get_objective(config.objective),
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
                             seed=config.seed)
@@ -132,13 +140,15 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     emit("prepared", {"run": config.run_id, "steps": config.steps, "resume_step": start,
                       "params": non_embedding, "train": tset.info})
 
-    def evaluate_at(mod: TrainingModule, step: int) -> list[dict]:
-        at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": mod.tokens_seen,
-              "flops": mod.model.training_flops(mod.tokens_seen)}
-        new, rankings, queries = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at,
+    def evaluate_at(whole, tokens_seen: int, step: int) -> list[dict]:  # whole: the model, all its parameters
+        at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
+              "flops": whole.training_flops(tokens_seen)}
+        new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
                                                      config.eval_batch_size)
         rows.extend(new)
         if step == config.steps:
+            if config.save_model:
+                whole.save(run.model)
             for name, ranking in rankings.items():
                 write_trec_run(run.run_file(name), ranking, tag=config.run_id)
             write_parquet(per_query_frame(queries + baseline_per_query(prepared)), run.per_query)
@@ -149,7 +159,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
 
     if start < config.steps:
         callback = Checkpoints(config.eval_every, config.steps, evaluate_at, run,
-                               on_step=lambda s: emit("step", {"run": config.run_id, "step": s}))
+                               on_step=lambda s: emit("step", {"run": config.run_id, "step": s}), replica=replica)
         def batch_at(step: int, rank: int = 0, world: int = 1) -> dict:  # this process's share of the batch
             return model.training_batch(tset.batch(step, config.batch_size)[rank::world], tset.collection)
 
