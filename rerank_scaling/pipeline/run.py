@@ -136,7 +136,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": mod.tokens_seen,
               "flops": mod.model.training_flops(mod.tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(mod.model, prepared.evalsets, config.metrics, at,
-                                                     config.eval_batch_size)
+                                                     config.eval_batch_size, depth=config.candidates_k)
         rows.extend(new)
         if step == config.steps:
             for name, ranking in rankings.items():
