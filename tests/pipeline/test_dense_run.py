@@ -1,11 +1,13 @@
 """A bi-encoder run end to end on the real shared data: first-stage retrieval rows, `train` and `grid run`."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 from rerank_scaling.candidates import read_trec_run
 from rerank_scaling.cli import main
-from rerank_scaling.config import EvalSpec, RunConfig
+from rerank_scaling.config import EvalSpec, RunConfig, load_experiment
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
 from rerank_scaling.models import get_family
 from rerank_scaling.pipeline.prepare import prepare
@@ -13,6 +15,8 @@ from rerank_scaling.pipeline.run import train_run
 from rerank_scaling.results import SCHEMA, collect
 
 from tiny_experiment import TINY
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +83,12 @@ def test_train_cli_and_grid_run_take_the_bi_encoder(write_experiment, tmp_path, 
     table, _ = collect(out)
     runs = set(table.filter(pl.col("model") != "bm25")["run"])
     assert len(runs) == 4 and all(r.startswith("bi-encoder__") for r in runs)
+    assert main(["report", str(out), "--out", str(out / "REPORT.md")]) == 0
+    assert "each bi-encoder's own top-20 of the whole corpus" in (out / "REPORT.md").read_text()
+
+
+def test_the_dense_demo_is_the_minilm_ladder_of_bi_encoders_on_the_shared_data(shared_root):
+    exp = load_experiment(ROOT / "experiments" / "dense-demo.toml")
+    assert [c.size for c in exp.cells] == ["1L", "2L", "3L", "6L"]
+    assert {(c.family, c.objective, c.supervision) for c in exp.cells} == {("bi-encoder", "infonce", "mixed")}
+    assert Path(exp.cells[0].data_root).resolve() == shared_root.resolve()
