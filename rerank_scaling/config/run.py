@@ -22,7 +22,8 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 # (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
 CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
 
-Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
+# weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
+Supervision = Literal["human", "weak", "mixed", "ict"]
 Pooling = Literal["cls", "mean", "last"]  # last: the last real token (bi-encoders of decoders)
 Towers = Literal["shared", "separate"]
 Similarity = Literal["cosine", "dot"]

@@ -75,7 +75,7 @@ def test_check_normalises_good_values(name, value, expected):
      ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
      ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder)"),
-     ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed)"),
+     ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
      ("train_collection", 3, "train_collection must be a string, got 3")],
 )
 def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
