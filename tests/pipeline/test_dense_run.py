@@ -46,6 +46,14 @@ def test_a_bi_encoder_run_retrieves_from_the_whole_corpus(dense, tmp_path):
     outside = {d for q, docs in dense_run.items() for d, _ in docs} - {
         d for q in bm25.candidates for d, _ in [*bm25.candidates[q], *bm25.tail[q]]}
     assert outside
+    # chaining stages: the dense lists are the candidate stage of a reranker cell
+    reranker = RunConfig(**{**dense.__dict__, "family": "cross-encoder", "objective": "listwise",
+                            "ce_variants": (), "candidates_run": str(tmp_path / "run" / "runs" / "cranfield-test.trec"),
+                            "evals": dense.evals[:1]})
+    assert train_run(reranker, tmp_path / "rerank")["state"] == "done"
+    reranked = read_trec_run(tmp_path / "rerank" / "runs" / "cranfield-test.trec")
+    assert {q: {d for d, _ in docs} for q, docs in reranked.items()} == {
+        q: {d for d, _ in docs} for q, docs in dense_run.items()}
 
 
 def test_exact_search_is_the_top_of_every_document_scored(dense):
