@@ -59,7 +59,10 @@ def main(argv=None) -> float:
     C.setup_torch(args)
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.models import Pooling, Transformer
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
 
     from rerank_scaling.models import get_family
     from rerank_scaling.models.backbone import minilm_path

@@ -70,7 +70,10 @@ def test_infonce_equals_sentence_transformers_multiple_negatives_ranking_loss(ob
 
 def test_our_embeddings_equal_a_sentence_transformer_on_the_same_backbone(cranfield):
     st = pytest.importorskip("sentence_transformers")
-    from sentence_transformers.models import Pooling, Transformer
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
 
     from rerank_scaling.models.backbone import minilm_path
 
