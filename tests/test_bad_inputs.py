@@ -18,7 +18,7 @@ CASES = [
     (TRAIN + ["--threads", "-1"], "threads must be a positive integer or omitted, got -1"),
     (TRAIN + ["--batch-size", "true"], "--batch-size must be a positive integer, got 'true'"),
     (TRAIN + ["--lr", "abc"], "--lr must be a number > 0, got 'abc'"),
-    (TRAIN + ["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean)"),
+    (TRAIN + ["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),
     (TRAIN + ["--precision", "fp7"], "unknown precision 'fp7'"),
     (TRAIN + ["--warmup-steps", "-5"], "warmup_steps must be a non-negative integer, got -5"),
     (TRAIN + ["--weight-decay", "lots"], "--weight-decay must be a number >= 0, got 'lots'"),

@@ -22,8 +22,11 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 # (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
 CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
 
-Supervision = Literal["human", "weak", "mixed"]  # mixed: human train queries + weak title queries
-Pooling = Literal["cls", "mean"]
+# weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
+Supervision = Literal["human", "weak", "mixed", "ict"]
+Pooling = Literal["cls", "mean", "last"]  # last: the last real token (bi-encoders of decoders)
+Towers = Literal["shared", "separate"]
+Similarity = Literal["cosine", "dot"]
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -109,7 +112,18 @@ class RunConfig:
     chunk_size: int | None = setting(None, section="train", min=1)
     dropout: float | None = setting(None, section="train", min=0, doc="every dropout probability; None: the backbone's own")
     pooling: Pooling | None = setting(None, section="train", label="pooling",
-                                      doc="None: the ladder's default (mean for minilm, cls otherwise)")
+                                      doc="None: the ladder's default (mean for minilm, cls otherwise); last: bi-encoder only")
+    # bi-encoder (family = "bi-encoder"): towers, projection, similarity; max_length is the document's length
+    towers: Towers = setting("shared", section="train", label="towers",
+                             doc="bi-encoder: one tower for queries and documents, or a separate document tower")
+    projection: int | None = setting(None, section="train", min=1,
+                                     doc="bi-encoder: a linear projection to this many dimensions; None: none")
+    similarity: Similarity = setting("cosine", section="train", label="similarity",
+                                     doc="bi-encoder score: cosine or dot, divided by the temperature")
+    temperature: float | None = setting(None, section="train", above=0,
+                                        doc="bi-encoder: scores are sim / temperature; None: 0.05 (cosine), 1 (dot)")
+    corpus_negatives: int = setting(256, section="train", min=1,
+                                    doc="infonce-corpus: random corpus documents shared by each batch (Fang et al.: 256)")
     # optimisation
     steps: int = setting(100, section="train", min=1)
     batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
@@ -153,7 +167,8 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         budget = "all" if self.budget is None else str(self.budget)
-        return f"{self.model.name}__{self.objective}__{self.supervision}__b{budget}__s{self.seed}".replace("/", "_")
+        family = "" if self.family == "cross-encoder" else f"{self.family}__"  # cross-encoder ids predate families
+        return f"{family}{self.model.name}__{self.objective}__{self.supervision}__b{budget}__s{self.seed}".replace("/", "_")
 
     def validate(self) -> "RunConfig":
         """Every value's type and range, then the rules between values (also run on construction)."""
@@ -163,6 +178,7 @@ class RunConfig:
             from rerank_scaling.models.ladder import nominal_params
 
             nominal_params(self.model)
+        self._check_family()
         if self.rerank_k > self.candidates_k:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:
@@ -188,6 +204,23 @@ class RunConfig:
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")
         return self
+
+    def _check_family(self) -> None:
+        """The objective reads the family's score layout; bi-encoder keys need the bi-encoder."""
+        from rerank_scaling.models import LAYOUTS
+        from rerank_scaling.objectives import OBJECTIVES
+
+        layout = LAYOUTS[self.family]
+        if OBJECTIVES[self.objective].layout != layout:
+            fits = ", ".join(n for n, o in OBJECTIVES.items() if o.layout == layout)
+            raise UserError(f"objective '{self.objective}' does not train family '{self.family}' (choose from {fits})")
+        if self.family != "bi-encoder":
+            defaults = {f.name: f.default for f in dataclasses.fields(self)}
+            for key in ("towers", "projection", "similarity", "temperature"):
+                if getattr(self, key) != defaults[key]:
+                    raise UserError(f"{key} = {getattr(self, key)!r} applies to family 'bi-encoder' only")
+            if self.pooling == "last":
+                raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

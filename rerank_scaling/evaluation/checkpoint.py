@@ -1,10 +1,17 @@
-"""Evaluate one checkpoint of a model on every evaluation set: tidy rows out."""
+"""Evaluate one checkpoint of a model on every evaluation set: tidy rows out.
+
+A reranker (the default ``stage``) reorders each set's candidates; a retriever
+(``model.stage == "retrieval"``) searches the whole corpus
+(:mod:`rerank_scaling.evaluation.retrieval`), which it encodes once per
+checkpoint for all the sets over that corpus.
+"""
 
 from __future__ import annotations
 
 from rerank_scaling.data.types import Ranking
 from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.evaluation.rerank import EvalSet, rerank_per_query, score_pairs
+from rerank_scaling.evaluation.retrieval import encode_corpus, retrieve_per_query
 
 
 def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float]]) -> list[dict]:
@@ -14,17 +21,24 @@ def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float
 
 
 def evaluate_checkpoint(model, evalsets: list[EvalSet], metrics: tuple[str, ...], row: dict,
-                        batch_size: int = 64) -> tuple[list[dict], dict[str, Ranking], list[dict]]:
+                        batch_size: int = 64, depth: int = 100) -> tuple[list[dict], dict[str, Ranking], list[dict]]:
     """Rows ``{**row, eval_set, in_domain, metric, value}`` for every set and metric (contrastive
     entropy included), each set's reranked lists, and the per-query values behind the rows
-    (:func:`per_query_rows`). ``row`` holds the run's columns at this checkpoint (run, model,
-    params, step, tokens_seen, ...)."""
+    (:func:`per_query_rows`); a retriever's lists are its top ``depth`` of the corpus. ``row``
+    holds the run's columns at this checkpoint (run, model, params, step, tokens_seen, ...)."""
     rows: list[dict] = []
     rankings: dict[str, Ranking] = {}
     queries: list[dict] = []
+    corpora = {}  # id of a corpus's docs -> its encoding by this checkpoint
     for es in evalsets:
-        scores = score_pairs(lambda q, d: model.score(q, d, batch_size=batch_size), es)
-        rankings[es.name], per_query = rerank_per_query(scores, es, metrics)
+        if getattr(model, "stage", "rerank") == "retrieval":
+            key = id(es.collection.docs)
+            if key not in corpora:
+                corpora[key] = encode_corpus(model, es.collection.docs, batch_size)
+            rankings[es.name], per_query = retrieve_per_query(model, es, metrics, corpora[key], depth, batch_size)
+        else:
+            scores = score_pairs(lambda q, d: model.score(q, d, batch_size=batch_size), es)
+            rankings[es.name], per_query = rerank_per_query(scores, es, metrics)
         rows.extend({**row, "eval_set": es.name, "in_domain": es.in_domain, "metric": metric, "value": float(value)}
                     for metric, value in mean_values(per_query).items())
         queries.extend(per_query_rows(row.get("run", ""), es.name, per_query))

@@ -81,9 +81,16 @@ def rerank_per_query(
         tail = [(doc, floor - i * gap) for i, (doc, _) in enumerate(evalset.tail.get(qid, ()), 1)]
         ranking[qid] = head + tail
     per_query = evaluate_per_query(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
+    per_query.update(contrastive_per_query(scores, evalset))
+    return ranking, per_query
+
+
+def contrastive_per_query(scores: dict[str, dict[str, float]], evalset: EvalSet) -> dict[str, dict[str, float]]:
+    """The set's contrastive entropies (base ``ce@m`` and its variants): ``metric -> qid -> value``."""
+    out = {}
     if evalset.contrastive:
-        per_query[evalset.ce_metric] = contrastive_entropy_per_query(scores, evalset.contrastive)
+        out[evalset.ce_metric] = contrastive_entropy_per_query(scores, evalset.contrastive)
     for name, sets in evalset.variants.items():
         if sets:
-            per_query[name] = contrastive_entropy_per_query(scores, sets)
-    return ranking, per_query
+            out[name] = contrastive_entropy_per_query(scores, sets)
+    return out

@@ -14,7 +14,10 @@ from rerank_scaling.errors import UserError
 
 FAMILIES: dict[str, str] = {
     "cross-encoder": "rerank_scaling.models.cross_encoder:CrossEncoderFamily",
+    "bi-encoder": "rerank_scaling.models.bi_encoder:BiEncoderFamily",
 }
+# each family's score layout (its class's ``layout``), so configs pair objectives and families torch-free
+LAYOUTS: dict[str, str] = {"cross-encoder": "groups", "bi-encoder": "in-batch"}
 
 
 def get_family(name: str):

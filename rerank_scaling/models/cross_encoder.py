@@ -69,7 +69,8 @@ class PairTokenizer:
         second_type = types[j] if types is not None else None
         return prefix, middle, suffix, second_type
 
-    def _ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
+    def ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
+        """Token ids of each text without special tokens, cut to the query or document limit (cached)."""
         limit = self.max_query_length if is_query else self.max_length
         missing = list(dict.fromkeys(t for t in texts if (is_query, t) not in self._cache))
         if missing:
@@ -82,13 +83,13 @@ class PairTokenizer:
 
     def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
         """Tokenise many texts in one batched call (much faster than one by one)."""
-        self._ids(queries, True)
-        self._ids(docs, False)
+        self.ids(queries, True)
+        self.ids(docs, False)
 
     def encode(self, queries: Sequence[str], docs: Sequence[str]) -> list[tuple[list[int], int]]:
         """Pair ids and the length of the first segment, one per (query, doc)."""
-        q_ids = self._ids(queries, True)
-        d_ids = self._ids(docs, False)
+        q_ids = self.ids(queries, True)
+        d_ids = self.ids(docs, False)
         out = []
         for q, d in zip(q_ids, d_ids):
             room = max(self.max_length - self.n_special - len(q), 0)
@@ -177,6 +178,10 @@ class _BertRunner:
         h_cls = self._encode(backbone.bert, batch, cls_only=True)[0]
         pooler = backbone.bert.pooler
         return backbone.classifier(backbone.dropout(pooler.activation(pooler.dense(h_cls)))).view(-1)
+
+    def cls_hidden(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The last layer's ``[CLS]`` states of a bare encoder, ``[B, H]`` (CLS-pruned, no pooler)."""
+        return self._encode(bert, batch, cls_only=True)[0]
 
     def mean_hidden(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``mean`` pooling: mask-averaged last hidden states, ``[B, H]``."""

@@ -23,7 +23,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 class Model(Protocol):
-    """A trainable scorer (a ``torch.nn.Module``) of one family."""
+    """A trainable scorer (a ``torch.nn.Module``) of one family.
+
+    ``stage`` (optional, default ``"rerank"``): a reranker is evaluated on each
+    set's candidate lists through :meth:`score`; a ``"retrieval"`` model (the
+    bi-encoder) also has ``encode(texts, kind, batch_size) -> [n, d]`` (``kind``
+    ``"query"`` or ``"doc"``) and ``similarity(q, d) -> [nq, nd]``, and is
+    evaluated by searching the whole corpus
+    (:mod:`rerank_scaling.evaluation.retrieval`).
+    """
 
     def warm(self, queries: Sequence[str], docs: Sequence[str]) -> None:
         """Tokenise texts it will see, in a few batched calls (a cache; optional speed-up)."""
@@ -50,7 +58,8 @@ class Model(Protocol):
 
 class ModelFamily(Protocol):
     name: str
-    layout: str  # the score layout of group_scores: "groups" = [B, 1 + n] per query group
+    layout: str  # the score layout of group_scores: "groups" = [B, 1 + n] per query group,
+    #              "in-batch" = [B, C] each query against every document of the batch
 
     def build(self, config: RunConfig) -> Model:
         """The config's ladder rung, new heads drawn from ``config.seed``."""

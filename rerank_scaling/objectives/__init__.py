@@ -28,6 +28,15 @@ Names (formulas in :mod:`rerank_scaling.objectives.reranking`):
 
 An alias trains exactly like its target, but tables record the name the
 experiment file gave, so old and new runs stay distinguishable.
+
+Contrastive objectives (bi-encoders; layout ``"in-batch"``, formulas in
+:mod:`rerank_scaling.objectives.contrastive`) are one InfoNCE loss whose
+``negatives`` say which documents the batch holds besides each query's
+positive: ``in-batch`` (the other queries' positives), ``hard`` (each group's
+BM25 negatives, ``n_negatives`` of them), ``corpus`` (``corpus_negatives``
+random corpus documents shared by the batch, Fang et al.'s recipe). The model
+family reads ``negatives`` to build the batch, so no document is encoded that
+the loss does not use.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ class ObjectiveInfo:
     layout: str = "groups"  # the score layout it reads (a model family's ``layout``)
     requires: tuple[str, ...] = ()  # batch entries besides labels
     alias_of: str | None = None  # the canonical name, for a historical alias
+    negatives: tuple[str, ...] = ()  # contrastive batches: "in-batch", "hard", "corpus" (module docstring)
 
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
@@ -54,6 +64,12 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
     ObjectiveInfo("listnet", "rerank_scaling.objectives.reranking:ListNet", "reranking"),
     ObjectiveInfo("softmax-ce", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking"),
     ObjectiveInfo("lambdarank", "rerank_scaling.objectives.reranking:LambdaRank", "reranking"),
+    ObjectiveInfo("infonce", "rerank_scaling.objectives.contrastive:InfoNCE", "contrastive", "in-batch",
+                  ("targets",), negatives=("in-batch",)),
+    ObjectiveInfo("infonce-hard", "rerank_scaling.objectives.contrastive:InfoNCE", "contrastive", "in-batch",
+                  ("targets",), negatives=("in-batch", "hard")),
+    ObjectiveInfo("infonce-corpus", "rerank_scaling.objectives.contrastive:InfoNCE", "contrastive", "in-batch",
+                  ("targets",), negatives=("in-batch", "corpus")),
     # historical names, kept bit for bit (existing experiment files and tables use them)
     ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking", alias_of="softmax-ce"),
     ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking", alias_of="lambdarank"),

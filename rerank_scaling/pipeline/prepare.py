@@ -16,7 +16,7 @@ from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.data.loaders import load_collection
 from rerank_scaling.data.splits import nested_budget, split_queries
 from rerank_scaling.data.types import Collection, Ranking
-from rerank_scaling.data.weak import weak_queries
+from rerank_scaling.data.weak import ict_queries, ict_source, weak_queries
 from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.contrastive import ce_name, parse_variant, sample_contrastive_sets
 from rerank_scaling.evaluation.metrics import evaluate_per_query
@@ -86,6 +86,8 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
     human = coll.subset(qids)
     if config.supervision == "human":
         base = human
+    elif config.supervision == "ict":
+        base = ict_queries(coll, seed=config.split_seed)
     else:
         weak = weak_queries(coll)
         base = weak if config.supervision == "weak" else _union(human, weak)
@@ -99,6 +101,8 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
         usable = nested_budget(usable, config.budget, seed=config.seed)
     train = base.subset(usable, name=f"{coll.name}-{config.supervision}")
     cands = candidates_for(config, coll, train.queries)
+    # an inverse-cloze query's source document holds the query verbatim: not a negative
+    cands = {q: [(d, sc) for d, sc in lst if d != ict_source(q)] for q, lst in cands.items()}
     tset = build_training_set(train, cands, n_negatives=config.n_negatives, seed=config.seed)
     info = {"train_queries": sorted(train.queries), **tset.info, "supervision": config.supervision}
     return tset, info

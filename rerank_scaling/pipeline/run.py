@@ -144,7 +144,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
-                                                     config.eval_batch_size)
+                                                     config.eval_batch_size, depth=config.candidates_k)
         rows.extend(new)
         if step == config.steps:
             if config.save_model:

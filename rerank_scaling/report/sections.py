@@ -97,7 +97,10 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
                           f"budgets (training queries used): {', '.join(T.plain(b) for b in budgets) or T.DASH}"
                           + (f"; training instances (query groups): {', '.join(map(str, train_counts))}"
                              if train_counts else "")))
-    if cfg.get("candidates_run"):
+    if cfg.get("family") == "bi-encoder":  # a first-stage study: the models are the candidate stage
+        cand = f"dense retrieval: each bi-encoder's own top-{cfg.get('candidates_k')} of the whole corpus " \
+               f"(exact search); BM25's top-{cfg.get('candidates_k')} is the baseline row"
+    elif cfg.get("candidates_run"):
         cand = f"a TREC run file (`{cfg['candidates_run']}`), top {cfg.get('candidates_k')}, reranking the top " \
                f"{cfg.get('rerank_k')}"
     elif cfg:

@@ -34,7 +34,7 @@ def test_experiment_expands_into_validated_cells(write_experiment):
         ("warmup_steps = 1", "warmup_steps = -5", "train.warmup_steps must be a non-negative integer, got -5"),
         ("lr = 1e-3", 'lr = 1e-3\nweight_decay = "lots"', "train.weight_decay must be a number >= 0, got 'lots'"),
         ("lr = 1e-3", 'lr = 1e-3\nprecision = "fp7"', "train.precision: unknown precision 'fp7' (choose from"),
-        ("lr = 1e-3", 'lr = 1e-3\npooling = "max"', "train.pooling: unknown pooling 'max' (choose from cls, mean)"),
+        ("lr = 1e-3", 'lr = 1e-3\npooling = "max"', "train.pooling: unknown pooling 'max' (choose from cls, mean, last)"),
         ("max_queries = 3", 'max_queries = "ten"', "eval 'cisi': max_queries must be a positive integer or omitted, got 'ten'"),
         ("in_domain = true", 'in_domain = "no"', "eval 'cranfield-test': in_domain must be true or false, got 'no'"),
         ("max_queries = 3", "max_queries = 3\nrelevance_level = 0",

@@ -72,10 +72,10 @@ def test_check_normalises_good_values(name, value, expected):
      ("steps", 0, "steps must be a positive integer, got 0"),
      ("lr", 0.0, "lr must be a number > 0, got 0.0"),
      ("lr", float("nan"), "lr must be a number > 0, got nan"),
-     ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, listwise, lambda)"),
+     ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
-     ("family", "bi", "unknown model family 'bi' (choose from cross-encoder)"),
-     ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed)"),
+     ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder)"),
+     ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
      ("train_collection", 3, "train_collection must be a string, got 3")],
 )
 def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
@@ -89,7 +89,7 @@ def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
     [(["--threads", "-1"], "threads must be a positive integer or omitted, got -1"),
      (["--batch-size", "four"], "--batch-size must be a positive integer, got 'four'"),
      (["--lr", "abc"], "--lr must be a number > 0, got 'abc'"),
-     (["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean)"),
+     (["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),
      (["--steps", "0"], "steps must be a positive integer, got 0")],
 )
 def test_bad_train_flags_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):

@@ -23,7 +23,7 @@ def model(request):
 
 
 def test_registry_names_the_families():
-    assert set(FAMILIES) == {"cross-encoder"}
+    assert set(FAMILIES) == {"cross-encoder", "bi-encoder"}
     with pytest.raises(UserError, match="unknown model family 'sparse'"):
         get_family("sparse")
 

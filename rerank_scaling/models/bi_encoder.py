@@ -1,0 +1,310 @@
+"""The bi-encoder (dense retriever): ``score(q, d) = sim(E_q(q), E_d(d)) / tau``.
+
+A tower is a transformer backbone, a pooling (``mean`` over the real tokens,
+the last layer's ``cls`` state, or the ``last`` real token, for decoders) and
+an optional linear ``projection`` to ``d`` dimensions. The query and document
+towers are one module by default (``towers = "shared"``, as Fang et al. and
+sentence-transformers); ``"separate"`` gives the documents their own copy,
+initialised from the same weights. ``sim`` is ``cosine`` (embeddings
+L2-normalised, then the dot product) or ``dot``; ``tau`` is the
+``temperature`` (default 0.05 for cosine, as sentence-transformers' scale 20,
+and 1 for dot). Texts are ``[CLS] text [SEP]`` cut to ``max_query_length``
+(queries) and ``max_length`` (documents) tokens, special tokens included.
+
+Model size N (``parameter_counts``): the non-embedding parameters of the
+distinct towers -- shared towers count once, separate towers twice -- with
+the projection; the backbone's ``[CLS]`` pooler is removed (no pooling reads
+it). FLOPs: every token passes through one tower, so training costs
+``6 * N_tower * tokens`` (``N_tower = N`` for shared towers, ``N / 2`` for
+separate ones); the similarity matrix (``B x C x d``) is negligible beside it.
+
+Training batches use the ``"in-batch"`` layout of
+:mod:`rerank_scaling.objectives.contrastive`: each query against every
+document of the batch -- the groups' positives, their hard negatives when the
+objective's ``negatives`` include ``"hard"``, and ``corpus_negatives`` random
+corpus documents shared by the batch when they include ``"corpus"`` (drawn by
+a seeded hash of the batch's groups, so a resumed run draws the same ones).
+Each distinct document is encoded once per batch.
+
+For retrieval (:mod:`rerank_scaling.evaluation.retrieval`) the model exposes
+``encode(texts, kind)`` and ``similarity(q, d)``; ``stage = "retrieval"`` tells
+evaluation to search the whole corpus instead of reranking candidates.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rerank_scaling.data.util import stable_hash
+from rerank_scaling.models.backbone import load_backbone, parameter_counts
+from rerank_scaling.models.cross_encoder import PairTokenizer, _BertRunner
+from rerank_scaling.models.ladder import default_pooling
+
+POOLINGS = ("mean", "cls", "last")
+SIMILARITIES = ("cosine", "dot")
+TOWERS = ("shared", "separate")
+
+
+def default_temperature(similarity: str) -> float:
+    return 0.05 if similarity == "cosine" else 1.0
+
+
+class TextTokenizer:
+    """``[CLS] text [SEP]`` ids per text, cut to the query / document limit (special tokens
+    included), cached and collated by a :class:`PairTokenizer` (one text, token type 0)."""
+
+    def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64):
+        self.pairs = PairTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
+        self.tokenizer = tokenizer
+        a = tokenizer("a", add_special_tokens=False)["input_ids"]
+        ids = list(tokenizer("a")["input_ids"])
+        i = next(k for k in range(len(ids)) if ids[k : k + len(a)] == a)
+        self._prefix, self._suffix = ids[:i], ids[i + len(a):]
+        self.n_special = len(self._prefix) + len(self._suffix)
+
+    @property
+    def max_length(self) -> int:
+        return self.pairs.max_length
+
+    @property
+    def max_query_length(self) -> int:
+        return self.pairs.max_query_length
+
+    def encode(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
+        room = max((self.max_query_length if is_query else self.max_length) - self.n_special, 0)
+        return [self._prefix + ids[:room] + self._suffix for ids in self.pairs.ids(texts, is_query)]
+
+    def collate(self, encoded: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        return self.pairs.collate([(ids, len(ids)) for ids in encoded])
+
+
+class Tower(torch.nn.Module):
+    """A backbone, its pooling and an optional projection: texts -> embeddings ``[n, d]``."""
+
+    def __init__(self, backbone: torch.nn.Module, pooling: str, projection: int | None = None):
+        super().__init__()
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None  # no pooling reads it: N does not count it, DDP needs no unused parameter
+        self.backbone = backbone
+        self.pooling = pooling
+        hidden = backbone.config.hidden_size
+        self.projection = torch.nn.Linear(hidden, projection) if projection else None
+        runner_ok = pooling in ("mean", "cls") and _BertRunner.supports(backbone, "mean")
+        self._runner = _BertRunner(pooling) if runner_ok else None
+        #: run BERT backbones through the packed (and, for CLS, pruned) forward; False: Hugging Face's
+        self.fast_path = True
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        if self.fast_path and self._runner is not None and bool(mask[:, 0].all()):
+            if self.pooling == "mean":
+                pooled = self._runner.mean_hidden(self.backbone, batch)
+            else:
+                pooled = self._runner.cls_hidden(self.backbone, batch)
+        else:
+            hidden = self.backbone(**batch).last_hidden_state
+            if self.pooling == "mean":
+                keep = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * keep).sum(1) / keep.sum(1)
+            elif self.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:  # the last real token (right padding)
+                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+        return self.projection(pooled) if self.projection is not None else pooled
+
+
+class BiEncoder(torch.nn.Module):
+    """Query and document towers with a similarity; the model-family contract for dense retrieval."""
+
+    stage = "retrieval"
+
+    def __init__(self, query_backbone: torch.nn.Module, tokenizer, doc_backbone: torch.nn.Module | None = None,
+                 pooling: str = "mean", projection: int | None = None, similarity: str = "cosine",
+                 temperature: float | None = None, max_length: int = 256, max_query_length: int = 64,
+                 negatives: Sequence[str] = ("in-batch",), corpus_negatives: int = 0, seed: int = 0):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        towers = [Tower(query_backbone, pooling, projection)]
+        if doc_backbone is not None:
+            towers.append(Tower(doc_backbone, pooling, projection))
+        self.towers = torch.nn.ModuleList(towers)
+        self.pooling, self.projection_dim, self.similarity_name = pooling, projection, similarity
+        self.temperature = float(temperature if temperature is not None else default_temperature(similarity))
+        self.texts = TextTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
+        self.negatives = tuple(negatives)
+        self.corpus_negatives = corpus_negatives if "corpus" in self.negatives else 0
+        self.seed = seed
+        self._doc_ids: tuple[int, list[str]] | None = None
+
+    @property
+    def shared(self) -> bool:
+        return len(self.towers) == 1
+
+    def tower(self, kind: str) -> Tower:
+        return self.towers[0] if kind == "query" or self.shared else self.towers[1]
+
+    # --- embeddings and scores ---
+
+    def embed(self, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+        """Embeddings of a collated batch of queries or docs (``kind``), normalised for cosine."""
+        out = self.tower(kind)(batch)
+        return F.normalize(out, dim=-1) if self.similarity_name == "cosine" else out
+
+    def similarity(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+        """Scores ``[nq, nd]`` of embedded queries against embedded docs: ``q . d / tau``."""
+        return queries @ docs.T / self.temperature
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64) -> torch.Tensor:
+        """Embeddings ``[n, d]`` (float32, on the model's device) in input order; longest texts
+        first in batches of ``batch_size`` (dynamic padding), no gradients."""
+        was_training = self.training
+        self.eval()
+        encoded = self.texts.encode(texts, kind == "query")
+        device = next(self.parameters()).device
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        out = None
+        tower = self.tower(kind)
+        runner = tower._runner
+        with runner.frozen() if runner is not None else nullcontext():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch = {k: v.to(device) for k, v in self.texts.collate([encoded[i] for i in idx]).items()}
+                emb = self.embed(batch, kind).float()
+                if out is None:
+                    out = emb.new_empty(len(encoded), emb.shape[1])
+                out[torch.as_tensor(idx, device=device)] = emb
+        self.train(was_training)
+        if out is None:
+            dim = self.projection_dim or self.towers[0].backbone.config.hidden_size
+            return torch.zeros(0, dim, device=device)
+        return out
+
+    # --- the model-family contract (rerank_scaling.models.family.Model) ---
+
+    def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
+        self.texts.pairs.warm(queries, docs)
+
+    def _corpus_sample(self, groups, collection) -> list[str]:
+        """``corpus_negatives`` documents shared by the batch, a pure function of its groups."""
+        if not self.corpus_negatives:
+            return []
+        if self._doc_ids is None or self._doc_ids[0] != id(collection.docs):
+            self._doc_ids = (id(collection.docs), sorted(collection.docs))
+        doc_ids = self._doc_ids[1]
+        key = "|".join(f"{g.qid}:{g.doc_ids[0]}" for g in groups)
+        rng = np.random.default_rng([self.seed, 13, stable_hash(key)])
+        picks = rng.choice(len(doc_ids), size=min(self.corpus_negatives, len(doc_ids)), replace=False)
+        return [doc_ids[i] for i in sorted(picks)]
+
+    def training_batch(self, groups, collection) -> dict:
+        """Queries and the batch's distinct documents collated; ``labels[B, C]`` the grade of each
+        column for each query, ``targets[B]`` each query's own positive (the ``in-batch`` layout)."""
+        per_group = len(groups[0].doc_ids) if "hard" in self.negatives else 1
+        columns = [d for g in groups for d in g.doc_ids[:per_group]] + self._corpus_sample(groups, collection)
+        distinct = list(dict.fromkeys(columns))
+        where = {d: i for i, d in enumerate(distinct)}
+        labels = [[max(collection.qrels.get(g.qid, {}).get(d, 0), 0) for d in columns] for g in groups]
+        for i, g in enumerate(groups):
+            labels[i][i * per_group] = max(g.labels[0], 1)
+        q_ids = self.texts.encode([collection.queries[g.qid] for g in groups], True)
+        d_ids = self.texts.encode([collection.docs[d] for d in distinct], False)
+        return {
+            "inputs": {"queries": self.texts.collate(q_ids), "docs": self.texts.collate(d_ids),
+                       "columns": torch.tensor([where[d] for d in columns], dtype=torch.long)},
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "targets": torch.arange(len(groups), dtype=torch.long) * per_group,
+            "tokens": sum(map(len, q_ids)) + sum(map(len, d_ids)),
+        }
+
+    def group_scores(self, batch: dict) -> torch.Tensor:
+        inputs = batch["inputs"]
+        scores = self.similarity(self.embed(inputs["queries"], "query"), self.embed(inputs["docs"], "doc"))
+        return scores[:, inputs["columns"]]
+
+    @torch.inference_mode()
+    def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Scores of (query, doc) pairs in input order; each distinct text is encoded once."""
+        if len(queries) != len(docs):
+            raise ValueError("queries and docs differ in length")
+        if not queries:
+            return np.zeros(0, dtype=np.float32)
+        uq, ud = list(dict.fromkeys(queries)), list(dict.fromkeys(docs))
+        q = self.encode(uq, "query", batch_size)
+        d = self.encode(ud, "doc", batch_size)
+        qpos, dpos = {t: i for i, t in enumerate(uq)}, {t: i for i, t in enumerate(ud)}
+        qi = torch.as_tensor([qpos[t] for t in queries], device=q.device)
+        di = torch.as_tensor([dpos[t] for t in docs], device=d.device)
+        return ((q[qi] * d[di]).sum(1) / self.temperature).float().cpu().numpy()
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return parameter_counts(self)
+
+    def training_flops(self, tokens: int) -> float:
+        return 6.0 * parameter_counts(self.towers[0])[0] * tokens
+
+    def save(self, folder: Path) -> None:
+        """``query/`` (and ``doc/`` for separate towers) in Hugging Face format with the tokenizer,
+        ``projection-<tower>.pt`` with a projection, ``family.json`` with the settings."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, tower in zip(("query", "doc"), self.towers):
+            tower.backbone.save_pretrained(folder / name)
+            self.texts.tokenizer.save_pretrained(folder / name)
+            if tower.projection is not None:
+                torch.save(tower.projection.state_dict(), folder / f"projection-{name}.pt")
+        (folder / "family.json").write_text(json.dumps({
+            "family": BiEncoderFamily.name, "pooling": self.pooling, "projection": self.projection_dim,
+            "similarity": self.similarity_name, "temperature": self.temperature,
+            "towers": "shared" if self.shared else "separate", "max_length": self.texts.max_length,
+            "max_query_length": self.texts.max_query_length}, indent=2) + "\n")
+
+
+class BiEncoderFamily:
+    """Dense retrieval: ``sim(E_q(q), E_d(d)) / tau`` trained with in-batch (contrastive) objectives."""
+
+    name = "bi-encoder"
+    layout = "in-batch"
+
+    def build(self, config) -> BiEncoder:
+        from rerank_scaling.objectives import OBJECTIVES
+
+        pooling = config.pooling or default_pooling(config.ladder)
+        backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
+        doc = copy.deepcopy(backbone) if config.towers == "separate" else None
+        torch.manual_seed(config.seed)  # the projection's initial weights
+        return BiEncoder(backbone, tokenizer, doc, pooling=pooling, projection=config.projection,
+                         similarity=config.similarity, temperature=config.temperature,
+                         max_length=config.max_length, max_query_length=config.max_query_length,
+                         negatives=OBJECTIVES[config.objective].negatives,
+                         corpus_negatives=config.corpus_negatives, seed=config.seed)
+
+    def load(self, folder: Path) -> BiEncoder:
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder)
+        info = json.loads((folder / "family.json").read_text())
+        if info.get("family") != self.name:
+            raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
+        query = AutoModel.from_pretrained(folder / "query")
+        doc = AutoModel.from_pretrained(folder / "doc") if info["towers"] == "separate" else None
+        model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
+                          projection=info["projection"], similarity=info["similarity"],
+                          temperature=info["temperature"], max_length=info["max_length"],
+                          max_query_length=info["max_query_length"])
+        for name, tower in zip(("query", "doc"), model.towers):
+            if tower.projection is not None:
+                tower.projection.load_state_dict(
+                    torch.load(folder / f"projection-{name}.pt", map_location="cpu", weights_only=True))
+        return model
