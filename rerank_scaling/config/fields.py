@@ -35,6 +35,7 @@ def setting(
     axis: str | None = None,
     path: bool = False,
     tables: bool = False,
+    families: tuple[str, ...] | None = None,
 ) -> Any:
     """A configuration field.
 
@@ -46,11 +47,13 @@ def setting(
     ``choices``: the allowed values, read when checking (registries);
     ``label``: what a bad value is called in the error (``unknown objective``);
     ``path``: a file or folder, resolved against the experiment file's folder;
-    ``tables``: the field holds the section's tables themselves (``[[eval]]``).
+    ``tables``: the field holds the section's tables themselves (``[[eval]]``);
+    ``families``: the model families the key applies to (None: every family) -- setting it
+    for another family is an error, and reports list it only for those families.
     """
     meta = {"section": section, "key": key, "doc": doc, "flag": flag, "min": min, "above": above,
             "choices": choices, "label": label, "axis": axis, "path": path,
-            "tables": tables}
+            "tables": tables, "families": families}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default")
     return dataclasses.field(default=default, metadata=meta)

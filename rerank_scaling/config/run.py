@@ -27,6 +27,7 @@ Supervision = Literal["human", "weak", "mixed", "ict"]
 Pooling = Literal["cls", "mean", "last"]  # last: the last real token (bi-encoders of decoders)
 Towers = Literal["shared", "separate"]
 Similarity = Literal["cosine", "dot"]
+BI = ("bi-encoder",)  # keys of the bi-encoder family only (setting(families=...))
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -114,15 +115,15 @@ class RunConfig:
     pooling: Pooling | None = setting(None, section="train", label="pooling",
                                       doc="None: the ladder's default (mean for minilm, cls otherwise); last: bi-encoder only")
     # bi-encoder (family = "bi-encoder"): towers, projection, similarity; max_length is the document's length
-    towers: Towers = setting("shared", section="train", label="towers",
+    towers: Towers = setting("shared", section="train", families=BI, label="towers",
                              doc="bi-encoder: one tower for queries and documents, or a separate document tower")
-    projection: int | None = setting(None, section="train", min=1,
+    projection: int | None = setting(None, section="train", families=BI, min=1,
                                      doc="bi-encoder: a linear projection to this many dimensions; None: none")
-    similarity: Similarity = setting("cosine", section="train", label="similarity",
+    similarity: Similarity = setting("cosine", section="train", families=BI, label="similarity",
                                      doc="bi-encoder score: cosine or dot, divided by the temperature")
-    temperature: float | None = setting(None, section="train", above=0,
+    temperature: float | None = setting(None, section="train", families=BI, above=0,
                                         doc="bi-encoder: scores are sim / temperature; None: 0.05 (cosine), 1 (dot)")
-    corpus_negatives: int = setting(256, section="train", min=1,
+    corpus_negatives: int = setting(256, section="train", families=BI, min=1,
                                     doc="infonce-corpus: random corpus documents shared by each batch (Fang et al.: 256)")
     # optimisation
     steps: int = setting(100, section="train", min=1)
@@ -214,11 +215,12 @@ class RunConfig:
         if OBJECTIVES[self.objective].layout != layout:
             fits = ", ".join(n for n, o in OBJECTIVES.items() if o.layout == layout)
             raise UserError(f"objective '{self.objective}' does not train family '{self.family}' (choose from {fits})")
+        for f in settings(RunConfig):
+            families = f.metadata.get("families")
+            if families and self.family not in families and getattr(self, f.name) != f.default:
+                raise UserError(f"{f.name} = {getattr(self, f.name)!r} applies to family "
+                                f"{' / '.join(repr(x) for x in families)} only")
         if self.family != "bi-encoder":
-            defaults = {f.name: f.default for f in dataclasses.fields(self)}
-            for key in ("towers", "projection", "similarity", "temperature"):
-                if getattr(self, key) != defaults[key]:
-                    raise UserError(f"{key} = {getattr(self, key)!r} applies to family 'bi-encoder' only")
             if self.pooling == "last":
                 raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
 
@@ -267,9 +269,11 @@ def eval_spec(raw: Any) -> EvalSpec:
     return EvalSpec(**raw)
 
 
-def train_settings() -> tuple[str, ...]:
-    """The [train] keys, in declaration order (the report's settings table)."""
-    return tuple(f.name for f in settings(RunConfig) if f.metadata["section"] == "train")
+def train_settings(family: str | None = None) -> tuple[str, ...]:
+    """The [train] keys, in declaration order (the report's settings table); with ``family``, only
+    the keys that apply to it."""
+    return tuple(f.name for f in settings(RunConfig) if f.metadata["section"] == "train"
+                 and (family is None or not f.metadata.get("families") or family in f.metadata["families"]))
 
 
 def run_field_hint(name: str):

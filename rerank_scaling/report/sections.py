@@ -20,8 +20,6 @@ from rerank_scaling.report.caveats import Caveat
 from rerank_scaling.report.study import HEADLINE, Study
 from rerank_scaling.scaling import LAWS, Verdict, lower_is_better
 
-TRAIN_KEYS = train_settings()  # the [train] keys of RunConfig, in declaration order
-
 
 def _values(configs: list[dict], key: str) -> str:
     vals = sorted({str(c.get(key)) for c in configs if key in c})
@@ -136,7 +134,9 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     if configs:
         lines += ["### Training settings", "", "From the cells' `config.json` (values that differ between cells "
                   "are separated by `/`).", ""]
-        rows = [[k, _values(configs, k)] for k in TRAIN_KEYS if any(k in c for c in configs)]
+        families = {c.get("family", "cross-encoder") for c in configs}
+        keys = [k for k in train_settings() if any(k in train_settings(f) for f in families)]
+        rows = [[k, _values(configs, k)] for k in keys if any(k in c for c in configs)]
         lines += [T.md_table(["setting", "value"], rows), ""]
     lines += hardware(study)
     return lines

@@ -131,9 +131,17 @@ def test_temperature_divides_the_similarity(cranfield):
     ({"objective": "infonce"}, "objective 'infonce' does not train family 'cross-encoder'"),
     ({"towers": "separate"}, "towers = 'separate' applies to family 'bi-encoder' only"),
     ({"pooling": "last"}, "pooling = 'last' applies to family 'bi-encoder' only"),
+    ({"corpus_negatives": 32}, "corpus_negatives = 32 applies to family 'bi-encoder' only"),
     ({"family": "bi-encoder", "objective": "infonce", "temperature": 0.0}, "temperature"),
 ])
 def test_bad_combinations_are_one_line_user_errors(kw, message):
     with pytest.raises(UserError, match=message) as info:
         RunConfig(**kw)
     assert "\n" not in str(info.value)
+
+
+def test_the_settings_of_a_family_leave_out_other_families_keys():
+    from rerank_scaling.config.run import train_settings
+
+    assert "towers" in train_settings("bi-encoder") and "towers" not in train_settings("cross-encoder")
+    assert set(train_settings("cross-encoder")) < set(train_settings()) == set(train_settings("bi-encoder"))
