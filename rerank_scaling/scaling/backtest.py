@@ -68,7 +68,9 @@ class Backtest:
     level: float
 
     def to_dict(self) -> dict:
-        return jsonable({"level": self.level, "summary": self.summary.to_dicts(), "cases": self.cases.to_dicts()})
+        ladders = sorted(self.cases["ladder"].unique().to_list()) if self.cases.height else []
+        return jsonable({"level": self.level, "ladders": ladders, "summary": self.summary.to_dicts(),
+                         "cases": self.cases.to_dicts()})
 
 
 def _ladders(tables, ladder_names=None) -> list[tuple[str, pl.DataFrame]]:
