@@ -76,8 +76,13 @@ def _run_forecast(args) -> int:
     from rerank_scaling.scaling.table import load_results
 
     table = load_results(args.results)
+    if args.estimator is None and args.law is None:
+        from rerank_scaling.scaling.calibration import default_estimator
+
+        args.estimator = default_estimator()  # None until the real-ladder backtest has chosen one
     if args.estimator is not None:
         return _run_estimator_forecast(args, table)
+    args.law = args.law or "auto"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = forecast(
@@ -242,10 +247,10 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--metric", required=True, help="metric to forecast, e.g. ndcg@10")
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 400e6")
-    p.add_argument("--law", choices=LAW_CHOICES, default="auto",
-                   help="auto (default: a+b*N^c, bias-corrected), cv (lowest leave-largest-out error), a size "
-                        "law, or joint/joint-fang (N x D law on every checkpoint of the fitted runs, forecast at "
-                        "the larger model's final exposure)")
+    p.add_argument("--law", choices=LAW_CHOICES, default=None,
+                   help="fit this law instead of the default estimator: auto (a+b*N^c, bias-corrected), cv "
+                        "(lowest leave-largest-out error), a size law, or joint/joint-fang (N x D law on every "
+                        "checkpoint of the fitted runs, forecast at the larger model's final exposure)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--evidence", choices=("final", "late"), default="final",
                    help="per-run value: final checkpoint (default) or mean of the late checkpoints")
@@ -255,9 +260,9 @@ def register(subparsers) -> None:
                    help="extra sizes to forecast, e.g. 1e9,3e9")
     p.add_argument("--objective", default=None, help="only this objective")
     p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
-                   help="forecast with an estimator the backtest scores (pooled, late-k, averaged, ...) instead "
-                        "of a law; its intervals are widened by its conformal width rule where one is calibrated "
-                        "(scaling/README.md)")
+                   help="forecast with an estimator the backtest scores (pooled, late-k, averaged, ...); default: "
+                        "the one the real-ladder backtest chose (scaling/README.md), its intervals widened by its "
+                        "calibrated conformal rule")
     p.add_argument("--uncalibrated", action="store_true", help="with --estimator: the raw intervals")
     p.set_defaults(func=_run_forecast)
 
