@@ -41,6 +41,7 @@ from rerank_scaling.scaling.util import jsonable
 HOLDOUTS = (1, 2)
 BASELINES = ("curve-fit", "carry-forward", "loglinear")  # never candidates for the default
 MAX_FAILED = 0.10  # an estimator failing more of its size targets than this is not eligible
+EXACT = 1e-9  # a reference MAE this small is "exact" (a constant metric fitted to rounding error)
 MIN_FIT_LEVELS = 3  # fewer fitted sizes / checkpoints: the case is skipped (no 3-parameter law fits)
 
 
@@ -300,7 +301,8 @@ def choose_default(cases: pl.DataFrame, reference: str = "loglinear", max_failed
     On the size hold-outs of every ladder in ``cases``: per (ladder, metric, holdout) group,
     an estimator's *relative MAE* is its mean |error| over the targets it forecast divided by
     ``reference``'s (the log-linear extension: it never explodes, so the ratio is defined;
-    groups where the reference is exact or missing are skipped). Its *score* is the mean over
+    groups where the reference is exact -- MAE <= ``EXACT``, e.g. recall@100 constant across sizes,
+    fitted to rounding error -- or missing are skipped). Its *score* is the mean over
     ladders of the mean over that ladder's groups, so every ladder weighs the same whatever its
     number of metrics, and every metric the same whatever its scale. Baselines are not
     candidates; an estimator that fails (no forecast) on more than ``max_failed`` of its targets,
@@ -317,7 +319,7 @@ def choose_default(cases: pl.DataFrame, reference: str = "loglinear", max_failed
     if ref.height == 0:
         raise UserError(f"the backtest has no '{reference}' rows: run it with that estimator too")
     rel = (per_group.join(ref, on=group)
-           .filter(pl.col("ref_mae").is_not_null() & (pl.col("ref_mae") > 0) & pl.col("mae").is_not_null())
+           .filter(pl.col("ref_mae").is_not_null() & (pl.col("ref_mae") > EXACT) & pl.col("mae").is_not_null())
            .with_columns((pl.col("mae") / pl.col("ref_mae")).alias("rel")))
     per_ladder = rel.group_by(["ladder", "estimator"]).agg(pl.col("rel").mean())
     ladders = sorted(per_ladder["ladder"].unique().to_list())

@@ -172,6 +172,8 @@ def test_default_rule_by_hand():
     rows += _case_rows("B", "acc", "loglinear", [0.2, 0.2])
     rows += _case_rows("B", "acc", "pooled", [0.1, 0.1]) + _case_rows("B", "acc", "late-k", [0.3, math.nan])
     rows += _case_rows("B", "acc", "curve-fit", [0.0, 0.0])
+    # a constant metric: the reference is exact to rounding error, so the group says nothing (skipped)
+    rows += _case_rows("B", "recall", "loglinear", [1e-17, -1e-17]) + _case_rows("B", "recall", "pooled", [1e-3, 1e-3])
     table = choose_default(pl.DataFrame(rows))
     got = {r["estimator"]: r for r in table.iter_rows(named=True)}
     # pooled: A = mean(0.5, 1.0) = 0.75, B = 0.5 -> 0.625; late-k: A = mean(0.2, 3.0) = 1.6, B = 1.5 -> 1.55
