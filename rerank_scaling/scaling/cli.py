@@ -107,11 +107,12 @@ def _run_estimator_forecast(args, table) -> int:
     from rerank_scaling.scaling.estimate import estimator_forecasts
 
     rule = None if args.uncalibrated else width_rule(args.estimator, args.level)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         rows = estimator_forecasts(table, args.metric, args.fit_max_params, args.estimator, eval_set=args.eval_set,
                                    objective=args.objective, level=args.level, predict_params=args.predict_params,
                                    n_boot=args.bootstrap, seed=args.seed, width_rule=rule)
+    _report_skipped(caught)
     if args.json:
         _dump(rows)
     else:

@@ -11,12 +11,14 @@ rule of the default is in :mod:`.calibration`).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import polars as pl
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import estimators as E
+from rerank_scaling.scaling.backtest import MIN_FIT_LEVELS
 from rerank_scaling.scaling.table import as_table, group_columns, select_metric
 
 
@@ -34,10 +36,15 @@ def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: st
         if df.height == 0:
             raise UserError(f"objective '{objective}' has no rows for {metric}")
     keys = group_columns(df)
+    models = {float(p): m for p, m in df.select("params", "model").unique().iter_rows()} if "model" in df.columns else {}
     cases = []
     for key_values, rows in df.group_by(keys, maintain_order=True):
         key = dict(zip(keys, key_values))
-        if rows.filter(pl.col("params") <= fit_max_params).height == 0:
+        fitted_sizes = rows.filter(pl.col("params") <= fit_max_params)["params"].n_unique()
+        if fitted_sizes < MIN_FIT_LEVELS:
+            label = ", ".join([metric] + [f"{k}={v}" for k, v in key.items() if v is not None])
+            warnings.warn(f"skipped: {label}: {fitted_sizes} size(s) <= {fit_max_params:g}, an estimator needs "
+                          f"{MIN_FIT_LEVELS}")
             continue
         case = E.size_case("table", metric, key, rows, fit_max_params, extra_targets=predict_params)
         if case.target_x.size:
@@ -53,7 +60,8 @@ def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: st
             p, y = float(pred[j]), float(case.actual[j])
             known = math.isfinite(y)
             fin = math.isfinite(p) and math.isfinite(float(lo_w[j])) and math.isfinite(float(hi_w[j]))
-            out.append({**case.key, "metric": metric, "params": float(x), "predicted": p,
+            out.append({"eval_set": "default", **case.key, "model": models.get(float(x)), "metric": metric,
+                        "params": float(x), "predicted": p,
                         "lower": float(lo_w[j]), "upper": float(hi_w[j]), "raw_lower": float(lo[j]),
                         "raw_upper": float(hi[j]), "actual": y if known else None,
                         "error": p - y if known and math.isfinite(p) else None,

@@ -29,9 +29,21 @@ def test_forecast_json_keys(csv_path, capsys):
 
 def test_forecast_table_output(csv_path, capsys):
     assert main(["forecast", str(csv_path), "--metric", "ce@64", "--fit-max-params", "400M",
-                 "--bootstrap", "50"]) == 0
+                 "--bootstrap", "50", "--law", "auto"]) == 0
     out = capsys.readouterr().out
     assert "ce-1b" in out and "law (listwise): auto" in out
+
+
+def test_forecast_defaults_to_the_calibrated_estimator(csv_path, capsys):
+    from rerank_scaling.scaling.calibration import default_estimator, width_rule
+
+    name = default_estimator()
+    if name is None:
+        pytest.skip("no calibration.json: the default is the auto law")
+    assert main(["forecast", str(csv_path), "--metric", "ce@64", "--fit-max-params", "400M", "--bootstrap", "50",
+                 "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(r["estimator"] == name and r["calibrated"] == (width_rule(name) is not None) for r in rows)
 
 
 def test_user_error_exit_code(tmp_path, capsys):
