@@ -18,6 +18,9 @@ from rerank_scaling.errors import UserError
 # mirrors of the analyzer's constants (tests/scaling/test_cli.py checks they agree)
 LAW_CHOICES = ("auto", "cv", "size", "fang", "loglinear", "bounded", "joint", "joint-fang")
 JOINT_LAWS = ("joint", "joint-fang")
+DATA_LAWS = ("data", "data-fang", "data-loglinear")
+FIT_LAW_CHOICES = (*LAW_CHOICES, *DATA_LAWS)
+DATA_AXES = ("exposure", "budget")
 DEFAULT_MIN_COVERAGE = 0.5
 ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
                    "pooled", "pooled-objectives", "average", "joint")
@@ -127,7 +130,7 @@ def _run_fit(args) -> int:
         warnings.simplefilter("always")
         groups = fit_groups(table, args.metric, math.inf if args.max_params is None else args.max_params,
                             eval_set=args.eval_set, law=args.law, level=args.level, n_boot=args.bootstrap,
-                            seed=args.seed, objective=args.objective)
+                            seed=args.seed, objective=args.objective, data_axis=args.data)
     _report_skipped(caught)
     rows = [fit_row(g) for g in groups]
     if args.json:
@@ -142,7 +145,8 @@ def fit_row(group) -> dict:
     from rerank_scaling.scaling.util import jsonable
 
     fit = group.fit
-    return jsonable({**group.key, "metric": group.metric, "law": fit.law.name, "formula": fit.law.formula,
+    return jsonable({**group.key, **({"model": group.points["model"][0]} if group.fit.law.inputs == ("D",) else {}),
+                     "metric": group.metric, "law": fit.law.name, "formula": fit.law.formula,
                      "params": dict(fit.params),
                      "intervals": {k: list(v) for k, v in fit.param_intervals.items()},
                      "level": fit.level, "r2": fit.r2, "rmse": fit.rmse, "n_points": fit.n_points,
@@ -264,11 +268,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("fit", help="fit a law and print its parameters in the law's own form",
                               description="Fit LAW to every group (objective, eval set, ...) of METRIC and print "
                                           "its parameters in the law's own form (size: a, b, c; fang: A, alpha, "
-                                          "delta; joint-fang: A, alpha, B, beta, delta), with bootstrap intervals "
-                                          "and R^2, to compare exponents with a paper's.")
+                                          "delta; data-fang: B, beta, delta, per model; joint-fang: A, alpha, B, "
+                                          "beta, delta), with bootstrap intervals and R^2, to compare exponents "
+                                          "with a paper's.")
     _common(p)
     p.add_argument("--metric", required=True, help="metric to fit, e.g. ce@15")
-    p.add_argument("--law", choices=LAW_CHOICES, default="auto", help="law (default auto)")
+    p.add_argument("--law", choices=FIT_LAW_CHOICES, default="auto",
+                   help="law (default auto); data laws (data, data-fang, data-loglinear) are fitted per model")
+    p.add_argument("--data", choices=DATA_AXES, default="exposure",
+                   help="what D is for data and joint laws: exposure (examples seen, every checkpoint a point; "
+                        "default) or budget (training queries: each run's final value a point, runs that differ "
+                        "only in budget fitted together)")
     p.add_argument("--max-params", type=parse_amount, default=None, help="fit only runs up to this size (default all)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--objective", default=None, help="only this objective")

@@ -86,7 +86,8 @@ def fits(rows: list[dict], console: Console | None = None) -> None:
         by_law[r["law"]].append(r)
     for law, sub in by_law.items():
         names = list(sub[0]["params"])
-        keys = [k for k in ("objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in sub)]
+        keys = [k for k in ("objective", "supervision", "budget", "model", "eval_set")
+                if any(r.get(k) is not None for r in sub)]
         table = Table(title=f"{sub[0]['metric']}: {sub[0]['formula']} ({sub[0]['level']:.0%} bootstrap intervals)")
         for name in [*keys, *names, "R^2", "points", "distinct"]:
             table.add_column(name, justify="left" if name in keys else "right")
