@@ -21,6 +21,7 @@ JOINT_LAWS = ("joint", "joint-fang")
 DATA_LAWS = ("data", "data-fang", "data-loglinear")
 FIT_LAW_CHOICES = (*LAW_CHOICES, *DATA_LAWS)
 DATA_AXES = ("exposure", "budget")
+STAGES = ("rerank", "retrieval")
 DEFAULT_MIN_COVERAGE = 0.5
 ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
                    "pooled", "pooled-objectives", "average", "joint")
@@ -191,6 +192,7 @@ def _run_allocate(args) -> int:
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
         inference_queries=args.inference_queries, candidates=args.candidates, tokens_per_pair=args.tokens_per_pair,
+        stage=args.stage, query_tokens=args.query_tokens, doc_tokens=args.doc_tokens, corpus_size=args.corpus_size,
         eval_set=args.eval_set, objective=args.objective, law=args.law, level=args.level, n_boot=args.bootstrap,
         tolerance=args.tolerance, seed=args.seed,
     )
@@ -314,10 +316,19 @@ def register(subparsers) -> None:
     p.add_argument("--flops", type=parse_amount, required=True, help="total FLOP budget, e.g. 1e18")
     p.add_argument("--tokens-per-example", type=float, default=None,
                    help="training tokens per example (default: tokens_seen / examples_seen from the table)")
-    p.add_argument("--inference-queries", type=float, default=0.0, help="queries to rerank over the model's life")
-    p.add_argument("--candidates", type=float, default=100.0, help="candidates scored per query (default 100)")
+    p.add_argument("--inference-queries", type=parse_amount, default=0.0,
+                   help="queries served over the model's life (reranked, or encoded online by a retriever)")
+    p.add_argument("--stage", choices=STAGES, default="rerank",
+                   help="inference cost model: rerank (2*N*tokens-per-pair*candidates per query; default) or "
+                        "retrieval (a bi-encoder: 2*N*query-tokens per query online, 2*N*doc-tokens*corpus-size "
+                        "once offline)")
+    p.add_argument("--candidates", type=float, default=100.0, help="rerank: candidates scored per query (default 100)")
     p.add_argument("--tokens-per-pair", type=float, default=None,
-                   help="tokens per scored query-passage pair (default: tokens per example)")
+                   help="rerank: tokens per scored query-passage pair (default: tokens per example)")
+    p.add_argument("--query-tokens", type=float, default=None, help="retrieval: tokens of an encoded query")
+    p.add_argument("--doc-tokens", type=float, default=None, help="retrieval: tokens of an encoded document")
+    p.add_argument("--corpus-size", type=parse_amount, default=0.0,
+                   help="retrieval: documents encoded offline once (default 0)")
     p.add_argument("--objective", default=None, help="only this objective")
     p.add_argument("--law", choices=JOINT_LAWS, default="joint", help="joint law (default joint)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")

@@ -178,7 +178,8 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
         console.print(f"[bold]{head}[/bold]: budget {a.flops:.3g} FLOPs, law {a.law} (R² {a.fit_r2:.3f}), "
                       f"{a.tokens_per_example:g} tokens/example")
         console.print(f"  best: N = {_size(a.params)} params, D = {a.examples:.3g} examples "
-                      f"({a.tokens:.3g} tokens); train {a.train_flops:.3g} + inference {a.inference_flops:.3g} FLOPs")
+                      f"({a.tokens:.3g} tokens); train {a.train_flops:.3g} + inference {a.inference_flops:.3g} FLOPs"
+                      + (f" ({a.stage})" if a.inference_flops else ""))
         console.print(f"  predicted {a.metric} = {a.predicted:.4f} [{_num(a.lower)}, {_num(a.upper)}]")
         if a.note:
             console.print(f"  [yellow]note:[/yellow] {a.note}")

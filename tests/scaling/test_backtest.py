@@ -150,6 +150,9 @@ def test_cli_choices_mirror_the_analyzer():
     assert set(cli.LAW_CHOICES) == set(FORECAST_LAWS) and cli.JOINT_LAWS == JOINT_LAWS
     assert set(cli.FIT_LAW_CHOICES) == set(FIT_LAWS) and cli.DATA_LAWS == DATA_LAWS
     assert cli.DATA_AXES == DATA_AXES
+    from rerank_scaling.scaling.allocate import STAGES
+
+    assert cli.STAGES == STAGES
     assert cli.ESTIMATOR_NAMES == tuple(SIZE_ESTIMATORS)
     assert cli.EXPOSURE_ESTIMATOR_NAMES == tuple(EXPOSURE_ESTIMATORS)
     assert cli.DEFAULT_MIN_COVERAGE == DEFAULT_MIN_COVERAGE
