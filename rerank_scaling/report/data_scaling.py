@@ -24,11 +24,16 @@ SHOWN = ("recall@100", HEADLINE)  # measured beside the entropy in the compariso
 
 def _law_rows(fits: MetricFits, keys: tuple[str, ...]) -> list[list[str]]:
     rows = []
-    for g in sorted(fits.groups, key=lambda g: tuple(str(_key(g, k)) for k in keys)):
+    for g in sorted(fits.groups, key=lambda g: tuple(_order(_key(g, k)) for k in keys)):
         fit = g.fit
         rows.append([*[T.plain(_key(g, k)) for k in keys], "; ".join(param(fit, p, v) for p, v in fit.params.items()),
                      T.num(fit.r2, 3), str(fit.n_points)])
     return rows
+
+
+def _order(v) -> tuple:
+    """Numbers (budgets) in numeric order, text after them in alphabetical order."""
+    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
 
 
 def _key(group, k: str):

@@ -110,6 +110,8 @@ def test_data_section_recovers_each_supervisions_joint_law(text):
 def test_data_laws_per_model_and_budget(text):
     data = section(text, "Scaling with data and annotation quality", "## 6.")
     size = section(data, "### Size law per budget", "### Data law per model")
-    assert len([line for line in size.splitlines() if line.startswith("| cranfield-test |")]) == 3 * 4
+    rows = [line for line in size.splitlines() if line.startswith("| cranfield-test |")]
+    assert len(rows) == 3 * 4
+    assert [r.split(" | ")[2] for r in rows[:4]] == [str(b) for b in BUDGETS]  # budgets in numeric order
     per_model = section(data, "### Data law per model", "### Joint law")
     assert len([line for line in per_model.splitlines() if line.startswith("| cranfield-test |")]) == 3 * 4
