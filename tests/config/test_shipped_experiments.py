@@ -21,3 +21,17 @@ def test_the_default_study_compares_the_reference_objectives():
     exp = load_experiment(REPO / "experiments" / "demo.toml")
     assert {c.objective for c in exp.cells} == {"pointwise", "pairwise", "listnet"}
     assert len({c.size for c in exp.cells}) >= 4
+
+
+def test_the_drscale_study_has_fangs_axes():
+    """Sizes x nested budgets x two annotation qualities, bi-encoders with random corpus negatives."""
+    exp = load_experiment(REPO / "experiments" / "dense-drscale.toml")
+    assert {c.family for c in exp.cells} == {"bi-encoder"} and {c.objective for c in exp.cells} == {"infonce-corpus"}
+    assert len({c.size for c in exp.cells}) == 6 and {c.supervision for c in exp.cells} == {"human", "ict"}
+    assert len({c.budget for c in exp.cells}) == 4 and "ce-corpus@256" in exp.cells[0].ce_variants
+
+
+def test_the_dense_demo_has_budgets_and_supervisions():
+    exp = load_experiment(REPO / "experiments" / "dense-demo.toml")
+    assert sorted({c.budget for c in exp.cells}) == [30, 60, 120]
+    assert {c.supervision for c in exp.cells} == {"human", "weak", "ict"} and len(exp.cells) == 27
