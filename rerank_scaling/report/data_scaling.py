@@ -112,14 +112,15 @@ def data_section(study: Study, analysis: Analysis) -> list[str]:
     ds = analysis.data
     if ds is None:
         return []
+    n_sizes, n_budgets = len(study.param_sizes), len(study.column_values("budget"))
     lines = ["## 0. Scaling with data and annotation quality", "",
              f"Contrastive entropy `{ds.metric}` (lower is better) as Fang et al. (2024) fit it. D is the data "
              "budget: training queries, nested (a smaller budget is a prefix of a larger one); every run is one "
              "point, its final checkpoint. The laws are fitted per supervision (annotation quality), with "
              f"{analysis.level:.0%} bootstrap intervals over runs in brackets (raw units: N in parameters, D in "
-             "queries). With as many points as parameters (the size law on three sizes, the data law on three "
-             "budgets) a law interpolates and its intervals are not informative; the joint law is fitted on every "
-             "run of a supervision.", ""]
+             f"queries). The size law has {n_sizes} size(s) per budget and the data law {n_budgets} budget(s) per "
+             "model for 3 parameters each (with 3 points a law interpolates and its intervals say little); the "
+             "joint law's 5 parameters are fitted on every run of a supervision.", ""]
     for es in study.eval_sets:
         lines += [f"### Final {ds.metric} per run, {es.name} ({es.domain})", ""]
         lines += _finals_table(study, ds.metric, es.name)

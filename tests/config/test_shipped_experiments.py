@@ -30,8 +30,3 @@ def test_the_drscale_study_has_fangs_axes():
     assert len({c.size for c in exp.cells}) == 6 and {c.supervision for c in exp.cells} == {"human", "ict"}
     assert len({c.budget for c in exp.cells}) == 4 and "ce-corpus@256" in exp.cells[0].ce_variants
 
-
-def test_the_dense_demo_has_budgets_and_supervisions():
-    exp = load_experiment(REPO / "experiments" / "dense-demo.toml")
-    assert sorted({c.budget for c in exp.cells}) == [30, 60, 120]
-    assert {c.supervision for c in exp.cells} == {"human", "weak", "ict"} and len(exp.cells) == 27

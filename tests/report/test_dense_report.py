@@ -95,6 +95,7 @@ def test_first_stage_section_compares_recall_with_bm25(text):
 def test_data_section_recovers_each_supervisions_joint_law(text):
     data = section(text, "Scaling with data and annotation quality", "## 6.")
     assert "`ce-corpus@64`" in data and "D = 240" in data
+    assert "The size law has 4 size(s) per budget and the data law 4 budget(s) per model" in data
     joint = section(data, "### Joint law per supervision", "### Annotation quality")
     for sup, (_, alpha, _, beta, delta) in LAWS.items():
         row = next(line for line in joint.splitlines() if f"| {sup} |" in line)
