@@ -6,7 +6,10 @@
 |---|---|
 | `study.py` | read the study folder: table, experiment.toml, cells |
 | `analysis.py` | run the scaling analyzer (fits, forecasts, verdicts, allocation), failures become notes |
-| `baselines.py` | BM25 against each reranker |
+| `wording.py` | what the models are called (reranker, bi-encoder, ...) and whether they are a first stage |
+| `baselines.py` | BM25 against each trained model |
+| `first_stage.py` | first-stage studies: recall@100 of each retrieved list vs BM25's |
+| `data_scaling.py` | studies with 2+ budgets: size, data and joint laws per supervision, annotation quality |
 | `caveats.py` | caveats written from the data |
 | `figures.py` | the PNG figures (matplotlib Agg) |
 | `tables.py` | markdown table and number helpers |

@@ -33,6 +33,18 @@ class MetricFits:
 
 
 @dataclass
+class DataScaling:
+    """Fang et al.'s three laws of one contrastive entropy, D = the data budget (training queries):
+    the size law per supervision x budget, the data law per supervision x model, the joint law per
+    supervision (every run a point)."""
+
+    metric: str
+    size: MetricFits
+    data: MetricFits
+    joint: MetricFits
+
+
+@dataclass
 class Analysis:
     cut: float
     cut_reason: str
@@ -46,6 +58,7 @@ class Analysis:
     allocation_flops: float | None
     allocations: list[Allocation]
     allocation_notes: list[str]
+    data: DataScaling | None = None  # laws over the data budget, per supervision (studies with 2+ budgets)
 
     @property
     def held_out(self) -> bool:
@@ -64,12 +77,14 @@ def default_cut(sizes: list[float]) -> tuple[float, str]:
     return sizes[-1], "the only model size: nothing can be held out"
 
 
-def fit_metric(study: Study, metric: str, cut: float, n_boot: int) -> MetricFits:
+def fit_metric(study: Study, metric: str, cut: float, n_boot: int, law: str = "auto",
+               data_axis: str = "exposure") -> MetricFits:
     out = MetricFits(metric)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            out.groups = fit_groups(study.table, metric, cut, level=LEVEL, n_boot=n_boot, seed=SEED)
+            out.groups = fit_groups(study.table, metric, cut, level=LEVEL, n_boot=n_boot, seed=SEED, law=law,
+                                    data_axis=data_axis)
         except UserError as exc:
             out.error = str(exc)
     out.notes = [m.removeprefix("skipped: ") for m in _record(caught) if m.startswith("skipped: ")]
@@ -121,6 +136,24 @@ def _allocations(study: Study, n_boot: int) -> tuple[float | None, list[Allocati
     return float(flops), out, notes
 
 
+def entropy_metric(study: Study) -> str | None:
+    """The contrastive entropy the data laws are fitted to: Fang's random corpus negatives
+    (``ce-corpus@M``, the largest M) when measured, else the candidate-list ``ce@m``."""
+    ces = [m for m in study.metrics if m.startswith("ce-corpus@")] or [m for m in study.metrics if m.startswith("ce@")]
+    return max(ces, key=lambda m: int(m.rsplit("@", 1)[1])) if ces else None
+
+
+def data_scaling(study: Study, n_boot: int) -> DataScaling | None:
+    """Size, data and joint laws over the budget axis; None unless the study has two budgets or more."""
+    metric = entropy_metric(study)
+    if metric is None or len(study.column_values("budget")) < 2:
+        return None
+    inf = float("inf")
+    return DataScaling(metric, fit_metric(study, metric, inf, n_boot, law="fang"),
+                       fit_metric(study, metric, inf, n_boot, law="data-fang", data_axis="budget"),
+                       fit_metric(study, metric, inf, n_boot, law="joint-fang", data_axis="budget"))
+
+
 def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300) -> Analysis:
     sizes = study.param_sizes
     if fit_max_params is None:
@@ -134,4 +167,5 @@ def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300
     size_v, size_err = _verdicts(study, cut, n_boot)
     exp_v, exp_err = _exposure(study, n_boot)
     flops, allocs, alloc_notes = _allocations(study, n_boot)
-    return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes)
+    return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes,
+                    data_scaling(study, n_boot))

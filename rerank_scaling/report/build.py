@@ -8,6 +8,7 @@ the markdown renamed into place.  On any error nothing is left half-written.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,10 +18,13 @@ from rerank_scaling.report import figures as F
 from rerank_scaling.report import sections as S
 from rerank_scaling.report.analysis import analyse
 from rerank_scaling.report.caveats import caveats
+from rerank_scaling.report.data_scaling import data_section
+from rerank_scaling.report.first_stage import first_stage_section
 from rerank_scaling.report.study import HEADLINE, Study, load_study
 from rerank_scaling.rundir import output_folder
 
 FIGURES = "figures"
+_HEADING = re.compile(r"^## \d+\. (.*)$")
 
 
 def _out_path(study_dir: Path, out: Path | str | None) -> Path:
@@ -55,6 +59,22 @@ def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dic
     return size, exposure, metrics
 
 
+def number_sections(lines: list[str]) -> list[str]:
+    """Number the ``## N. Title`` headings in order (sections shown only for some studies write
+    ``## 0.``) and point the header's caveats link at the caveats' number."""
+    out, n, anchor = [], 0, S.CAVEATS_ANCHOR
+    for line in lines:
+        m = _HEADING.match(line)
+        if m:
+            n += 1
+            line = f"## {n}. {m.group(1)}"
+            if m.group(1) == "Caveats":
+                anchor = f"{n}-caveats"
+        out.append(line)
+    link = f"](#{S.CAVEATS_ANCHOR})"
+    return [line.replace(link, f"](#{anchor})") for line in out]
+
+
 def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict]) -> str:
     size, exposure, metrics = figure_paths
     found = caveats(study, analysis)
@@ -62,12 +82,15 @@ def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict]) -> str
         *S.header(study, analysis, found),
         *S.study_section(study, analysis),
         *S.baselines_section(study),
+        *first_stage_section(study),
         *S.size_section(study, analysis, size),
+        *data_section(study, analysis),
         *S.verdict_section(study, analysis, metrics),
         *S.exposure_section(study, exposure),
         *S.allocation_section(study, analysis),
         *S.caveats_section(found),
     ]
+    lines = number_sections(lines)
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines) + "\n"

@@ -151,17 +151,19 @@ def failed_cells(study: Study, analysis: Analysis) -> list[Caveat]:
 def not_beating_bm25(study: Study, analysis: Analysis) -> list[Caveat]:
     if HEADLINE not in study.metrics:
         return []
-    out = []
+    out, w = [], study.words
+    worse = ("a first stage that retrieves worse than BM25" if w.first_stage
+             else "a reranker that is worse than its own candidate list")
     for es in study.eval_sets:
         c = compare(study, es.name, HEADLINE)
         if c.bm25 is not None and c.best is not None and c.n_better == 0:
             out.append(Caveat("No gain over BM25", (
-                f"on {es.name} ({es.domain}) no reranker beats BM25 on {HEADLINE} (BM25 {num(c.bm25)}, best "
-                f"reranker {c.best.model}/{c.best.objective} {num(c.best.values[HEADLINE])}); its scaling curve "
-                "describes a reranker that is worse than its own candidate list.")))
+                f"on {es.name} ({es.domain}) no {w.noun} beats BM25 on {HEADLINE} (BM25 {num(c.bm25)}, best "
+                f"{w.noun} {c.best.model}/{c.best.objective} {num(c.best.values[HEADLINE])}); its scaling curve "
+                f"describes {worse}.")))
         elif c.bm25 is not None and c.n_better < c.n_total:
             out.append(Caveat("Partial gain over BM25", (
-                f"on {es.name} only {c.n_better} of {c.n_total} rerankers beat BM25 on {HEADLINE}.")))
+                f"on {es.name} only {c.n_better} of {c.n_total} {w.plural} beat BM25 on {HEADLINE}.")))
     return out
 
 

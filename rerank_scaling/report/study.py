@@ -18,6 +18,7 @@ import polars as pl
 from rerank_scaling.config import Experiment, load_experiment
 from rerank_scaling.errors import UserError
 from rerank_scaling.results import read_table
+from rerank_scaling.report.wording import Wording, wording
 from rerank_scaling.rundir import CellState, StudyFolder
 from rerank_scaling.scaling import lower_is_better, run_values
 from rerank_scaling.scaling.table import load_results
@@ -114,6 +115,14 @@ class Study:
                     return cell.config
         return {}
 
+    @property
+    def words(self) -> Wording:
+        """The family's words (reranker, bi-encoder, ...) and whether it is a first stage."""
+        family = self.config.get("family")
+        if family is None and self.experiment and self.experiment.cells:
+            family = self.experiment.cells[0].family
+        return wording(family)
+
     def configs(self) -> list[dict]:
         return [c.config for c in self.cells if c.config]
 
@@ -179,7 +188,7 @@ def load_study(folder: Path | str) -> Study:
         collected = True
     table = load_results(results)
     if table.filter(~pl.col("baseline")).height == 0:
-        raise UserError(f"{results}: no reranker rows (only the BM25 baseline), nothing to report")
+        raise UserError(f"{results}: no model rows (only the BM25 baseline), nothing to report")
     experiment, note = _experiment(study)
     cells = tuple(cell.state() for cell in study.cells())
     per_query = read_table(study.per_query) if study.per_query.exists() else None

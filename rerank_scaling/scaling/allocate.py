@@ -3,7 +3,14 @@
 Cost model (N = non-embedding params, D = examples seen, tau = tokens per example):
 
     training   C_train = 6 * N * D * tau
-    inference  C_inf   = 2 * N * tau_pair * K * Q   (K candidates for each of Q queries)
+    inference  C_inf   = 2 * N * tau_pair * K * Q          stage "rerank": K candidate pairs for each of Q queries
+               C_inf   = 2 * N * (tau_q * Q + tau_d * M)   stage "retrieval" (a bi-encoder): Q queries encoded
+                                                           online, the M corpus documents encoded offline once
+
+(a forward pass costs 2 FLOPs per parameter and token; a retriever's tower of N
+parameters encodes each query and each document once, a reranker reads each
+pair).  Inference is linear in N, so a budget with inference pushes the best
+model smaller (Fang et al., 2024).
 
 For every size N on a log grid (a factor 4 beyond the sizes trained) the budget
 fixes ``D = (C - C_inf) / (6 N tau)``; the joint law fitted to every checkpoint of
@@ -46,6 +53,43 @@ class GridPoint:
     predicted: float
 
 
+STAGES = ("rerank", "retrieval")
+
+
+def inference_per_param(stage: str = "rerank", queries: float = 0.0, *, candidates: float = 100.0,
+                        tokens_per_pair: float | None = None, query_tokens: float | None = None,
+                        doc_tokens: float | None = None, corpus_size: float = 0.0) -> float:
+    """Inference FLOPs per model parameter (see module doc): multiply by N for the cost."""
+    if stage not in STAGES:
+        raise UserError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    for flag, value in (("--inference-queries", queries), ("--candidates", candidates),
+                        ("--corpus-size", corpus_size)):
+        if value < 0:
+            raise UserError(f"{flag} must be >= 0, got {value:g}")
+    if stage == "rerank":
+        for flag, value in (("--query-tokens", query_tokens), ("--doc-tokens", doc_tokens)):
+            if value is not None:
+                raise UserError(f"{flag} = {value:g} is a retrieval cost: it needs --stage retrieval")
+        if corpus_size:
+            raise UserError(f"--corpus-size = {corpus_size:g} is a retrieval cost: it needs --stage retrieval")
+        if tokens_per_pair is None:
+            raise UserError("--stage rerank needs the tokens of a scored pair (--tokens-per-pair)")
+        return 2.0 * tokens_per_pair * candidates * queries
+    if tokens_per_pair is not None:
+        raise UserError(f"--tokens-per-pair = {tokens_per_pair:g} is a reranking cost: a retriever encodes queries "
+                        "and documents apart (--query-tokens, --doc-tokens)")
+    if queries and query_tokens is None:
+        raise UserError(f"--stage retrieval with --inference-queries {queries:g} needs --query-tokens "
+                        "(tokens of an encoded query)")
+    if corpus_size and doc_tokens is None:
+        raise UserError(f"--stage retrieval with --corpus-size {corpus_size:g} needs --doc-tokens "
+                        "(tokens of an encoded document)")
+    for flag, value in (("--query-tokens", query_tokens), ("--doc-tokens", doc_tokens)):
+        if value is not None and value <= 0:
+            raise UserError(f"{flag} must be positive, got {value:g}")
+    return 2.0 * ((query_tokens or 0.0) * queries + (doc_tokens or 0.0) * corpus_size)
+
+
 @dataclass(frozen=True)
 class Allocation:
     metric: str
@@ -69,6 +113,7 @@ class Allocation:
     supervision: str | None = None
     equal_compute: tuple[GridPoint, ...] = ()
     best_grid: GridPoint | None = None
+    stage: str = "rerank"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -97,6 +142,10 @@ def allocate(
     inference_queries: float = 0.0,
     candidates: float = 100.0,
     tokens_per_pair: float | None = None,
+    stage: str = "rerank",
+    query_tokens: float | None = None,
+    doc_tokens: float | None = None,
+    corpus_size: float = 0.0,
     eval_set: str | None = None,
     objective: str | None = None,
     law: str = "joint",
@@ -117,8 +166,9 @@ def allocate(
     if df.height == 0:
         raise UserError("allocation needs training exposure (an examples_seen or step column)")
     tau = tokens_per_example_of(df, tokens_per_example)
-    tau_pair = tau if tokens_per_pair is None else float(tokens_per_pair)
-    inf_per_param = 2.0 * tau_pair * candidates * inference_queries
+    tau_pair = tau if tokens_per_pair is None and stage == "rerank" else tokens_per_pair
+    inf_per_param = inference_per_param(stage, inference_queries, candidates=candidates, tokens_per_pair=tau_pair,
+                                        query_tokens=query_tokens, doc_tokens=doc_tokens, corpus_size=corpus_size)
     keys = [k for k in GROUP_KEYS if k in df.columns]
     out = []
     for gi, (key_values, sub) in enumerate(df.group_by(keys, maintain_order=True)):
@@ -159,7 +209,7 @@ def allocate(
             train_flops=6.0 * n_star * d_star * tau, inference_flops=inf_per_param * n_star,
             predicted=pred, lower=lo, upper=hi, tokens_per_example=tau, at_edge=bool(at_edge),
             note="; ".join(notes), fit_r2=fit.r2, law_params=dict(fit.params),
-            supervision=key.get("supervision"), equal_compute=tuple(points), best_grid=best_grid,
+            supervision=key.get("supervision"), equal_compute=tuple(points), best_grid=best_grid, stage=stage,
         ))
     return out
 

@@ -18,6 +18,10 @@ from rerank_scaling.errors import UserError
 # mirrors of the analyzer's constants (tests/scaling/test_cli.py checks they agree)
 LAW_CHOICES = ("auto", "cv", "size", "fang", "loglinear", "bounded", "joint", "joint-fang")
 JOINT_LAWS = ("joint", "joint-fang")
+DATA_LAWS = ("data", "data-fang", "data-loglinear")
+FIT_LAW_CHOICES = (*LAW_CHOICES, *DATA_LAWS)
+DATA_AXES = ("exposure", "budget")
+STAGES = ("rerank", "retrieval")
 DEFAULT_MIN_COVERAGE = 0.5
 ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
                    "pooled", "pooled-objectives", "average", "joint")
@@ -133,7 +137,7 @@ def _run_fit(args) -> int:
         warnings.simplefilter("always")
         groups = fit_groups(table, args.metric, math.inf if args.max_params is None else args.max_params,
                             eval_set=args.eval_set, law=args.law, level=args.level, n_boot=args.bootstrap,
-                            seed=args.seed, objective=args.objective)
+                            seed=args.seed, objective=args.objective, data_axis=args.data)
     _report_skipped(caught)
     rows = [fit_row(g) for g in groups]
     if args.json:
@@ -148,7 +152,8 @@ def fit_row(group) -> dict:
     from rerank_scaling.scaling.util import jsonable
 
     fit = group.fit
-    return jsonable({**group.key, "metric": group.metric, "law": fit.law.name, "formula": fit.law.formula,
+    return jsonable({**group.key, **({"model": group.points["model"][0]} if group.fit.law.inputs == ("D",) else {}),
+                     "metric": group.metric, "law": fit.law.name, "formula": fit.law.formula,
                      "params": dict(fit.params),
                      "intervals": {k: list(v) for k, v in fit.param_intervals.items()},
                      "level": fit.level, "r2": fit.r2, "rmse": fit.rmse, "n_points": fit.n_points,
@@ -193,6 +198,7 @@ def _run_allocate(args) -> int:
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
         inference_queries=args.inference_queries, candidates=args.candidates, tokens_per_pair=args.tokens_per_pair,
+        stage=args.stage, query_tokens=args.query_tokens, doc_tokens=args.doc_tokens, corpus_size=args.corpus_size,
         eval_set=args.eval_set, objective=args.objective, law=args.law, level=args.level, n_boot=args.bootstrap,
         tolerance=args.tolerance, seed=args.seed,
     )
@@ -270,11 +276,17 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("fit", help="fit a law and print its parameters in the law's own form",
                               description="Fit LAW to every group (objective, eval set, ...) of METRIC and print "
                                           "its parameters in the law's own form (size: a, b, c; fang: A, alpha, "
-                                          "delta; joint-fang: A, alpha, B, beta, delta), with bootstrap intervals "
-                                          "and R^2, to compare exponents with a paper's.")
+                                          "delta; data-fang: B, beta, delta, per model; joint-fang: A, alpha, B, "
+                                          "beta, delta), with bootstrap intervals and R^2, to compare exponents "
+                                          "with a paper's.")
     _common(p)
     p.add_argument("--metric", required=True, help="metric to fit, e.g. ce@15")
-    p.add_argument("--law", choices=LAW_CHOICES, default="auto", help="law (default auto)")
+    p.add_argument("--law", choices=FIT_LAW_CHOICES, default="auto",
+                   help="law (default auto); data laws (data, data-fang, data-loglinear) are fitted per model")
+    p.add_argument("--data", choices=DATA_AXES, default="exposure",
+                   help="what D is for data and joint laws: exposure (examples seen, every checkpoint a point; "
+                        "default) or budget (training queries: each run's final value a point, runs that differ "
+                        "only in budget fitted together)")
     p.add_argument("--max-params", type=parse_amount, default=None, help="fit only runs up to this size (default all)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--objective", default=None, help="only this objective")
@@ -310,10 +322,19 @@ def register(subparsers) -> None:
     p.add_argument("--flops", type=parse_amount, required=True, help="total FLOP budget, e.g. 1e18")
     p.add_argument("--tokens-per-example", type=float, default=None,
                    help="training tokens per example (default: tokens_seen / examples_seen from the table)")
-    p.add_argument("--inference-queries", type=float, default=0.0, help="queries to rerank over the model's life")
-    p.add_argument("--candidates", type=float, default=100.0, help="candidates scored per query (default 100)")
+    p.add_argument("--inference-queries", type=parse_amount, default=0.0,
+                   help="queries served over the model's life (reranked, or encoded online by a retriever)")
+    p.add_argument("--stage", choices=STAGES, default="rerank",
+                   help="inference cost model: rerank (2*N*tokens-per-pair*candidates per query; default) or "
+                        "retrieval (a bi-encoder: 2*N*query-tokens per query online, 2*N*doc-tokens*corpus-size "
+                        "once offline)")
+    p.add_argument("--candidates", type=float, default=100.0, help="rerank: candidates scored per query (default 100)")
     p.add_argument("--tokens-per-pair", type=float, default=None,
-                   help="tokens per scored query-passage pair (default: tokens per example)")
+                   help="rerank: tokens per scored query-passage pair (default: tokens per example)")
+    p.add_argument("--query-tokens", type=float, default=None, help="retrieval: tokens of an encoded query")
+    p.add_argument("--doc-tokens", type=float, default=None, help="retrieval: tokens of an encoded document")
+    p.add_argument("--corpus-size", type=parse_amount, default=0.0,
+                   help="retrieval: documents encoded offline once (default 0)")
     p.add_argument("--objective", default=None, help="only this objective")
     p.add_argument("--law", choices=JOINT_LAWS, default="joint", help="joint law (default joint)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")

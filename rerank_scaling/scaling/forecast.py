@@ -22,12 +22,13 @@ import polars as pl
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling.fit import FitResult, fit_law
-from rerank_scaling.scaling.laws import JOINT_LAWS
+from rerank_scaling.scaling.laws import DATA_LAWS, JOINT_LAWS
 from rerank_scaling.scaling.selection import CHOICES, LawChoice, choose_law
+from rerank_scaling.scaling.table import DATA_AXES, as_table, budget_axis, group_columns, run_values, select_metric
+from rerank_scaling.scaling.util import jsonable
 
 FORECAST_LAWS = (*CHOICES, *JOINT_LAWS)
-from rerank_scaling.scaling.table import as_table, group_columns, run_values, select_metric
-from rerank_scaling.scaling.util import jsonable
+FIT_LAWS = (*FORECAST_LAWS, *DATA_LAWS)  # data laws are fitted per model (no size forecast)
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ def group_label(metric: str, key: dict) -> str:
     return ", ".join(parts)
 
 
-def _groups(vals: pl.DataFrame) -> list[tuple[dict, pl.DataFrame]]:
-    keys = group_columns(vals)
+def _groups(vals: pl.DataFrame, by_model: bool = False) -> list[tuple[dict, pl.DataFrame]]:
+    keys = group_columns(vals) + (["model"] if by_model else [])
     out = []
     for key_values, sub in vals.group_by(keys, maintain_order=True):
         out.append((dict(zip(keys, key_values)), sub))
@@ -104,26 +105,36 @@ def fit_groups(
     bootstrap_scheme: str = "auto",
     predict_params=(),
     objective: str | None = None,
+    data_axis: str = "exposure",
 ) -> list[GroupFit]:
     """Fit every group of ``metric`` on runs with ``params <= fit_max_params``.
 
-    Groups that cannot be fitted are skipped with a warning; if none can, the
-    first group's :class:`UserError` is raised.
+    ``data_axis`` is what D means for the joint and data laws: ``"exposure"``
+    (every checkpoint of a run is a point at its examples seen) or ``"budget"``
+    (each run's final value is one point at its data budget, the number of
+    annotated training queries; runs that differ only in budget then share a
+    group). Data laws (:data:`DATA_LAWS`) are fitted per model and forecast
+    nothing. Groups that cannot be fitted are skipped with a warning; if none
+    can, the first group's :class:`UserError` is raised.
     """
     df = select_metric(as_table(table), metric, eval_set)
     if objective is not None:
         df = df.filter(pl.col("objective") == objective)
         if df.height == 0:
             raise UserError(f"objective '{objective}' has no rows for {metric}")
-    if law not in FORECAST_LAWS:
-        raise UserError(f"unknown law '{law}' (choose from {', '.join(FORECAST_LAWS)})")
-    joint = law in JOINT_LAWS
-    if joint and df["exposure"].is_null().all():
+    if law not in FIT_LAWS:
+        raise UserError(f"unknown law '{law}' (choose from {', '.join(FIT_LAWS)})")
+    if data_axis not in DATA_AXES:
+        raise UserError(f"unknown data axis '{data_axis}' (choose from {', '.join(DATA_AXES)})")
+    joint, data = law in JOINT_LAWS, law in DATA_LAWS
+    if (joint or data) and data_axis == "exposure" and df["exposure"].is_null().all():
         raise UserError(f"law '{law}' needs training exposure (an examples_seen or step column)")
     vals = run_values(df, evidence, late_fraction)
+    if data_axis == "budget":
+        vals = budget_axis(vals)
     results: list[GroupFit] = []
     errors: list[UserError] = []
-    for gi, (key, sub) in enumerate(_groups(vals)):
+    for gi, (key, sub) in enumerate(_groups(vals, by_model=data)):
         label = group_label(metric, key)
         train = sub.filter(pl.col("params") <= fit_max_params)
         if train.height == 0:
@@ -132,15 +143,22 @@ def fit_groups(
         N = train["params"].to_numpy().astype(float)
         y = train["value"].to_numpy().astype(float)
         pts, D = train, None
-        if joint:  # every checkpoint of the fitted runs is a point (N, D, y)
+        if (joint or data) and data_axis == "budget":  # each run's final value at its budget
+            D = train["exposure"].to_numpy().astype(float)
+        elif joint or data:  # every checkpoint of the fitted runs is a point (N, D, y)
             pts = _match_key(df, key).filter(pl.col("run").is_in(train["run"].to_list())
                                              & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
             N, D = pts["params"].to_numpy().astype(float), pts["exposure"].to_numpy().astype(float)
             y = pts["value"].to_numpy().astype(float)
         try:
-            choice = (LawChoice(law, f"{law}: requested; fitted on {pts.height} checkpoints of {train.height} runs, "
-                                     "forecast at each larger model's final exposure", ())
-                      if joint else choose_law(law, N, y, metric))
+            if joint or data:
+                where = (f"the final values of {train.height} runs at their data budgets" if data_axis == "budget"
+                         else f"{pts.height} checkpoints of {train.height} runs")
+                then = "" if data else (", forecast at each larger model's final " + (
+                    "budget" if data_axis == "budget" else "exposure"))
+                choice = LawChoice(law, f"{law}: requested; fitted on {where}{then}", ())
+            else:
+                choice = choose_law(law, N, y, metric)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit = fit_law(
@@ -151,7 +169,7 @@ def fit_groups(
             errors.append(exc)
             continue
         notes = tuple(str(w.message) for w in caught)
-        results.append(GroupFit(key, metric, choice, fit, train, _predict_group(
+        results.append(GroupFit(key, metric, choice, fit, train, () if data else _predict_group(
             key, metric, sub, fit, choice, fit_max_params, predict_params, bias_correct, notes)))
     if not results:
         if errors:

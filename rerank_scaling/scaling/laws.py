@@ -199,6 +199,10 @@ def _fang_model(theta, lx, lz, ctx):
     return _c(theta, 0) - ctx.direction * _exp(_c(theta, 2) * (_c(theta, 1) - lx))
 
 
+def _fang_data_model(theta, lx, lz, ctx):
+    return _fang_model(theta, lz, lx, ctx)
+
+
 def _fang_bounds(ctx):
     a_lo, a_hi = ctx.asymptote_bounds()
     return np.array([a_lo, -400.0, -_C_HI]), np.array([a_hi, 400.0, -_C_LO])
@@ -210,9 +214,18 @@ def _fang_grid(lx, lz, y, ctx):
     return _clip(np.column_stack([sat[:, 0], sat[:, 1] / alpha, alpha]), ctx, _fang_bounds)
 
 
+def _fang_data_grid(lx, lz, y, ctx):
+    return _fang_grid(lz, lx, y, ctx)
+
+
 def _fang_public(theta, ctx):
     theta = np.asarray(theta, dtype=float)
     return np.stack([_exp(theta[..., 1]) * ctx.n_ref, theta[..., 2], theta[..., 0]], axis=-1)
+
+
+def _fang_data_public(theta, ctx):
+    theta = np.asarray(theta, dtype=float)
+    return np.stack([_exp(theta[..., 1]) * ctx.d_ref, theta[..., 2], theta[..., 0]], axis=-1)
 
 
 FANG_LAW = Law(
@@ -224,6 +237,18 @@ FANG_LAW = Law(
     bounds=_fang_bounds,
     init_grid=_fang_grid,
     public=_fang_public,
+)
+
+
+DATA_FANG_LAW = Law(
+    name="data-fang",
+    formula="y = (B/D)^beta + delta for losses; mirrored y = delta - (B/D)^beta for metrics that increase",
+    param_names=("B", "beta", "delta"),
+    inputs=("D",),
+    model=_fang_data_model,
+    bounds=_fang_bounds,
+    init_grid=_fang_data_grid,
+    public=_fang_data_public,
 )
 
 
@@ -445,12 +470,14 @@ LAWS: dict[str, Law] = {
         LOGLINEAR_LAW,
         BOUNDED_LAW,
         DATA_LAW,
+        DATA_FANG_LAW,
         DATA_LOGLINEAR_LAW,
         JOINT_LAW,
         JOINT_FANG_LAW,
     )
 }
 SIZE_LAWS = ("size", "fang", "loglinear", "bounded")  # laws over N only
+DATA_LAWS = ("data", "data-fang", "data-loglinear")  # laws over D only
 JOINT_LAWS = ("joint", "joint-fang")
 
 

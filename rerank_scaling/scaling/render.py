@@ -86,7 +86,8 @@ def fits(rows: list[dict], console: Console | None = None) -> None:
         by_law[r["law"]].append(r)
     for law, sub in by_law.items():
         names = list(sub[0]["params"])
-        keys = [k for k in ("objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in sub)]
+        keys = [k for k in ("objective", "supervision", "budget", "model", "eval_set")
+                if any(r.get(k) is not None for r in sub)]
         table = Table(title=f"{sub[0]['metric']}: {sub[0]['formula']} ({sub[0]['level']:.0%} bootstrap intervals)")
         for name in [*keys, *names, "R^2", "points", "distinct"]:
             table.add_column(name, justify="left" if name in keys else "right")
@@ -177,7 +178,8 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
         console.print(f"[bold]{head}[/bold]: budget {a.flops:.3g} FLOPs, law {a.law} (R² {a.fit_r2:.3f}), "
                       f"{a.tokens_per_example:g} tokens/example")
         console.print(f"  best: N = {_size(a.params)} params, D = {a.examples:.3g} examples "
-                      f"({a.tokens:.3g} tokens); train {a.train_flops:.3g} + inference {a.inference_flops:.3g} FLOPs")
+                      f"({a.tokens:.3g} tokens); train {a.train_flops:.3g} + inference {a.inference_flops:.3g} FLOPs"
+                      + (f" ({a.stage})" if a.inference_flops else ""))
         console.print(f"  predicted {a.metric} = {a.predicted:.4f} [{_num(a.lower)}, {_num(a.upper)}]")
         if a.note:
             console.print(f"  [yellow]note:[/yellow] {a.note}")

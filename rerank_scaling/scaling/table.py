@@ -36,6 +36,8 @@ NULL_TOKENS = ("", "na", "n/a", "null", "none")
 # allocation compare laws per condition; fits are per condition x budget.
 CONDITION_KEYS = ("objective", "supervision", "eval_set")
 GROUP_COLUMNS = (*CONDITION_KEYS, "budget")
+# what D is for the data and joint laws: examples seen (every checkpoint) or the data budget (one point per run)
+DATA_AXES = ("exposure", "budget")
 
 
 def load_results(path: str | Path) -> pl.DataFrame:
@@ -185,3 +187,19 @@ def run_values(df: pl.DataFrame, evidence: str = "final", late_fraction: float =
         )
         .sort([*group_columns(df), "metric", "params", "run"], nulls_last=True)
     )
+
+
+def budget_axis(vals: pl.DataFrame) -> pl.DataFrame:
+    """Per-run values (:func:`run_values`) with D on the data-budget axis: ``exposure`` holds
+    each run's budget (annotated training queries) and the ``budget`` column is dropped, so
+    runs that differ only in budget fall into one group; :class:`UserError` without two
+    budgets."""
+    if "budget" not in vals.columns or vals["budget"].is_null().all():
+        raise UserError("data axis 'budget' needs a budget column (training queries of each run)")
+    bad = vals.filter(pl.col("budget").is_null() | (pl.col("budget") <= 0))
+    if bad.height:
+        raise UserError(f"data axis 'budget': run '{bad['run'][0]}' has no positive budget")
+    if vals["budget"].n_unique() < 2:
+        raise UserError(f"data axis 'budget' needs runs at two budgets or more, the table has one "
+                        f"({vals['budget'][0]:g}); list several in [grid] budgets")
+    return vals.with_columns(exposure=pl.col("budget")).drop("budget")

@@ -38,3 +38,43 @@ def test_needs_tokens_per_example():
         allocate(df, "map", 1e17)
     (a,) = allocate(df, "map", 1e17, tokens_per_example=256, n_boot=0)
     assert a.tokens_per_example == 256
+
+
+def test_inference_cost_per_parameter_by_hand():
+    from rerank_scaling.scaling.allocate import inference_per_param
+
+    # a reranker: 1,000 queries x 100 candidates x 96 tokens a pair x 2 FLOPs
+    assert inference_per_param("rerank", 1000, candidates=100, tokens_per_pair=96) == 2 * 96 * 100 * 1000
+    # a bi-encoder: 1,000 queries of 32 tokens online + Cranfield's 1,400 documents of 128 tokens offline
+    assert inference_per_param("retrieval", 1000, query_tokens=32, doc_tokens=128,
+                               corpus_size=1400) == 2 * (32 * 1000 + 128 * 1400) == 422_400
+    assert inference_per_param("retrieval", 0, doc_tokens=128, corpus_size=1400) == 358_400  # offline only
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(stage="retrieval", queries=10, doc_tokens=128), "--query-tokens"),
+    (dict(stage="retrieval", corpus_size=5, query_tokens=32), "--corpus-size 5 needs --doc-tokens"),
+    (dict(stage="retrieval", queries=10, query_tokens=32, tokens_per_pair=96), "--tokens-per-pair = 96"),
+    (dict(stage="rerank", queries=10, tokens_per_pair=96, corpus_size=1400), "--corpus-size = 1400"),
+    (dict(stage="dense", queries=10), "--stage must be one of rerank, retrieval, got 'dense'"),
+])
+def test_inference_cost_bad_input(kwargs, message):
+    from rerank_scaling.scaling.allocate import inference_per_param
+
+    with pytest.raises(UserError, match=message):
+        inference_per_param(**kwargs)
+
+
+def test_bi_encoder_inference_shrinks_the_model(study):
+    """Fang et al.'s finding as a check: counting a retriever's inference (1e9 queries of 32 tokens, a
+    corpus of 8.8M documents of 128 tokens) moves the compute-optimal N down; the budget is spent exactly."""
+    budget = 2e17
+    (train_only,) = allocate(study, "ndcg@10", budget, objective="listwise", n_boot=0)
+    (served,) = allocate(study, "ndcg@10", budget, objective="listwise", n_boot=0, stage="retrieval",
+                         inference_queries=1e9, query_tokens=32, doc_tokens=128, corpus_size=8.8e6)
+    per_param = 2 * (32 * 1e9 + 128 * 8.8e6)
+    assert served.stage == "retrieval" and train_only.inference_flops == 0
+    assert served.inference_flops == pytest.approx(per_param * served.params, rel=1e-12)
+    assert served.train_flops + served.inference_flops == pytest.approx(budget, rel=1e-9)
+    assert served.examples == pytest.approx((budget - per_param * served.params) / (6 * served.params * 384))
+    assert served.params < train_only.params

@@ -142,11 +142,17 @@ def test_cli_module_imports_only_the_standard_library():
 
 def test_cli_choices_mirror_the_analyzer():
     from rerank_scaling.scaling import cli, forecast as fc_mod, verdicts as v_mod  # noqa: F401
-    from rerank_scaling.scaling.forecast import FORECAST_LAWS
-    from rerank_scaling.scaling.laws import JOINT_LAWS
+    from rerank_scaling.scaling.forecast import FIT_LAWS, FORECAST_LAWS
+    from rerank_scaling.scaling.laws import DATA_LAWS, JOINT_LAWS
+    from rerank_scaling.scaling.table import DATA_AXES
     from rerank_scaling.scaling.verdicts import DEFAULT_MIN_COVERAGE
 
     assert set(cli.LAW_CHOICES) == set(FORECAST_LAWS) and cli.JOINT_LAWS == JOINT_LAWS
+    assert set(cli.FIT_LAW_CHOICES) == set(FIT_LAWS) and cli.DATA_LAWS == DATA_LAWS
+    assert cli.DATA_AXES == DATA_AXES
+    from rerank_scaling.scaling.allocate import STAGES
+
+    assert cli.STAGES == STAGES
     assert cli.ESTIMATOR_NAMES == tuple(SIZE_ESTIMATORS)
     assert cli.EXPOSURE_ESTIMATOR_NAMES == tuple(EXPOSURE_ESTIMATORS)
     assert cli.DEFAULT_MIN_COVERAGE == DEFAULT_MIN_COVERAGE
