@@ -136,9 +136,10 @@ class RunConfig:
                                         doc="sparse: fraction of the steps over which the lambdas ramp up "
                                             "quadratically from 0 (Zeng et al.: 1/3; 0: none)")
     # distillation objectives (marginmse, kl, cl-kd)
-    teacher: str | None = setting(None, section="train", path=True,
-                                  doc="the teacher of distillation objectives: a run folder with model/, a saved "
-                                      "model folder, or a Hugging Face cross-encoder id or folder")
+    teacher: str | None = setting(None, section="train",
+                                  doc="the teacher of distillation objectives (other objectives ignore it): a run "
+                                      "folder with model/, a saved model folder, or a Hugging Face cross-encoder "
+                                      "id or folder (./x, ../x, /x: against the experiment file's folder)")
     # optimisation
     steps: int = setting(100, section="train", min=1)
     batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
@@ -248,9 +249,6 @@ class RunConfig:
         if distils and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
-        if self.teacher and not distils:
-            raise UserError(f"teacher = {self.teacher!r} is read by distillation objectives only"
-                            f" (objective is '{self.objective}')")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -52,8 +52,7 @@ def test_registry_and_config_rules():
         assert info.kind == "distillation" and "teacher_scores" in info.requires and "hard" in info.negatives
     with pytest.raises(UserError, match="objective 'marginmse' distils a teacher: set teacher"):
         RunConfig(family="sparse", objective="marginmse")
-    with pytest.raises(UserError, match="teacher = 'x' is read by distillation objectives only"):
-        RunConfig(family="bi-encoder", objective="infonce", teacher="x")
+    RunConfig(family="bi-encoder", objective="infonce", teacher="x")  # a grid's CL cells share [train]: ignored
     with pytest.raises(UserError, match="does not train family 'cross-encoder'"):
         RunConfig(family="cross-encoder", objective="kl", teacher="x")
     with pytest.raises(UserError, match="lambda_q = 0.1 applies to family 'sparse' only"):
@@ -70,3 +69,16 @@ def test_regularisers_by_hand_and_the_quadratic_warmup():
     assert float(l1(w)) == pytest.approx((3 + 3) / 2)
     assert [warmup_scale(s, 10) for s in (0, 5, 10, 20)] == [0.0, 0.25, 1.0, 1.0]
     assert warmup_scale(0, 0) == 1.0
+
+
+def test_the_shipped_demo_resolves_its_teacher_folder_and_keeps_a_hub_id():
+    from pathlib import Path
+
+    from rerank_scaling.config import load_experiment
+
+    experiments = Path(__file__).resolve().parents[2] / "experiments"
+    demo = load_experiment(experiments / "sparse-dense-demo.toml")
+    assert {Path(c.teacher).resolve() for c in demo.cells} == {(experiments.parent / "reports" / "sparse-dense-teacher").resolve()}
+    assert {c.objective for c in demo.cells} == {"infonce-hard", "marginmse", "cl-kd"} and len(demo.cells) == 9
+    gpu = load_experiment(experiments / "sparse-dense-cl-kd.toml")
+    assert {c.teacher for c in gpu.cells} == {"cross-encoder/ms-marco-MiniLM-L12-v2"}
