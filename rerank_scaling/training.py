@@ -4,7 +4,9 @@ A training step, in full: the batch of global step ``s`` is a pure function
 ``batch_at(s)`` (the model family collates it from the training set's query
 groups); ``model.group_scores(batch)`` scores it in the family's layout;
 ``objective(scores, labels, **extras)`` is the loss (``extras``: the batch
-entries the objective ``requires``, e.g. teacher scores); AdamW with linear
+entries the objective ``requires``, e.g. teacher scores), plus
+``model.penalty(step)`` where the family has one (the sparse encoder's
+sparsity regulariser); AdamW with linear
 warm-up and decay steps. Every ``every`` steps (and at the last) the
 :class:`Checkpoints` callback logs, evaluates and saves a resumable
 checkpoint.
@@ -70,6 +72,9 @@ class TrainingModule(L.LightningModule):
         torch.manual_seed(self.seed * 1_000_003 + self.global_step + 7_919 * self.global_rank)
         scores = self.model.group_scores(batch)
         loss = self.objective(scores.float(), batch["labels"], **{k: batch[k] for k in self.extras})
+        penalty = getattr(self.model, "penalty", None)  # a family's own regulariser (sparse: FLOPS / L1)
+        if penalty is not None:
+            loss = loss + penalty(self.global_step)
         tokens = torch.tensor(float(batch["tokens"]), device=loss.device)  # NCCL reduces device tensors only
         shown = loss.detach()
         if self._trainer is not None and self._trainer.world_size > 1:  # the global batch's loss and tokens, for logs

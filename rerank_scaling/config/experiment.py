@@ -208,7 +208,7 @@ def load_experiment(path: Path | str) -> Experiment:
                 raise _fail(path, message if message.startswith(name) else f"{name}: {message}") from None
             if meta(f)["path"]:
                 value = _resolve(base, value)
-            elif f.name == "train_collection":
+            elif f.name in ("train_collection", "teacher"):  # a folder (./x, ../x, /x) or a hub id
                 value = _resolve_collection(base, value)
             common[f.name] = value
     ladder = common.get("ladder", RunConfig.ladder)

@@ -27,7 +27,10 @@ Supervision = Literal["human", "weak", "mixed", "ict"]
 Pooling = Literal["cls", "mean", "last"]  # last: the last real token (bi-encoders of decoders)
 Towers = Literal["shared", "separate"]
 Similarity = Literal["cosine", "dot"]
+Regularizer = Literal["flops", "l1"]  # objectives.regularizers.REGULARIZERS
 BI = ("bi-encoder",)  # keys of the bi-encoder family only (setting(families=...))
+SPARSE = ("sparse",)
+RETRIEVERS = ("bi-encoder", "sparse")
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -123,8 +126,23 @@ class RunConfig:
                                      doc="bi-encoder score: cosine or dot, divided by the temperature")
     temperature: float | None = setting(None, section="train", families=BI, above=0,
                                         doc="bi-encoder: scores are sim / temperature; None: 0.05 (cosine), 1 (dot)")
-    corpus_negatives: int = setting(256, section="train", families=BI, min=1,
+    corpus_negatives: int = setting(256, section="train", families=RETRIEVERS, min=1,
                                     doc="infonce-corpus: random corpus documents shared by each batch (Fang et al.: 256)")
+    # sparse encoder (family = "sparse"): the sparsity regulariser added to the loss
+    regularizer: Regularizer = setting("flops", section="train", families=SPARSE, label="regularizer",
+                                       doc="sparse: flops (sum_j mean_i |w_ij| squared) or l1, on queries and docs")
+    lambda_q: float = setting(0.05, section="train", families=SPARSE, min=0,
+                              doc="sparse: weight of the query regulariser (Zeng et al.: 0.05)")
+    lambda_d: float = setting(0.04, section="train", families=SPARSE, min=0,
+                              doc="sparse: weight of the document regulariser (Zeng et al.: 0.04)")
+    regularizer_warmup: float = setting(1 / 3, section="train", families=SPARSE, min=0,
+                                        doc="sparse: fraction of the steps over which the lambdas ramp up "
+                                            "quadratically from 0 (Zeng et al.: 1/3; 0: none)")
+    # distillation objectives (marginmse, kl, cl-kd)
+    teacher: str | None = setting(None, section="train",
+                                  doc="the teacher of distillation objectives (other objectives ignore it): a run "
+                                      "folder with model/, a saved model folder, or a Hugging Face cross-encoder "
+                                      "id or folder (./x, ../x, /x: against the experiment file's folder)")
     # optimisation
     steps: int = setting(100, section="train", min=1)
     batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
@@ -223,6 +241,14 @@ class RunConfig:
         if self.family != "bi-encoder":
             if self.pooling == "last":
                 raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
+        if self.family == "sparse" and self.pooling is not None:
+            raise UserError(f"pooling = {self.pooling!r}: family 'sparse' always max-pools SPLADE weights")
+        if self.regularizer_warmup > 1:
+            raise UserError(f"regularizer_warmup = {self.regularizer_warmup!r} is a fraction of the steps (0..1)")
+        distils = "teacher_scores" in OBJECTIVES[self.objective].requires
+        if distils and not self.teacher:
+            raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
+                            " a saved model or a cross-encoder id)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

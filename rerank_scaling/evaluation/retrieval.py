@@ -18,25 +18,34 @@ needed. An approximate index (FAISS IVF / HNSW) becomes worth it when the
 corpus embeddings no longer fit the device memory or the dot products
 dominate evaluation -- tens of millions of documents (MS MARCO passages,
 8.8M x 384 float32 = 13.5 GB, still fit one GPU exactly, in chunks).
+
+A sparse retriever (:mod:`rerank_scaling.models.sparse`) encodes to
+``scipy.sparse`` rows and scores a block of queries by the sparse product
+``Q @ D^T`` (an inverted-index traversal: work in proportion to the postings
+of the queries' terms), the same top-k after it; its rows also report the
+vectors' sparsity (:mod:`rerank_scaling.evaluation.sparsity`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from rerank_scaling.data.types import Ranking
 from rerank_scaling.evaluation.metrics import evaluate_per_query
 from rerank_scaling.evaluation.rerank import EvalSet, contrastive_per_query
+from rerank_scaling.evaluation.sparsity import sparsity_per_query
 
 
 @dataclass
 class CorpusIndex:
-    """A corpus encoded by one checkpoint: doc ids (sorted) and their embeddings ``[D, d]``."""
+    """A corpus encoded by one checkpoint: doc ids (sorted) and their embeddings ``[D, d]`` (a tensor;
+    a ``scipy.sparse`` matrix for a sparse retriever)."""
 
     doc_ids: list[str]
-    embeddings: torch.Tensor
+    embeddings: Any
 
 
 def encode_corpus(model, docs: dict[str, str], batch_size: int = 64) -> CorpusIndex:
@@ -71,4 +80,6 @@ def retrieve_per_query(model, evalset: EvalSet, metrics: tuple[str, ...], index:
                     scores[q] = dict(zip(needed, block[row, cols].cpu().tolist()))
     per_query = evaluate_per_query(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     per_query.update(contrastive_per_query(scores, evalset))
+    if hasattr(index.embeddings, "indptr"):  # scipy.sparse: a sparse retriever reports its sparsity too
+        per_query.update(sparsity_per_query(qids, queries, index.embeddings))
     return ranking, per_query

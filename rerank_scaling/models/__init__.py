@@ -15,9 +15,10 @@ from rerank_scaling.errors import UserError
 FAMILIES: dict[str, str] = {
     "cross-encoder": "rerank_scaling.models.cross_encoder:CrossEncoderFamily",
     "bi-encoder": "rerank_scaling.models.bi_encoder:BiEncoderFamily",
+    "sparse": "rerank_scaling.models.sparse:SparseFamily",
 }
 # each family's score layout (its class's ``layout``), so configs pair objectives and families torch-free
-LAYOUTS: dict[str, str] = {"cross-encoder": "groups", "bi-encoder": "in-batch"}
+LAYOUTS: dict[str, str] = {"cross-encoder": "groups", "bi-encoder": "in-batch", "sparse": "in-batch"}
 
 
 def get_family(name: str):

@@ -36,15 +36,19 @@ def _dropout(config, dropout: float | None) -> None:
 
 
 def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls", dropout: float | None = None):
-    """Return ``(model, tokenizer)``: a one-logit sequence classifier (``pooling="cls"``)
-    or the bare encoder (``pooling="mean"``, the head is added by the CrossEncoder)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, BertConfig
+    """Return ``(model, tokenizer)``: a one-logit sequence classifier (``pooling="cls"``),
+    the bare encoder (``pooling="mean"``, the head is added by the CrossEncoder), or the encoder
+    with its masked-language-model head (``pooling="mlm"``, the sparse encoder; a backbone saved
+    without one, as MiniLM, gets a new head drawn from ``seed``, its decoder tied to the word
+    embeddings)."""
+    from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+                              AutoTokenizer, BertConfig)
 
     spec.validate()
     quiet_libraries()
     torch.manual_seed(seed)  # the head (and scratch weights) are initialised from the seed
-    auto = AutoModel if pooling == "mean" else AutoModelForSequenceClassification
-    extra = {} if pooling == "mean" else {"num_labels": 1}
+    auto = {"mean": AutoModel, "mlm": AutoModelForMaskedLM}.get(pooling, AutoModelForSequenceClassification)
+    extra = {} if pooling in ("mean", "mlm") else {"num_labels": 1}
     if spec.ladder == "minilm":
         path = minilm_path()
         config = AutoConfig.from_pretrained(path, num_hidden_layers=MINILM_SIZES[spec.size], **extra)

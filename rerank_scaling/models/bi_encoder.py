@@ -121,7 +121,50 @@ class Tower(torch.nn.Module):
         return self.projection(pooled) if self.projection is not None else pooled
 
 
-class BiEncoder(torch.nn.Module):
+class InBatchBatches:
+    """The ``"in-batch"`` training batches of a retriever (the module docstring), shared by the
+    dense and the sparse (:mod:`rerank_scaling.models.sparse`) families. Needs ``texts`` (a
+    :class:`TextTokenizer`), ``negatives``, ``corpus_negatives`` and ``seed``."""
+
+    _doc_ids: tuple[int, list[str]] | None = None
+
+    def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
+        self.texts.pairs.warm(queries, docs)
+
+    def _corpus_sample(self, groups, collection) -> list[str]:
+        """``corpus_negatives`` documents shared by the batch, a pure function of its groups."""
+        if not self.corpus_negatives:
+            return []
+        if self._doc_ids is None or self._doc_ids[0] != id(collection.docs):
+            self._doc_ids = (id(collection.docs), sorted(collection.docs))
+        doc_ids = self._doc_ids[1]
+        key = "|".join(f"{g.qid}:{g.doc_ids[0]}" for g in groups)
+        rng = np.random.default_rng([self.seed, 13, stable_hash(key)])
+        picks = rng.choice(len(doc_ids), size=min(self.corpus_negatives, len(doc_ids)), replace=False)
+        return [doc_ids[i] for i in sorted(picks)]
+
+    def training_batch(self, groups, collection) -> dict:
+        """Queries and the batch's distinct documents collated; ``labels[B, C]`` the grade of each
+        column for each query, ``targets[B]`` each query's own positive (the ``in-batch`` layout)."""
+        per_group = len(groups[0].doc_ids) if "hard" in self.negatives else 1
+        columns = [d for g in groups for d in g.doc_ids[:per_group]] + self._corpus_sample(groups, collection)
+        distinct = list(dict.fromkeys(columns))
+        where = {d: i for i, d in enumerate(distinct)}
+        labels = [[max(collection.qrels.get(g.qid, {}).get(d, 0), 0) for d in columns] for g in groups]
+        for i, g in enumerate(groups):
+            labels[i][i * per_group] = max(g.labels[0], 1)
+        q_ids = self.texts.encode([collection.queries[g.qid] for g in groups], True)
+        d_ids = self.texts.encode([collection.docs[d] for d in distinct], False)
+        return {
+            "inputs": {"queries": self.texts.collate(q_ids), "docs": self.texts.collate(d_ids),
+                       "columns": torch.tensor([where[d] for d in columns], dtype=torch.long)},
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "targets": torch.arange(len(groups), dtype=torch.long) * per_group,
+            "tokens": sum(map(len, q_ids)) + sum(map(len, d_ids)),
+        }
+
+
+class BiEncoder(InBatchBatches, torch.nn.Module):
     """Query and document towers with a similarity; the model-family contract for dense retrieval."""
 
     stage = "retrieval"
@@ -145,7 +188,6 @@ class BiEncoder(torch.nn.Module):
         self.negatives = tuple(negatives)
         self.corpus_negatives = corpus_negatives if "corpus" in self.negatives else 0
         self.seed = seed
-        self._doc_ids: tuple[int, list[str]] | None = None
 
     @property
     def shared(self) -> bool:
@@ -192,41 +234,6 @@ class BiEncoder(torch.nn.Module):
         return out
 
     # --- the model-family contract (rerank_scaling.models.family.Model) ---
-
-    def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
-        self.texts.pairs.warm(queries, docs)
-
-    def _corpus_sample(self, groups, collection) -> list[str]:
-        """``corpus_negatives`` documents shared by the batch, a pure function of its groups."""
-        if not self.corpus_negatives:
-            return []
-        if self._doc_ids is None or self._doc_ids[0] != id(collection.docs):
-            self._doc_ids = (id(collection.docs), sorted(collection.docs))
-        doc_ids = self._doc_ids[1]
-        key = "|".join(f"{g.qid}:{g.doc_ids[0]}" for g in groups)
-        rng = np.random.default_rng([self.seed, 13, stable_hash(key)])
-        picks = rng.choice(len(doc_ids), size=min(self.corpus_negatives, len(doc_ids)), replace=False)
-        return [doc_ids[i] for i in sorted(picks)]
-
-    def training_batch(self, groups, collection) -> dict:
-        """Queries and the batch's distinct documents collated; ``labels[B, C]`` the grade of each
-        column for each query, ``targets[B]`` each query's own positive (the ``in-batch`` layout)."""
-        per_group = len(groups[0].doc_ids) if "hard" in self.negatives else 1
-        columns = [d for g in groups for d in g.doc_ids[:per_group]] + self._corpus_sample(groups, collection)
-        distinct = list(dict.fromkeys(columns))
-        where = {d: i for i, d in enumerate(distinct)}
-        labels = [[max(collection.qrels.get(g.qid, {}).get(d, 0), 0) for d in columns] for g in groups]
-        for i, g in enumerate(groups):
-            labels[i][i * per_group] = max(g.labels[0], 1)
-        q_ids = self.texts.encode([collection.queries[g.qid] for g in groups], True)
-        d_ids = self.texts.encode([collection.docs[d] for d in distinct], False)
-        return {
-            "inputs": {"queries": self.texts.collate(q_ids), "docs": self.texts.collate(d_ids),
-                       "columns": torch.tensor([where[d] for d in columns], dtype=torch.long)},
-            "labels": torch.tensor(labels, dtype=torch.long),
-            "targets": torch.arange(len(groups), dtype=torch.long) * per_group,
-            "tokens": sum(map(len, q_ids)) + sum(map(len, d_ids)),
-        }
 
     def group_scores(self, batch: dict) -> torch.Tensor:
         inputs = batch["inputs"]

@@ -37,6 +37,14 @@ BM25 negatives, ``n_negatives`` of them), ``corpus`` (``corpus_negatives``
 random corpus documents shared by the batch, Fang et al.'s recipe). The model
 family reads ``negatives`` to build the batch, so no document is encoded that
 the loss does not use.
+
+Distillation objectives (dense and sparse retrievers; formulas in
+:mod:`rerank_scaling.objectives.distillation`) read a cross-encoder teacher's
+scores of each query's group (``requires`` ``teacher_scores``; the ``teacher``
+config key names the teacher): ``marginmse`` (Zeng et al.'s KD), ``kl`` (KL to
+the teacher's softmax over the group) and ``cl-kd`` (in-batch InfoNCE and that
+KL, averaged: Zeng et al.'s CL+KD). Their batches hold each group's hard
+negatives, the documents the teacher scored.
 """
 
 from __future__ import annotations
@@ -70,6 +78,12 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
                   ("targets",), negatives=("in-batch", "hard")),
     ObjectiveInfo("infonce-corpus", "rerank_scaling.objectives.contrastive:InfoNCE", "contrastive", "in-batch",
                   ("targets",), negatives=("in-batch", "corpus")),
+    ObjectiveInfo("marginmse", "rerank_scaling.objectives.distillation:MarginMSE", "distillation", "in-batch",
+                  ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
+    ObjectiveInfo("kl", "rerank_scaling.objectives.distillation:KL", "distillation", "in-batch",
+                  ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
+    ObjectiveInfo("cl-kd", "rerank_scaling.objectives.distillation:ContrastivePlusKL", "distillation", "in-batch",
+                  ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
     # historical names, kept bit for bit (existing experiment files and tables use them)
     ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking", alias_of="softmax-ce"),
     ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking", alias_of="lambdarank"),

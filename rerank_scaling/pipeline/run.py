@@ -24,6 +24,7 @@ from rerank_scaling.models import get_family
 from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
+from rerank_scaling.pipeline.teacher import teacher_scores
 from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
@@ -122,7 +123,11 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         copy = family.build(config)
         copy.warm(**texts)
         return copy
-    module = TrainingModule(model, get_objective(config.objective),
+    objective = get_objective(config.objective)
+    # a distillation objective's teacher scores every pair of the training set once (cached on disk)
+    teacher = (teacher_scores(config.teacher, tset, config.cache_dir, config.eval_batch_size)
+               if "teacher_scores" in objective.info.requires else None)
+    module = TrainingModule(model, objective,
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
                             seed=config.seed)
     size = nominal_params(config.model) if config.size_axis == "nominal" else non_embedding
@@ -161,7 +166,11 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         callback = Checkpoints(config.eval_every, config.steps, evaluate_at, run,
                                on_step=lambda s: emit("step", {"run": config.run_id, "step": s}), replica=replica)
         def batch_at(step: int, rank: int = 0, world: int = 1) -> dict:  # this process's share of the batch
-            return model.training_batch(tset.batch(step, config.batch_size)[rank::world], tset.collection)
+            groups = tset.batch(step, config.batch_size)[rank::world]
+            batch = model.training_batch(groups, tset.collection)
+            if teacher is not None:
+                batch["teacher_scores"] = teacher.groups(groups)
+            return batch
 
         fit(module, batch_at, config.steps, start, callback, resume_from=resume, precision=config.precision,
             logger=make_logger(config.logger, run, config.run_id, start) if leader else None,

@@ -14,10 +14,15 @@ _CE = re.compile(r"^ce(-candidates|-corpus)?(@\d+)?$")
 _BOUNDED = re.compile(r"^(ndcg|map|mrr|recall|r|p|precision|hit|hits|success|acc|accuracy)(@\d+)?$")
 
 
+# the costs of a sparse retriever (evaluation.sparsity): active dimensions, FLOPS per query-doc pair
+_COST = re.compile(r"^(active-q|active-d|flops)$")
+
+
 def lower_is_better(metric: str) -> bool:
-    """True for losses: ``ce``/``ce@K`` (contrastive entropy), ``*entropy*``, ``*loss*``."""
+    """True for losses: ``ce``/``ce@K`` (contrastive entropy), ``*entropy*``, ``*loss*``; and for the
+    sparsity costs ``active-q``, ``active-d``, ``flops``."""
     name = metric.strip().lower()
-    return bool(_CE.match(name)) or "entropy" in name or "loss" in name
+    return bool(_CE.match(name)) or "entropy" in name or "loss" in name or bool(_COST.match(name))
 
 
 def direction(metric: str) -> int:

@@ -131,7 +131,7 @@ def test_temperature_divides_the_similarity(cranfield):
     ({"objective": "infonce"}, "objective 'infonce' does not train family 'cross-encoder'"),
     ({"towers": "separate"}, "towers = 'separate' applies to family 'bi-encoder' only"),
     ({"pooling": "last"}, "pooling = 'last' applies to family 'bi-encoder' only"),
-    ({"corpus_negatives": 32}, "corpus_negatives = 32 applies to family 'bi-encoder' only"),
+    ({"corpus_negatives": 32}, "corpus_negatives = 32 applies to family 'bi-encoder' / 'sparse' only"),
     ({"family": "bi-encoder", "objective": "infonce", "temperature": 0.0}, "temperature"),
 ])
 def test_bad_combinations_are_one_line_user_errors(kw, message):
@@ -144,4 +144,5 @@ def test_the_settings_of_a_family_leave_out_other_families_keys():
     from rerank_scaling.config.run import train_settings
 
     assert "towers" in train_settings("bi-encoder") and "towers" not in train_settings("cross-encoder")
-    assert set(train_settings("cross-encoder")) < set(train_settings()) == set(train_settings("bi-encoder"))
+    assert set(train_settings("cross-encoder")) < set(train_settings("bi-encoder")) < set(train_settings())
+    assert "lambda_q" in train_settings("sparse") and "lambda_q" not in train_settings("bi-encoder")

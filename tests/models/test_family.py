@@ -23,9 +23,9 @@ def model(request):
 
 
 def test_registry_names_the_families():
-    assert set(FAMILIES) == {"cross-encoder", "bi-encoder"}
-    with pytest.raises(UserError, match="unknown model family 'sparse'"):
-        get_family("sparse")
+    assert set(FAMILIES) == {"cross-encoder", "bi-encoder", "sparse"}
+    with pytest.raises(UserError, match="unknown model family 'splade'"):
+        get_family("splade")
 
 
 def test_training_batch_and_group_scores_have_the_group_layout(model):

@@ -1,0 +1,36 @@
+"""How sparse a sparse retriever's vectors are, per eval query: the cost side beside its quality.
+
+For query vectors ``Q[nq, V]`` and the encoded corpus ``D[nd, V]``
+(``scipy.sparse``; the sparse family's :meth:`encode`), each query ``q`` gets:
+
+* ``active-q``: its active (non-zero) dimensions;
+* ``active-d``: the mean active dimensions of a corpus document (the same value
+  for every query: it is the corpus's, reported per query so the table holds
+  it beside the quality rows of the same set and checkpoint);
+* ``flops``: the expected multiply-adds of one query-document dot product at
+  query time, ``sum_{j in q} p_j`` with ``p_j`` the fraction of documents in
+  which term ``j`` is active -- its mean over queries is the FLOPS measure of
+  Paria et al. (2020) and SPLADE (``sum_j p_j^q p_j^d``).
+
+All three are costs (lower is cheaper), marked so for the analysis side by
+:func:`rerank_scaling.scaling.metrics.lower_is_better`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SPARSITY_METRICS = ("active-q", "active-d", "flops")
+
+
+def sparsity_per_query(qids: list[str], queries, docs) -> dict[str, dict[str, float]]:
+    """``metric -> qid -> value`` for :data:`SPARSITY_METRICS` (module docstring)."""
+    active_q = np.diff(queries.indptr)
+    doc_active = np.diff(docs.tocsr().indptr)
+    active_d = float(doc_active.mean()) if len(doc_active) else 0.0
+    share = np.bincount(docs.tocsr().indices, minlength=docs.shape[1]) / max(docs.shape[0], 1)
+    q = queries.tocsr()
+    flops = [float(share[q.indices[q.indptr[i]:q.indptr[i + 1]]].sum()) for i in range(q.shape[0])]
+    return {"active-q": {qid: float(n) for qid, n in zip(qids, active_q)},
+            "active-d": {qid: active_d for qid in qids},
+            "flops": dict(zip(qids, flops))}

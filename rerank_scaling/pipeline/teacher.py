@@ -1,0 +1,131 @@
+"""A distillation teacher's scores of a training set, computed once and cached on disk.
+
+The teacher (``[train] teacher``) is any model the toolkit can load that scores
+(query, document) pairs -- in practice a cross-encoder:
+
+* a run folder of this toolkit whose run saved its model (``[train] save_model
+  = true`` writes ``model/``): the reranker study's model teaches the retriever
+  study;
+* a saved model folder itself (``family.json`` beside the weights);
+* a Hugging Face cross-encoder id or folder (a one-logit sequence classifier,
+  e.g. ``cross-encoder/ms-marco-MiniLM-L6-v2`` for users with internet).
+
+Every pair a training group can hold is scored up front: each training query
+against its positives and its whole negative pool (the candidates its hard
+negatives are drawn from), in one batched pass. The scores are cached in
+``<cache>/teacher-scores/<key>.json`` (``cache_dir`` or the default cache),
+keyed by a fingerprint of the teacher's files and of every scored pair's
+query and document text, so a different teacher, training set, split,
+candidate depth or supervision never reuses them, and every cell of a grid
+over the same training set shares one file. A pair outside them (a group
+topped up with random corpus documents when a query's pool is short) is
+scored when it is first asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from rerank_scaling.data.util import atomic_write_text, default_cache_dir, stable_key
+from rerank_scaling.errors import UserError
+from rerank_scaling.examples import Group, TrainingSet
+
+log = logging.getLogger(__name__)
+
+
+def _model_folder(source: str) -> Path | None:
+    """The saved-model folder of a run folder or of a saved model; None for a hub id / HF folder."""
+    path = Path(source)
+    for folder in (path / "model", path):
+        if (folder / "family.json").is_file():
+            return folder
+    return None
+
+
+def load_teacher(source: str):
+    """The teacher model (in eval mode) behind ``source`` (the module docstring)."""
+    from rerank_scaling.models import get_family
+
+    folder = _model_folder(source)
+    if folder is not None:
+        family = json.loads((folder / "family.json").read_text()).get("family")
+        model = get_family(family).load(folder)
+    else:
+        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+            raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
+                            " with save_model = true?)")
+        if source.startswith((".", "/")) and not Path(source).exists():
+            raise UserError(f"teacher = '{source}': no such folder")
+        from rerank_scaling.models.cross_encoder import load_cross_encoder
+        from rerank_scaling.models.ladder import ModelSpec
+
+        model = load_cross_encoder(ModelSpec("hf", source), pooling="cls")
+    return model.eval()
+
+
+def teacher_fingerprint(source: str) -> str:
+    """sha256 over the teacher's files (names and bytes); a hub id stands for itself."""
+    folder = _model_folder(source) or (Path(source) if Path(source).is_dir() else None)
+    if folder is None:
+        return stable_key(f"hub:{source}")
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(folder)).encode())
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def training_pairs(tset: TrainingSet) -> list[tuple[str, str]]:
+    """Every (query, doc) pair the groups of ``tset`` can hold (but random top-ups), sorted."""
+    pairs = {(q, d) for q, d, _ in tset.instances}
+    pairs.update((q, d) for q, pool in tset.pools.items() for d in pool)
+    return sorted(pairs)
+
+
+class TeacherScores:
+    """``teacher_scores[B, G]`` of query groups from the cached table (and the teacher, for a pair outside it)."""
+
+    def __init__(self, source: str, table: dict[tuple[str, str], float], tset: TrainingSet, batch_size: int = 64,
+                 model=None):
+        self.source, self.table, self.tset, self.batch_size = source, table, tset, batch_size
+        self._model = model
+
+    def _score(self, pairs: list[tuple[str, str]]) -> None:
+        if self._model is None:
+            self._model = load_teacher(self.source)
+        coll = self.tset.collection
+        with torch.inference_mode():
+            values = self._model.score([coll.queries[q] for q, _ in pairs], [coll.docs[d] for _, d in pairs],
+                                       batch_size=self.batch_size)
+        self.table.update(zip(pairs, map(float, values)))
+
+    def groups(self, groups: list[Group]) -> torch.Tensor:
+        missing = sorted({(g.qid, d) for g in groups for d in g.doc_ids} - self.table.keys())
+        if missing:
+            self._score(missing)
+        return torch.tensor([[self.table[(g.qid, d)] for d in g.doc_ids] for g in groups], dtype=torch.float32)
+
+
+def teacher_scores(source: str, tset: TrainingSet, cache_dir: str | None = None,
+                   batch_size: int = 64) -> TeacherScores:
+    """The teacher's scores of every pair of :func:`training_pairs`, from the cache or computed and cached."""
+    pairs = training_pairs(tset)
+    coll = tset.collection
+    digest = hashlib.sha256(teacher_fingerprint(source).encode())
+    for q, d in pairs:
+        digest.update(f"{q}\t{coll.queries[q]}\t{d}\t{coll.docs[d]}\n".encode())
+    path = Path(cache_dir or default_cache_dir()) / "teacher-scores" / f"{digest.hexdigest()[:32]}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        log.info("teacher scores loaded from %s", path)
+        return TeacherScores(source, {(q, d): s for q, d, s in cached["scores"]}, tset, batch_size)
+    out = TeacherScores(source, {}, tset, batch_size)
+    out._score(pairs)
+    atomic_write_text(path, json.dumps({"teacher": str(source), "pairs": len(pairs),
+                                        "scores": [[q, d, out.table[(q, d)]] for q, d in pairs]}))
+    return out
