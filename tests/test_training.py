@@ -51,6 +51,14 @@ def test_a_start_step_needs_a_checkpoint():
 LABELS = [[2, 0, 0, 1, 0], [1, 0, 0, 0, 0], [3, 1, 0, 0, 0]]
 
 
+def _extras(name, like):
+    """The batch entries an objective requires (distillation: teacher scores), shaped and placed like ``like``."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    return {"teacher_scores": torch.linspace(3, -1, like.numel()).view_as(like).to(like.device, like.dtype)
+            .detach()} if "teacher_scores" in OBJECTIVES[name].requires else {}
+
+
 @pytest.mark.parametrize("name", sorted(__import__("rerank_scaling.objectives", fromlist=["OBJECTIVES"]).OBJECTIVES))
 def test_every_objective_makes_its_tensors_on_the_inputs_device(name):
     """The device audit, on CPU: on the meta device a tensor made without ``device=`` lands on the
@@ -58,7 +66,7 @@ def test_every_objective_makes_its_tensors_on_the_inputs_device(name):
     from rerank_scaling.objectives import get_objective
 
     scores = torch.randn(3, 5, device="meta", requires_grad=True)
-    loss = get_objective(name)(scores, torch.tensor(LABELS, device="meta"))
+    loss = get_objective(name)(scores, torch.tensor(LABELS, device="meta"), **_extras(name, scores))
     assert loss.device.type == "meta" and loss.dim() == 0
 
 
@@ -67,7 +75,7 @@ def test_every_objective_keeps_a_bf16_dtype_and_gives_finite_gradients(name):
     from rerank_scaling.objectives import get_objective
 
     scores = torch.linspace(-2, 3, 15).view(3, 5).to(torch.bfloat16).requires_grad_()
-    loss = get_objective(name)(scores, torch.tensor(LABELS))
+    loss = get_objective(name)(scores, torch.tensor(LABELS), **_extras(name, scores))
     assert loss.dtype == torch.bfloat16 and torch.isfinite(loss.float())
     loss.backward()
     assert torch.isfinite(scores.grad.float()).all() and scores.grad.abs().sum() > 0
