@@ -164,3 +164,20 @@ class PeakRSS:
 
 def timer() -> float:
     return time.perf_counter()
+
+
+def st_minilm_encoder(args):
+    """sentence-transformers' SentenceTransformer on the same truncated MiniLM (``args.layers``,
+    ``args.max_length``) with mean pooling: the peer of our bi-encoder benchmarks."""
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+
+    from rerank_scaling.models.backbone import minilm_path
+
+    module = Transformer(minilm_path(), max_seq_length=args.max_length,
+                         config_kwargs={"num_hidden_layers": args.layers})
+    return SentenceTransformer(modules=[module, Pooling(module.get_word_embedding_dimension(), "mean")],
+                               device=args.device)

@@ -57,15 +57,9 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     C.quiet()
     C.setup_torch(args)
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.losses import MultipleNegativesRankingLoss
-    try:
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.models import Pooling, Transformer
 
     from rerank_scaling.models import get_family
-    from rerank_scaling.models.backbone import minilm_path
     from rerank_scaling.objectives import get_objective
     from rerank_scaling.pipeline.prepare import training_set
 
@@ -78,10 +72,7 @@ def main(argv=None) -> float:
 
     ours = get_family("bi-encoder").build(config).to(args.device)
     objective = get_objective(args.objective)
-    module = Transformer(minilm_path(), max_seq_length=args.max_length,
-                         config_kwargs={"num_hidden_layers": args.layers})
-    st = SentenceTransformer(modules=[module, Pooling(module.get_word_embedding_dimension(), "mean")],
-                             device=args.device)
+    st = C.st_minilm_encoder(args)
     mnrl = MultipleNegativesRankingLoss(st, scale=20.0)
 
     def st_features(groups):

@@ -48,14 +48,8 @@ def main(argv=None) -> float:
     args = parse_args(argv)
     C.quiet()
     C.setup_torch(args)
-    from sentence_transformers import SentenceTransformer
-    try:
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.models import Pooling, Transformer
 
     from rerank_scaling.models import get_family
-    from rerank_scaling.models.backbone import minilm_path
     from rerank_scaling.pipeline.prepare import load
 
     config = C.load_config(args, family="bi-encoder", objective="infonce", pooling="mean", similarity="dot")
@@ -64,10 +58,7 @@ def main(argv=None) -> float:
     texts = [coll.docs[d] for d in doc_ids]
 
     ours = get_family("bi-encoder").build(config).to(args.device)
-    module = Transformer(minilm_path(), max_seq_length=args.max_length,
-                         config_kwargs={"num_hidden_layers": args.layers})
-    st = SentenceTransformer(modules=[module, Pooling(module.get_word_embedding_dimension(), "mean")],
-                             device=args.device)
+    st = C.st_minilm_encoder(args)
 
     def run_ours() -> torch.Tensor:
         ours.texts.pairs._cache.clear()  # cold token cache: tokenisation is part of the timed work

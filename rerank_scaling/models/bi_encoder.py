@@ -131,6 +131,14 @@ class InBatchBatches:
     def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
         self.texts.pairs.warm(queries, docs)
 
+    def _pair_encodings(self, queries: Sequence[str], docs: Sequence[str], batch_size: int):
+        """For :meth:`score`: each distinct query and document encoded once (``encode``), and every
+        pair's row in each: ``(q, d, query_rows, doc_rows)``."""
+        uq, ud = list(dict.fromkeys(queries)), list(dict.fromkeys(docs))
+        q, d = self.encode(uq, "query", batch_size), self.encode(ud, "doc", batch_size)
+        qpos, dpos = {t: i for i, t in enumerate(uq)}, {t: i for i, t in enumerate(ud)}
+        return q, d, [qpos[t] for t in queries], [dpos[t] for t in docs]
+
     def _corpus_sample(self, groups, collection) -> list[str]:
         """``corpus_negatives`` documents shared by the batch, a pure function of its groups."""
         if not self.corpus_negatives:
@@ -247,12 +255,8 @@ class BiEncoder(InBatchBatches, torch.nn.Module):
             raise ValueError("queries and docs differ in length")
         if not queries:
             return np.zeros(0, dtype=np.float32)
-        uq, ud = list(dict.fromkeys(queries)), list(dict.fromkeys(docs))
-        q = self.encode(uq, "query", batch_size)
-        d = self.encode(ud, "doc", batch_size)
-        qpos, dpos = {t: i for i, t in enumerate(uq)}, {t: i for i, t in enumerate(ud)}
-        qi = torch.as_tensor([qpos[t] for t in queries], device=q.device)
-        di = torch.as_tensor([dpos[t] for t in docs], device=d.device)
+        q, d, qrows, drows = self._pair_encodings(queries, docs, batch_size)
+        qi, di = torch.as_tensor(qrows, device=q.device), torch.as_tensor(drows, device=d.device)
         return ((q[qi] * d[di]).sum(1) / self.temperature).float().cpu().numpy()
 
     def parameter_counts(self) -> tuple[int, int]:

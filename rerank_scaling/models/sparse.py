@@ -175,10 +175,8 @@ class SparseEncoder(InBatchBatches, torch.nn.Module):
             raise ValueError("queries and docs differ in length")
         if not queries:
             return np.zeros(0, dtype=np.float32)
-        uq, ud = list(dict.fromkeys(queries)), list(dict.fromkeys(docs))
-        q, d = self.encode(uq, "query", batch_size), self.encode(ud, "doc", batch_size)
-        qpos, dpos = {t: i for i, t in enumerate(uq)}, {t: i for i, t in enumerate(ud)}
-        rows = q[[qpos[t] for t in queries]].multiply(d[[dpos[t] for t in docs]])
+        q, d, qrows, drows = self._pair_encodings(queries, docs, batch_size)
+        rows = q[qrows].multiply(d[drows])
         return np.asarray(rows.sum(axis=1), dtype=np.float32).ravel()
 
     def parameter_counts(self) -> tuple[int, int]:
