@@ -15,7 +15,10 @@ import polars as pl
 from rerank_scaling.errors import UserError
 from rerank_scaling.report.study import HEADLINE, Study
 from rerank_scaling.report.tables import size as fmt_size
-from rerank_scaling.scaling import Allocation, GroupFit, Verdict, allocate, exposure_verdicts, fit_groups, verdicts
+from rerank_scaling.scaling import Allocation, GroupFit, Verdict, WidthRule, allocate, exposure_verdicts, fit_groups, verdicts
+from rerank_scaling.scaling import calibration
+from rerank_scaling.scaling.backtest import MIN_FIT_LEVELS
+from rerank_scaling.scaling.estimate import estimator_forecasts
 
 LEVEL = 0.9
 SEED = 0
@@ -59,6 +62,9 @@ class Analysis:
     allocations: list[Allocation]
     allocation_notes: list[str]
     data: DataScaling | None = None  # laws over the data budget, per supervision (studies with 2+ budgets)
+    estimator: str | None = None  # the calibrated default forecast estimator the size verdicts judge (None: law)
+    calibrated: bool = False  # its intervals widened by the conformal rule of the real-ladder backtest
+    default_forecasts: dict[str, list[dict]] = field(default_factory=dict)  # metric -> estimator_forecasts rows
 
     @property
     def held_out(self) -> bool:
@@ -91,11 +97,35 @@ def fit_metric(study: Study, metric: str, cut: float, n_boot: int, law: str = "a
     return out
 
 
-def _verdicts(study: Study, cut: float, n_boot: int) -> tuple[list[Verdict], str]:
+def default_estimator(study: Study, cut: float) -> tuple[str | None, WidthRule | None]:
+    """The real-ladder backtest's default estimator and its conformal rule, when the study fits enough sizes
+    for it (``MIN_FIT_LEVELS``); otherwise ``(None, None)`` and the size law judges alone."""
+    name = calibration.default_estimator()
+    if name is None or sum(s <= cut for s in study.param_sizes) < MIN_FIT_LEVELS:
+        return None, None
+    return name, calibration.width_rule(name, LEVEL)
+
+
+def _default_forecasts(study: Study, cut: float, n_boot: int, name: str, rule) -> dict[str, list[dict]]:
+    out = {}
+    for metric in study.metrics:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                out[metric] = estimator_forecasts(study.table, metric, cut, name, level=LEVEL, n_boot=n_boot,
+                                                  seed=SEED, width_rule=rule)
+            except UserError:
+                continue
+    return out
+
+
+def _verdicts(study: Study, cut: float, n_boot: int, estimator: str | None = None,
+              rule: WidthRule | None = None) -> tuple[list[Verdict], str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return verdicts(study.table, cut, level=LEVEL, n_boot=n_boot, seed=SEED), ""
+            return verdicts(study.table, cut, level=LEVEL, n_boot=n_boot, seed=SEED, estimator=estimator,
+                            width_rule=rule), ""
         except UserError as exc:
             return [], str(exc)
 
@@ -164,8 +194,10 @@ def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300
         reason = f"given with --fit-max-params ({fmt_size(cut)})"
         reason += f"; {len(held)} larger size(s) held out" if held else "; no larger size is held out"
     fits = {m: fit_metric(study, m, cut, n_boot) for m in study.metrics}
-    size_v, size_err = _verdicts(study, cut, n_boot)
+    name, rule = default_estimator(study, cut)
+    size_v, size_err = _verdicts(study, cut, n_boot, name, rule)
     exp_v, exp_err = _exposure(study, n_boot)
     flops, allocs, alloc_notes = _allocations(study, n_boot)
     return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes,
-                    data_scaling(study, n_boot))
+                    data_scaling(study, n_boot), name, rule is not None,
+                    _default_forecasts(study, cut, n_boot, name, rule) if name else {})

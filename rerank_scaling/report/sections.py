@@ -309,7 +309,41 @@ def size_section(study: Study, analysis: Analysis, size_figures: dict[str, str])
     notes = [f"{m}: {n}" for m in study.metrics for n in analysis.fits[m].notes]
     if notes:
         lines += ["Groups skipped or flagged by the analyzer:", ""] + [f"- {T.esc(n)}" for n in notes] + [""]
-    lines += forecast_table(study, analysis)
+    lines += default_forecast_table(study, analysis) + forecast_table(study, analysis)
+    return lines
+
+
+def default_forecast_table(study: Study, analysis: Analysis) -> list[str]:
+    """The held-out sizes as the default estimator forecasts them (what ``forecast`` prints)."""
+    if not analysis.estimator:
+        return []
+    keys = variant_keys(study)
+    rows = []
+    for metric in study.metrics:
+        for f in sorted(analysis.default_forecasts.get(metric, []), key=lambda f: (_group_sort(study, f), f["params"])):
+            if f["actual"] is None:
+                continue
+            rows.append([metric, f["eval_set"], _domain(study, f["eval_set"]), f.get("objective", T.DASH),
+                         *[T.plain(f.get(k)) for k in keys], f"`{f['model']}`", T.size(f["params"]),
+                         T.num(f["predicted"]), T.interval(f["lower"], f["upper"]),
+                         T.interval(f["raw_lower"], f["raw_upper"]), T.num(f["actual"]),
+                         T.num(abs(f["error"]) if f["error"] is not None else None),
+                         T.yes_no(f["covered"])])
+    how = ("its intervals widened by the conformal factor calibrated on the real ladders' leave-largest-out "
+           "errors (`rerank_scaling/scaling/calibration.json`)" if analysis.calibrated
+           else "raw intervals (no calibrated rule at this level)")
+    lines = [f"### Default forecast (`{analysis.estimator}`) vs actual", "",
+             f"The estimator the real-ladder backtest chose as the default (`rerank-scaling forecast` without "
+             f"`--law`; `rerank_scaling/scaling/README.md` says how), {how}. The size verdicts below judge these "
+             f"forecasts; the fitted laws above draw the curves.", ""]
+    if not rows:
+        return lines + ["No held-out size to check.", ""]
+    covered = [r[-1] for r in rows]
+    lines += [T.md_table(["metric", "eval set", "domain", "objective", *keys, "model", "N", "predicted",
+                          f"{analysis.level:.0%} interval", "raw interval", "actual", "abs error", "covered"], rows,
+                         "llll" + "l" * len(keys) + "lrrllrrl"), "",
+              f"{covered.count(T.yes_no(True))}/{len(rows)} held-out actuals inside the default's "
+              f"{analysis.level:.0%} interval.", ""]
     return lines
 
 
@@ -399,6 +433,10 @@ def verdict_section(study: Study, analysis: Analysis, metric_figures: dict[str, 
                   f"prediction interval, whose interval score is no worse than the carry-forward's (the "
                   f"analyzer's verdict; the *why* column gives the numbers).", ""]
     lines += ["### Size check: fit small models, forecast the larger ones", ""]
+    if analysis.estimator:
+        lines += [f"The forecasts judged are the default estimator's (`{analysis.estimator}`"
+                  + (", conformally calibrated intervals" if analysis.calibrated else ", raw intervals")
+                  + "; the *law* column), those of the table *Default forecast* above.", ""]
     if analysis.size_verdicts:
         lines += [T.md_table(VERDICT_HEADERS, _verdict_rows(study, analysis.size_verdicts)), ""]
     else:

@@ -176,7 +176,8 @@ def _run_verdicts(args) -> int:
                 max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        size = verdicts(table, args.fit_max_params, law=args.law, n_boot=args.bootstrap, **opts)
+        size = verdicts(table, args.fit_max_params, law=args.law or "auto", n_boot=args.bootstrap,
+                        **_verdict_estimator(args), **opts)
         exposure = []
         if not args.no_exposure and not table["exposure"].is_null().all():
             exposure = exposure_verdicts(table, fit_fraction=args.exposure_fraction,
@@ -187,6 +188,19 @@ def _run_verdicts(args) -> int:
     else:
         render.verdicts(size, exposure)
     return 0
+
+
+def _verdict_estimator(args) -> dict:
+    """``--law`` given: that law, raw intervals; otherwise ``--estimator`` (default: the calibrated default
+    of the real-ladder backtest, when there is one), widened by its conformal rule unless ``--uncalibrated``."""
+    from rerank_scaling.scaling.calibration import default_estimator, width_rule
+
+    if args.law is not None and args.estimator is None:
+        return {}
+    name = args.estimator or default_estimator()
+    if name is None:
+        return {}
+    return {"estimator": name, "width_rule": None if args.uncalibrated else width_rule(name, args.level)}
 
 
 def _run_allocate(args) -> int:
@@ -302,7 +316,12 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 150e6")
     p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all in the table)")
-    p.add_argument("--law", choices=LAW_CHOICES[:6], default="auto", help="size law (default auto)")
+    p.add_argument("--law", choices=LAW_CHOICES[:6], default=None,
+                   help="judge this size law's forecasts (raw bootstrap intervals) instead of the default estimator's")
+    p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
+                   help="judge this estimator's forecasts (default: the estimator the real-ladder backtest chose, "
+                        "with its calibrated conformal intervals; `auto` law where none was chosen)")
+    p.add_argument("--uncalibrated", action="store_true", help="with an estimator: its raw intervals")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--max-rel-error", type=float, default=None,
                    help="also require mean |relative error| <= this (default: off; the rule compares the error "

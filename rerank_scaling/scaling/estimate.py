@@ -22,14 +22,10 @@ from rerank_scaling.scaling.backtest import MIN_FIT_LEVELS
 from rerank_scaling.scaling.table import as_table, group_columns, select_metric
 
 
-def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: str, *, eval_set: str | None = None,
-                        objective: str | None = None, level: float = 0.9, predict_params=(), n_boot: int = 1000,
-                        seed: int = 0, width_rule=None) -> list[dict]:
-    """One row per (group, target size): key columns, params, predicted, lower, upper (widened by
-    ``width_rule`` when given), raw_lower/raw_upper, actual (NaN for ``predict_params`` sizes),
-    error, covered, estimator, calibrated."""
-    if estimator not in E.SIZE_ESTIMATORS:
-        raise UserError(f"unknown estimator '{estimator}' (choose from {', '.join(E.SIZE_ESTIMATORS)})")
+def size_cases(table, metric: str, fit_max_params: float, *, eval_set: str | None = None,
+               objective: str | None = None, predict_params=()) -> tuple[list[E.Case], dict]:
+    """The size cases of every group of ``metric`` (runs with ``params <= fit_max_params`` fitted, every
+    larger size and each ``predict_params`` size a target), and the model name of each size."""
     df = select_metric(as_table(table), metric, eval_set)
     if objective is not None:
         df = df.filter(pl.col("objective") == objective)
@@ -52,10 +48,33 @@ def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: st
     if not cases:
         raise UserError(f"{metric}: no group has runs with params <= {fit_max_params:g} and a larger size to "
                         "forecast (add --predict-params)")
-    results = E.SIZE_ESTIMATORS[estimator](cases, dict(level=level, n_boot=n_boot, seed=seed))
+    return cases, models
+
+
+def run_estimator(estimator: str, cases: list[E.Case], *, level: float = 0.9, n_boot: int = 1000, seed: int = 0,
+                  width_rule=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per case: ``(pred, lower, upper, raw_lower, raw_upper)`` of ``estimator``, the interval widened by
+    ``width_rule`` when given."""
+    if estimator not in E.SIZE_ESTIMATORS:
+        raise UserError(f"unknown estimator '{estimator}' (choose from {', '.join(E.SIZE_ESTIMATORS)})")
     out = []
-    for case, (pred, lo, hi) in zip(cases, results):
+    for pred, lo, hi in E.SIZE_ESTIMATORS[estimator](cases, dict(level=level, n_boot=n_boot, seed=seed)):
         lo_w, hi_w = width_rule.apply(pred, lo, hi) if width_rule is not None else (np.asarray(lo), np.asarray(hi))
+        out.append((np.asarray(pred, float), lo_w, hi_w, np.asarray(lo, float), np.asarray(hi, float)))
+    return out
+
+
+def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: str, *, eval_set: str | None = None,
+                        objective: str | None = None, level: float = 0.9, predict_params=(), n_boot: int = 1000,
+                        seed: int = 0, width_rule=None) -> list[dict]:
+    """One row per (group, target size): key columns, params, predicted, lower, upper (widened by
+    ``width_rule`` when given), raw_lower/raw_upper, actual (NaN for ``predict_params`` sizes),
+    error, covered, estimator, calibrated."""
+    cases, models = size_cases(table, metric, fit_max_params, eval_set=eval_set, objective=objective,
+                               predict_params=predict_params)
+    results = run_estimator(estimator, cases, level=level, n_boot=n_boot, seed=seed, width_rule=width_rule)
+    out = []
+    for case, (pred, lo_w, hi_w, lo, hi) in zip(cases, results):
         for j, x in enumerate(case.target_x):
             p, y = float(pred[j]), float(case.actual[j])
             known = math.isfinite(y)

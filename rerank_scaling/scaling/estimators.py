@@ -393,6 +393,10 @@ def _pooled_members(cases: list[Case], opts) -> list[Result]:
         Ys.append(f + v * r)
         resid_all.append(r)
         fitted.append(f)
+    if B < 1:  # no bootstrap: the point forecasts alone
+        points = [a_hat[gi][0] - s * g_hat[gi][0] * np.exp(c_hat[0] * np.log(c.target_x / d[3]))
+                  for gi, (c, d) in enumerate(zip(cases, data))]
+        return [(p, np.full(p.size, np.nan), np.full(p.size, np.nan)) for p in points]
     cb, ab, gb = pooled_fit(groups, s, bound, Ys)
     pool = np.concatenate(resid_all)
     lvl = opts["level"]

@@ -43,6 +43,7 @@ import polars as pl
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import baselines
+from rerank_scaling.scaling.estimate import run_estimator, size_cases
 from rerank_scaling.scaling.evidence import MOVES_LEVEL, Movement, moves, noise_estimate
 from rerank_scaling.scaling.fit import fit_many
 from rerank_scaling.scaling.forecast import fit_groups, group_label
@@ -277,10 +278,19 @@ def verdicts(
     max_rel_error: float | None = DEFAULT_MAX_REL_ERROR,
     min_coverage: float = DEFAULT_MIN_COVERAGE,
     seed: int = 0,
+    estimator: str | None = None,
+    width_rule=None,
     **options,
 ) -> list[Verdict]:
-    """Size check per (metric, objective, supervision, eval set); ``metrics=None`` = all."""
+    """Size check per (metric, objective, supervision, eval set); ``metrics=None`` = all.
+
+    With ``estimator`` (a name of :data:`.estimators.SIZE_ESTIMATORS`, e.g. the calibrated default of
+    :mod:`.calibration`) the held-out forecasts and intervals are that estimator's, widened by
+    ``width_rule`` when given, instead of ``law``'s."""
     df = as_table(table)
+    if estimator is not None:
+        return _estimator_verdicts(df, fit_max_params, _metrics(df, metrics), eval_set, estimator, width_rule,
+                                   level, n_boot, seed, max_rel_error, min_coverage)
     out = []
     for metric in _metrics(df, metrics):
         try:
@@ -306,6 +316,34 @@ def verdicts(
             laws = sorted({g.fit.law.name for g in gs})
             out.append(_verdict("size", metric, dict(zip(VERDICT_KEYS, key_t)), [g.fit for g in gs], units,
                                 "/".join(laws), max_rel_error, min_coverage, level))
+    return out
+
+
+def _estimator_verdicts(df, fit_max_params, metrics, eval_set, estimator, width_rule, level, n_boot, seed,
+                        max_rel_error, min_coverage) -> list[Verdict]:
+    name = estimator + (" (calibrated)" if width_rule is not None else "")
+    out = []
+    for metric in metrics:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cases, _ = size_cases(df, metric, fit_max_params, eval_set=eval_set)
+                results = run_estimator(estimator, cases, level=level, n_boot=n_boot, seed=seed,
+                                        width_rule=width_rule)
+        except UserError as exc:
+            out.append(_verdict("size", metric, {"objective": "-", "eval_set": eval_set or "-"}, [], [],
+                                name, max_rel_error, min_coverage, level, reason=str(exc)))
+            continue
+        by_key: dict[tuple, list[Unit]] = {}
+        for case, (pred, lo, hi, _, _) in zip(cases, results):
+            known = np.isfinite(case.actual)
+            x, y = case.levels()
+            by_key.setdefault(tuple(case.key.get(k) for k in VERDICT_KEYS), []).append(make_unit(
+                x, y, case.series(), pred[known], lo[known], hi[known], case.actual[known], case.target_x[known],
+                level))
+        for key_t, units in by_key.items():
+            out.append(_verdict("size", metric, dict(zip(VERDICT_KEYS, key_t)), [], units, name, max_rel_error,
+                                min_coverage, level))
     return out
 
 

@@ -165,3 +165,36 @@ def test_verdict_json_has_no_nan(study):
     (v,) = verdicts(study, 150e6, metrics=["map"], n_boot=20, objective="listwise")
     text = json.dumps(v.to_dict(), allow_nan=False)
     assert '"status"' in text and '"moves_q"' in text
+
+
+def test_verdicts_judge_an_estimators_forecasts(study):
+    """With ``estimator`` the verdict judges that estimator's held-out forecasts (here pooled across
+    objectives), the same forecasts ``forecast --estimator`` prints."""
+    from rerank_scaling.scaling.estimate import estimator_forecasts
+
+    vs = verdicts(study, 150e6, metrics=["ndcg@10"], n_boot=100, estimator="pooled-objectives")
+    rows = estimator_forecasts(study, "ndcg@10", 150e6, "pooled-objectives", n_boot=100)
+    assert {v.objective for v in vs} == {"pointwise", "pairwise", "listwise"}
+    for v in vs:
+        mine = [r for r in rows if r["objective"] == v.objective and r["actual"] is not None]
+        assert v.law == "pooled-objectives" and v.n_targets == len(mine) > 0
+        assert v.mae == pytest.approx(np.mean([abs(r["error"]) for r in mine]))
+        assert v.coverage == pytest.approx(np.mean([r["covered"] for r in mine]))
+
+
+def test_verdict_width_rule_widens_the_judged_intervals(study):
+    from rerank_scaling.scaling.backtest import WidthRule
+
+    raw = verdicts(study, 150e6, metrics=["ndcg@10"], n_boot=100, estimator="pooled-objectives")
+    wide = verdicts(study, 150e6, metrics=["ndcg@10"], n_boot=100, estimator="pooled-objectives",
+                    width_rule=WidthRule("pooled-objectives", 0.9, 3.0, 100))
+    for r, w in zip(raw, wide):
+        assert w.law == "pooled-objectives (calibrated)" and w.mae == pytest.approx(r.mae)
+        assert w.median_width == pytest.approx(3.0 * r.median_width)
+        assert w.coverage >= r.coverage
+
+
+def test_flat_noise_table_is_not_informative_under_the_default_estimator():
+    vs = verdicts(flat_table(), 10.7e6, metrics=["p@10", "ce@64"], n_boot=100, estimator="pooled-objectives")
+    assert len(vs) == 2 and all(v.status == "not informative" for v in vs)
+    assert all(v.reason.startswith("not informative: span") for v in vs)
