@@ -14,7 +14,8 @@ Each estimator of :mod:`.estimators` is scored per case (one target) on error
 interval width and the interval score; the baseline row is plain
 ``scipy.optimize.curve_fit`` of ``a + b*x^c`` on the same points.  ``z`` errors
 divide by the case's measured run-to-run noise so metrics on different scales
-can be averaged.
+can be averaged.  A group whose every value is the same (a metric no model changes, such as
+recall@100 after reranking the top 20) is not a case: there is nothing to forecast.
 
 :func:`calibrate` turns the residuals into a conformal width rule: the
 ``level`` quantile (finite-sample corrected) of ``|error| / half-width`` over the
@@ -93,10 +94,21 @@ def _ladders(tables, ladder_names=None) -> list[tuple[str, pl.DataFrame]]:
     return out
 
 
+def constant(values) -> bool:
+    """Every value of a group the same (to ``EXACT``, relative): a metric no model changes -- recall@100
+    after reranking the top 20 -- has nothing to forecast, and its zero-width intervals' coverage would
+    be decided by floating-point rounding, so the backtest skips such groups."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and float(np.ptp(v)) <= EXACT * max(1.0, float(np.max(np.abs(v))))
+
+
 def _size_cases(ladder: str, df: pl.DataFrame, metric: str, holdout: int) -> list[E.Case]:
     keys = group_columns(df)
     cases = []
     for key_values, rows in df.group_by(keys, maintain_order=True):
+        if constant(rows["value"]):
+            continue
         sizes = np.unique(rows["params"].to_numpy().astype(float))
         if sizes.size - holdout < MIN_FIT_LEVELS:
             continue
@@ -111,6 +123,8 @@ def _exposure_cases(ladder: str, df: pl.DataFrame, metric: str, holdout: int) ->
     keys = group_columns(df)
     cases = []
     for key_values, rows in df.group_by(keys, maintain_order=True):
+        if constant(rows["value"]):
+            continue
         key = dict(zip(keys, key_values))
         per_model = []
         for (params,), model_rows in rows.group_by(["params"], maintain_order=True):

@@ -218,3 +218,15 @@ def test_forecast_estimator_from_cli(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["params"] for r in rows] == [16e6, 16e6] and all(r["estimator"] == "late-k" for r in rows)
     assert all(abs(r["error"]) < 1e-3 for r in rows)
+
+
+def test_constant_metric_is_not_a_case():
+    """recall@100 after reranking the top 20 is the same for every model: nothing to forecast, and its
+    zero-width intervals would 'miss' by rounding error, so the backtest keeps it out of every score."""
+    flat = exact_table().with_columns(metric=pl.lit("recall@100"), value=pl.lit(0.7372) + pl.lit(0.0))
+    bt = backtest(pl.concat([exact_table(), flat]), estimators=["carry-forward", "loglinear"],
+                  exposure_estimators=["carry-forward"], n_boot=10)
+    assert set(bt.cases["metric"].unique().to_list()) == {"ndcg@10"}
+    nearly = flat.with_columns(value=pl.col("value") + pl.col("params") * 1e-9)  # moves a little: a real case
+    bt = backtest(nearly, estimators=["carry-forward"], exposure=False, n_boot=10)
+    assert set(bt.cases["metric"].unique().to_list()) == {"recall@100"}
