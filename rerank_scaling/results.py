@@ -3,11 +3,18 @@
 One row per run x checkpoint step x evaluation set x metric. Columns:
 
 =============  =========================================================
-run            run id (model__objective__supervision__budget__seed)
+run            run id ([family__]model__objective__supervision__budget__seed)
+family         the model family, e.g. ``cross-encoder``, ``bi-encoder``, ``sparse`` (null
+               for BM25): a sparse and a dense model of one size are different models.
+               Tables written before the column held one family, the cells' own
+               (``config.json``), else the cross-encoder's (see :func:`conform`)
 model          model name, e.g. ``minilm-2L`` (``bm25`` for the baseline)
 ladder, size   the ladder and its rung
 params         model size N on the run's size axis (0 for BM25)
 total_params   all parameters
+trainable_params  parameters the optimizer updated: ``total_params`` in full
+               fine-tuning, the adapters (and new heads) under LoRA; null in
+               tables written before the column
 size_axis      what ``params`` counts: ``non-embedding`` parameters (the
                default) or the ladder's ``nominal`` size (ettin ``17m`` =
                17e6); null for BM25. Tables written before the column
@@ -40,11 +47,13 @@ from rerank_scaling.rundir import StudyFolder
 
 SCHEMA = {
     "run": pl.Utf8,
+    "family": pl.Utf8,
     "model": pl.Utf8,
     "ladder": pl.Utf8,
     "size": pl.Utf8,
     "params": pl.Int64,
     "total_params": pl.Int64,
+    "trainable_params": pl.Int64,
     "size_axis": pl.Utf8,
     "objective": pl.Utf8,
     "supervision": pl.Utf8,
@@ -62,13 +71,19 @@ SCHEMA = {
 
 
 # the value a column added to the schema later had implicitly in tables written before it
-DEFAULTS_OF_OLDER_TABLES = {"size_axis": "non-embedding"}
+DEFAULTS_OF_OLDER_TABLES = {"size_axis": "non-embedding", "family": "cross-encoder"}
+BASELINE_NULLS = ("family",)  # BM25's rows leave it null: the baseline is no model family
 
 
-def conform(df: pl.DataFrame) -> pl.DataFrame:
+def conform(df: pl.DataFrame, family: str | None = None) -> pl.DataFrame:
     """A table written under an older schema, with the columns it lacks (their implicit value,
-    else null), in the schema's order and types."""
-    missing = {c: pl.lit(DEFAULTS_OF_OLDER_TABLES.get(c), dtype=t) for c, t in SCHEMA.items() if c not in df.columns}
+    else null; a missing ``family`` is ``family`` where the caller knows it -- the cell's config --
+    else the cross-encoder's, the only family before the column), in the schema's order and types.
+    BM25's rows keep those columns null."""
+    implicit = {**DEFAULTS_OF_OLDER_TABLES, **({"family": family} if family else {})}
+    bm25 = pl.col("model") == "bm25"
+    missing = {c: (pl.when(bm25).then(None).otherwise(pl.lit(implicit[c])) if c in BASELINE_NULLS and c in implicit
+                   else pl.lit(implicit.get(c))).cast(t) for c, t in SCHEMA.items() if c not in df.columns}
     return df.with_columns(**missing).select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
 
 
@@ -116,7 +131,7 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
             raise UserError(f"{torn[0]} (`rerank-scaling grid run` repairs and reruns the cell)")
         if (cell.read_status() or {}).get("state") != "done":
             continue
-        frames.append(conform(read_table(cell.metrics)))
+        frames.append(conform(read_table(cell.metrics), family=cell.read_config().get("family")))
         baselines.append(conform(read_table(cell.baseline)))
         if cell.per_query.exists():
             queries.append(read_table(cell.per_query))

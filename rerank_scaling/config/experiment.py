@@ -3,8 +3,13 @@
 Sections and keys are derived from the typed configuration
 (:class:`~rerank_scaling.config.run.RunConfig`, :class:`EvalSpec`,
 :class:`Hardware`, :class:`StudyInfo`): each field's ``section`` says where
-it sits. Grid axes are lists (``sizes``, ``budgets``, ``objectives``,
-``supervision``, ``seeds``) whose product is the set of cells. The file is
+it sits. Grid axes are lists (``families``, ``sizes``, ``budgets``, ``objectives``,
+``supervision``, ``seeds``) whose product is the set of cells; an axis of one value
+may be given under the field's own key instead (``family = "sparse"``). A key
+declared for some families only (``setting(families=...)``) goes to the cells of
+those families: in a file of several families it does not reach the others' cells,
+and it is an error only when no family of the file takes it. ``[grid] compute``
+derives each cell's steps, so it excludes ``[train] steps``. The file is
 validated whole before any data is read; every error names the file, the key
 and the value.
 
@@ -148,8 +153,10 @@ def _axis_values(path: Path, grid: dict, f: dataclasses.Field, ladder: str) -> l
 
         default = list(LADDERS.get(ladder, ()))
     else:
-        default = GRID_DEFAULTS[axis]
-    values = grid.get(axis, default)
+        default = GRID_DEFAULTS.get(axis, [f.default])
+    if axis != file_key(f) and axis in grid and file_key(f) in grid:
+        raise _fail(path, f"grid: give {file_key(f)} (one value) or {axis} (a list), not both")
+    values = grid[file_key(f)] if file_key(f) in grid else grid.get(axis, default)
     values = values if isinstance(values, list) else [values]
     if not values:
         raise _fail(path, f"grid.{axis} is empty")
@@ -216,10 +223,21 @@ def load_experiment(path: Path | str) -> Experiment:
         check(next(f for f in settings(RunConfig) if f.name == "ladder"), ladder, str)
     except UserError as exc:
         raise _fail(path, f"grid.ladder: {exc}") from None
-    values = [_axis_values(path, raw.get("grid", {}), f, ladder) for f in axes]
+    grid = raw.get("grid", {})
+    if "compute" in grid and "steps" in raw.get("train", {}):
+        raise _fail(path, "[grid] compute derives each cell's steps: remove [train] steps (or compute)")
+    values = [_axis_values(path, grid, f, ladder) for f in axes]
+    families = values[[f.name for f in axes].index("family")]
+    only = {f.name: meta(f)["families"] for f in settings(RunConfig) if meta(f).get("families") and f.name in common}
+    for name, takers in only.items():
+        if not set(takers) & set(families):
+            raise _fail(path, f"{meta(next(f for f in settings(RunConfig) if f.name == name))['section']}.{name} "
+                        f"applies to family {' / '.join(repr(x) for x in takers)} only, and the grid has "
+                        f"{' / '.join(repr(x) for x in families)}")
     cells = []
     for combo in itertools.product(*values):
         cfg = {**common, **{f.name: v for f, v in zip(axes, combo)}}
+        cfg = {k: v for k, v in cfg.items() if k not in only or cfg["family"] in only[k]}
         try:
             cells.append(RunConfig.from_dict(cfg, where=str(path)))
         except UserError as exc:

@@ -85,7 +85,10 @@ def section_keys(*classes: type) -> dict[str, set[str]]:
             if meta(f).get("tables"):
                 out.setdefault(meta(f)["section"], set())
                 continue
-            out.setdefault(meta(f)["section"], set()).add(meta(f).get("axis") or file_key(f))
+            keys = out.setdefault(meta(f)["section"], set())
+            keys.add(file_key(f))  # a grid axis also takes one value under the field's own key (family = ...)
+            if meta(f).get("axis"):
+                keys.add(meta(f)["axis"])
     return out
 
 

@@ -31,6 +31,7 @@ Regularizer = Literal["flops", "l1"]  # objectives.regularizers.REGULARIZERS
 BI = ("bi-encoder",)  # keys of the bi-encoder family only (setting(families=...))
 SPARSE = ("sparse",)
 RETRIEVERS = ("bi-encoder", "sparse")
+POOLED = ("cross-encoder", "bi-encoder")  # families whose pooling is a choice (sparse always max-pools)
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -93,7 +94,8 @@ class RunConfig:
     data_root: str | None = setting(None, section="data", path=True, doc="folder laid out like ../shared (offline data)")
     cache_dir: str | None = setting(None, section="data", path=True)
     # the grid's axes
-    family: str = setting("cross-encoder", section="grid", choices=_families, label="model family")
+    family: str = setting("cross-encoder", section="grid", axis="families", choices=_families, label="model family",
+                          doc="one family (family = ...) or several (families = [...]): each cell is of one")
     ladder: str = setting("minilm", section="grid", choices=_ladders, label="ladder")
     size: str = setting("2L", section="grid", axis="sizes")
     objective: str = setting("listwise", section="grid", axis="objectives", choices=_objectives, label="objective")
@@ -115,8 +117,9 @@ class RunConfig:
     max_query_length: int = setting(64, section="train", min=1)
     chunk_size: int | None = setting(None, section="train", min=1)
     dropout: float | None = setting(None, section="train", min=0, doc="every dropout probability; None: the backbone's own")
-    pooling: Pooling | None = setting(None, section="train", label="pooling",
-                                      doc="None: the ladder's default (mean for minilm, cls otherwise); last: bi-encoder only")
+    pooling: Pooling | None = setting(None, section="train", families=POOLED, label="pooling",
+                                      doc="None: the ladder's default (mean for minilm, last for decoders, cls "
+                                          "otherwise); last: bi-encoder only")
     # bi-encoder (family = "bi-encoder"): towers, projection, similarity; max_length is the document's length
     towers: Towers = setting("shared", section="train", families=BI, label="towers",
                              doc="bi-encoder: one tower for queries and documents, or a separate document tower")
@@ -138,13 +141,29 @@ class RunConfig:
     regularizer_warmup: float = setting(1 / 3, section="train", families=SPARSE, min=0,
                                         doc="sparse: fraction of the steps over which the lambdas ramp up "
                                             "quadratically from 0 (Zeng et al.: 1/3; 0: none)")
+    # decoder backbones and LoRA (retrievers; models.decoder)
+    bidirectional: bool = setting(False, section="train", families=RETRIEVERS,
+                                  doc="decoder backbones: remove the causal mask (Zeng et al., LLM2Vec)")
+    lora_rank: int | None = setting(None, section="train", families=RETRIEVERS, min=1,
+                                    doc="train LoRA adapters of this rank on a frozen backbone (peft); None: "
+                                        "full fine-tuning")
+    lora_alpha: float | None = setting(None, section="train", families=RETRIEVERS, above=0,
+                                       doc="LoRA scale alpha (updates are alpha / rank x B A); None: 2 x lora_rank")
+    lora_dropout: float = setting(0.0, section="train", families=RETRIEVERS, min=0,
+                                  doc="dropout on the LoRA adapters' input")
+    lora_targets: tuple[str, ...] = setting((), section="train", families=RETRIEVERS,
+                                            doc="modules that get adapters (e.g. q_proj, v_proj); empty: every "
+                                                "linear layer of the transformer")
     # distillation objectives (marginmse, kl, cl-kd)
     teacher: str | None = setting(None, section="train",
                                   doc="the teacher of distillation objectives (other objectives ignore it): a run "
                                       "folder with model/, a saved model folder, or a Hugging Face cross-encoder "
                                       "id or folder (./x, ../x, /x: against the experiment file's folder)")
     # optimisation
-    steps: int = setting(100, section="train", min=1)
+    steps: int = setting(100, section="train", min=1, doc="optimizer steps (derived from compute when it is set)")
+    compute: float | None = setting(None, section="grid", above=0,
+                                    doc="training FLOPs per cell, held fixed across sizes: each cell's steps = "
+                                        "compute / its FLOPs per step (Zeng et al.); None: [train] steps")
     batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
     lr: float = setting(5e-5, section="train", above=0)
     weight_decay: float = setting(0.01, section="train", min=0)
@@ -238,11 +257,14 @@ class RunConfig:
             if families and self.family not in families and getattr(self, f.name) != f.default:
                 raise UserError(f"{f.name} = {getattr(self, f.name)!r} applies to family "
                                 f"{' / '.join(repr(x) for x in families)} only")
-        if self.family != "bi-encoder":
-            if self.pooling == "last":
-                raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
-        if self.family == "sparse" and self.pooling is not None:
-            raise UserError(f"pooling = {self.pooling!r}: family 'sparse' always max-pools SPLADE weights")
+        if self.family != "bi-encoder" and self.pooling == "last":
+            raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
+        if self.lora_rank is None and (self.lora_alpha is not None or self.lora_dropout or self.lora_targets):
+            raise UserError("lora_alpha, lora_dropout and lora_targets need lora_rank (LoRA is off without it)")
+        if self.lora_dropout >= 1:
+            raise UserError(f"lora_dropout = {self.lora_dropout!r} is a probability (0 <= p < 1)")
+        if self.lora_rank is not None and importlib.util.find_spec("peft") is None:
+            raise UserError("lora_rank needs peft: pip install 'rerank-scaling[lora]'")
         if self.regularizer_warmup > 1:
             raise UserError(f"regularizer_warmup = {self.regularizer_warmup!r} is a fraction of the steps (0..1)")
         distils = "teacher_scores" in OBJECTIVES[self.objective].requires
@@ -277,6 +299,19 @@ class RunConfig:
 
     def fractions(self) -> dict[str, float]:
         return dict(self.split_fractions)
+
+    def steps_for_compute(self, flops_per_step: float) -> int:
+        """The steps that spend ``compute`` FLOPs at ``flops_per_step`` (``[grid] compute``); ``steps``
+        when compute is not set. :class:`UserError` when the budget is less than one step."""
+        if self.compute is None:
+            return self.steps
+        if not flops_per_step > 0:
+            raise ValueError(f"FLOPs per step must be positive, got {flops_per_step!r}")
+        steps = round(self.compute / flops_per_step)
+        if steps < 1:
+            raise UserError(f"compute = {self.compute:g} FLOPs is less than one training step of {self.model.name} "
+                            f"({flops_per_step:.3g} FLOPs per step): raise compute or lower batch_size")
+        return steps
 
 
 def eval_spec(raw: Any) -> EvalSpec:

@@ -9,11 +9,19 @@ initialised from the same weights. ``sim`` is ``cosine`` (embeddings
 L2-normalised, then the dot product) or ``dot``; ``tau`` is the
 ``temperature`` (default 0.05 for cosine, as sentence-transformers' scale 20,
 and 1 for dot). Texts are ``[CLS] text [SEP]`` cut to ``max_query_length``
-(queries) and ``max_length`` (documents) tokens, special tokens included.
+(queries) and ``max_length`` (documents) tokens, special tokens included; a
+decoder's tokenizer that ends a text with no special token gets its EOS token
+appended under ``last`` pooling, so the pooled state is the end of the text.
+
+Decoder-only backbones (the ``llama`` ladder, any causal LM through ``hf``;
+:mod:`rerank_scaling.models.decoder`): ``bidirectional`` removes their causal
+mask, ``last`` pooling (their default) reads the last real token whatever the
+padding side, and ``lora_rank`` trains LoRA adapters on the frozen towers
+(the projection trains in full); a saved model has its adapters merged.
 
 Model size N (``parameter_counts``): the non-embedding parameters of the
 distinct towers -- shared towers count once, separate towers twice -- with
-the projection; the backbone's ``[CLS]`` pooler is removed (no pooling reads
+the projection, LoRA adapters excluded; the backbone's ``[CLS]`` pooler is removed (no pooling reads
 it). FLOPs: every token passes through one tower, so training costs
 ``6 * N_tower * tokens`` (``N_tower = N`` for shared towers, ``N / 2`` for
 separate ones); the similarity matrix (``B x C x d``) is negligible beside it.
@@ -46,6 +54,7 @@ import torch.nn.functional as F
 from rerank_scaling.data.util import stable_hash
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
 from rerank_scaling.models.cross_encoder import PairTokenizer, _BertRunner
+from rerank_scaling.models.decoder import is_causal, last_token, make_bidirectional, merged, with_lora
 from rerank_scaling.models.ladder import default_pooling
 
 POOLINGS = ("mean", "cls", "last")
@@ -61,13 +70,15 @@ class TextTokenizer:
     """``[CLS] text [SEP]`` ids per text, cut to the query / document limit (special tokens
     included), cached and collated by a :class:`PairTokenizer` (one text, token type 0)."""
 
-    def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64):
+    def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64, end_with_eos: bool = False):
         self.pairs = PairTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
         self.tokenizer = tokenizer
         a = tokenizer("a", add_special_tokens=False)["input_ids"]
         ids = list(tokenizer("a")["input_ids"])
         i = next(k for k in range(len(ids)) if ids[k : k + len(a)] == a)
         self._prefix, self._suffix = ids[:i], ids[i + len(a):]
+        if end_with_eos and not self._suffix and tokenizer.eos_token_id is not None:
+            self._suffix = [tokenizer.eos_token_id]  # a decoder's last-token pooling reads the end of the text
         self.n_special = len(self._prefix) + len(self._suffix)
 
     @property
@@ -87,17 +98,19 @@ class TextTokenizer:
 
 
 class Tower(torch.nn.Module):
-    """A backbone, its pooling and an optional projection: texts -> embeddings ``[n, d]``."""
+    """A backbone, its pooling and an optional projection: texts -> embeddings ``[n, d]``. ``lora``:
+    the keyword arguments of :func:`~rerank_scaling.models.decoder.with_lora` (``rank``, ...), or None."""
 
-    def __init__(self, backbone: torch.nn.Module, pooling: str, projection: int | None = None):
+    def __init__(self, backbone: torch.nn.Module, pooling: str, projection: int | None = None,
+                 lora: dict | None = None):
         super().__init__()
         if getattr(backbone, "pooler", None) is not None:
             backbone.pooler = None  # no pooling reads it: N does not count it, DDP needs no unused parameter
-        self.backbone = backbone
+        self.backbone = with_lora(backbone, **lora) if lora else backbone
         self.pooling = pooling
         hidden = backbone.config.hidden_size
         self.projection = torch.nn.Linear(hidden, projection) if projection else None
-        runner_ok = pooling in ("mean", "cls") and _BertRunner.supports(backbone, "mean")
+        runner_ok = pooling in ("mean", "cls") and _BertRunner.supports(self.backbone, "mean")  # not under LoRA
         self._runner = _BertRunner(pooling) if runner_ok else None
         #: run BERT backbones through the packed (and, for CLS, pruned) forward; False: Hugging Face's
         self.fast_path = True
@@ -116,8 +129,8 @@ class Tower(torch.nn.Module):
                 pooled = (hidden * keep).sum(1) / keep.sum(1)
             elif self.pooling == "cls":
                 pooled = hidden[:, 0]
-            else:  # the last real token (right padding)
-                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
+            else:  # the last real token (right or left padding)
+                pooled = last_token(hidden, mask)
         return self.projection(pooled) if self.projection is not None else pooled
 
 
@@ -180,19 +193,22 @@ class BiEncoder(InBatchBatches, torch.nn.Module):
     def __init__(self, query_backbone: torch.nn.Module, tokenizer, doc_backbone: torch.nn.Module | None = None,
                  pooling: str = "mean", projection: int | None = None, similarity: str = "cosine",
                  temperature: float | None = None, max_length: int = 256, max_query_length: int = 64,
-                 negatives: Sequence[str] = ("in-batch",), corpus_negatives: int = 0, seed: int = 0):
+                 negatives: Sequence[str] = ("in-batch",), corpus_negatives: int = 0, seed: int = 0,
+                 lora: dict | None = None, bidirectional: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
-        towers = [Tower(query_backbone, pooling, projection)]
+        towers = [Tower(query_backbone, pooling, projection, lora)]
         if doc_backbone is not None:
-            towers.append(Tower(doc_backbone, pooling, projection))
+            towers.append(Tower(doc_backbone, pooling, projection, lora))
         self.towers = torch.nn.ModuleList(towers)
         self.pooling, self.projection_dim, self.similarity_name = pooling, projection, similarity
+        self.bidirectional = bidirectional  # recorded for save(): the backbones were made bidirectional
         self.temperature = float(temperature if temperature is not None else default_temperature(similarity))
-        self.texts = TextTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
+        self.texts = TextTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length,
+                                   end_with_eos=pooling == "last")
         self.negatives = tuple(negatives)
         self.corpus_negatives = corpus_negatives if "corpus" in self.negatives else 0
         self.seed = seed
@@ -271,15 +287,23 @@ class BiEncoder(InBatchBatches, torch.nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for name, tower in zip(("query", "doc"), self.towers):
-            tower.backbone.save_pretrained(folder / name)
+            merged(tower.backbone).save_pretrained(folder / name)
             self.texts.tokenizer.save_pretrained(folder / name)
             if tower.projection is not None:
                 torch.save(tower.projection.state_dict(), folder / f"projection-{name}.pt")
         (folder / "family.json").write_text(json.dumps({
             "family": BiEncoderFamily.name, "pooling": self.pooling, "projection": self.projection_dim,
-            "similarity": self.similarity_name, "temperature": self.temperature,
+            "similarity": self.similarity_name, "temperature": self.temperature, "bidirectional": self.bidirectional,
             "towers": "shared" if self.shared else "separate", "max_length": self.texts.max_length,
             "max_query_length": self.texts.max_query_length}, indent=2) + "\n")
+
+
+def lora_settings(config) -> dict | None:
+    """The config's LoRA keys as :func:`~rerank_scaling.models.decoder.with_lora` arguments (None: off)."""
+    if config.lora_rank is None:
+        return None
+    return {"rank": config.lora_rank, "alpha": config.lora_alpha, "dropout": config.lora_dropout,
+            "targets": config.lora_targets}
 
 
 class BiEncoderFamily:
@@ -291,15 +315,19 @@ class BiEncoderFamily:
     def build(self, config) -> BiEncoder:
         from rerank_scaling.objectives import OBJECTIVES
 
-        pooling = config.pooling or default_pooling(config.ladder)
         backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
+        # a decoder reads its last token by default (under causal attention the only one that sees the text)
+        pooling = config.pooling or ("last" if is_causal(backbone) else default_pooling(config.ladder))
+        if config.bidirectional:
+            make_bidirectional(backbone, config.model.name)
         doc = copy.deepcopy(backbone) if config.towers == "separate" else None
-        torch.manual_seed(config.seed)  # the projection's initial weights
+        torch.manual_seed(config.seed)  # the projection's (and LoRA adapters') initial weights
         return BiEncoder(backbone, tokenizer, doc, pooling=pooling, projection=config.projection,
                          similarity=config.similarity, temperature=config.temperature,
                          max_length=config.max_length, max_query_length=config.max_query_length,
                          negatives=OBJECTIVES[config.objective].negatives,
-                         corpus_negatives=config.corpus_negatives, seed=config.seed)
+                         corpus_negatives=config.corpus_negatives, seed=config.seed,
+                         lora=lora_settings(config), bidirectional=config.bidirectional)
 
     def load(self, folder: Path) -> BiEncoder:
         from transformers import AutoModel, AutoTokenizer
@@ -310,10 +338,13 @@ class BiEncoderFamily:
             raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
         query = AutoModel.from_pretrained(folder / "query")
         doc = AutoModel.from_pretrained(folder / "doc") if info["towers"] == "separate" else None
+        for backbone in (query, doc) if info.get("bidirectional") else ():
+            if backbone is not None:
+                make_bidirectional(backbone, str(folder))
         model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
                           projection=info["projection"], similarity=info["similarity"],
                           temperature=info["temperature"], max_length=info["max_length"],
-                          max_query_length=info["max_query_length"])
+                          max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))
         for name, tower in zip(("query", "doc"), model.towers):
             if tower.projection is not None:
                 tower.projection.load_state_dict(

@@ -11,7 +11,8 @@ Conventions:
   Ettin: the name read as a count (``17m`` = 17e6, ``1b`` = 1e9; Ettin's
   names count every parameter, embeddings included). Scratch ``L{l}-H{h}``:
   ``12 * l * h^2``, Kaplan et al.'s non-embedding estimate for that shape
-  (attention 4h^2 + feed-forward 8h^2 per layer). MiniLM's truncations and
+  (attention 4h^2 + feed-forward 8h^2 per layer); Llama ``L{l}-H{h}`` the same
+  (its gated feed-forward of width 8h/3 also holds 8h^2). MiniLM's truncations and
   ``hf`` models have no nominal size: asking for one is an error.
 * **FLOPs per training token** are ``6 * N`` (forward 2N + backward 4N);
   inference costs ``2 * N`` per token.
@@ -23,9 +24,14 @@ Ladders:
 ``scratch``  randomly initialised BERT configs of growing depth and width
              (BERT-miniature naming ``L{layers}-H{hidden}``), MiniLM's WordPiece
              vocabulary, so they work offline.
+``llama``    randomly initialised Llama (decoder-only) configs ``L{layers}-H{hidden}``,
+             MiniLM's WordPiece vocabulary and word embeddings tied to the output
+             head, so decoder backbones (causal or bidirectional attention, last-token
+             pooling, LoRA) run offline; real decoders come through ``hf``.
 ``ettin``    the Ettin encoder family on the Hugging Face hub (17M..1B), the
              reference study's ladder; needs internet (or a warm HF cache).
-``hf``       any hub id or local folder, given as the size: ``hf:org/name``.
+``hf``       any hub id or local folder, given as the size: ``hf:org/name`` (encoders, and
+             causal LMs such as Llama / Qwen for the retriever families).
 
 Torch-free (the analysis side and ``grid status`` read ladder names); the
 weights are loaded by :mod:`rerank_scaling.models.backbone`.
@@ -50,15 +56,33 @@ SCRATCH_SIZES = {
     "L6-H512": (6, 512, 8),
     "L8-H768": (8, 768, 12),
 }
+# (layers, hidden, heads); a Llama gated MLP of width 8h/3 (3 matrices: 8h^2, as BERT's 4h-wide MLP)
+LLAMA_SIZES = {
+    "L1-H32": (1, 32, 1),
+    "L2-H64": (2, 64, 2),
+    "L2-H128": (2, 128, 4),
+    "L4-H256": (4, 256, 4),
+    "L6-H384": (6, 384, 6),
+    "L8-H512": (8, 512, 8),
+}
+
+
+def llama_intermediate(hidden: int) -> int:
+    """The Llama ladder's feed-forward width: 8h/3 rounded up to a multiple of 8 (as Llama's ``multiple_of``)."""
+    return -(-8 * hidden // 3 // 8) * 8
+
+
 # the size each rung is named by (see the module docstring); MiniLM and hf have none
 NOMINAL_SIZES: dict[str, dict[str, int]] = {
     "ettin": {s: int(float(s[:-1]) * {"m": 1e6, "b": 1e9}[s[-1]]) for s in ETTIN_SIZES},
-    "scratch": {name: 12 * layers * hidden**2 for name, (layers, hidden, _heads) in SCRATCH_SIZES.items()},
+    **{ladder: {name: 12 * layers * hidden**2 for name, (layers, hidden, _heads) in sizes.items()}
+       for ladder, sizes in (("scratch", SCRATCH_SIZES), ("llama", LLAMA_SIZES))},
 }
 SIZE_AXES = ("non-embedding", "nominal")
 LADDERS: dict[str, tuple[str, ...]] = {
     "minilm": tuple(MINILM_SIZES),
     "scratch": tuple(SCRATCH_SIZES),
+    "llama": tuple(LLAMA_SIZES),
     "ettin": tuple(ETTIN_SIZES),
 }
 
@@ -97,5 +121,6 @@ def nominal_params(spec: ModelSpec) -> int:
 
 
 def default_pooling(ladder: str) -> str:
-    """MiniLM sentence encoders were pretrained with mean pooling; others use CLS."""
-    return "mean" if ladder == "minilm" else "cls"
+    """MiniLM sentence encoders were pretrained with mean pooling; decoders (``llama``) read their last
+    token, the only one that attends to the whole text under causal attention; others use CLS."""
+    return {"minilm": "mean", "llama": "last"}.get(ladder, "cls")

@@ -36,9 +36,16 @@ or hub id, e.g. the pretrained ``../shared/models/splade-tiny`` or
 transform is drawn from the seed, the decoder tied to its word embeddings) and
 ``scratch`` (a random BERT with its head).
 
+Decoder backbones (the ``llama`` ladder, any causal LM through ``hf``; Zeng et
+al.'s sparse recipe): the causal LM's output head gives the term logits
+(``load_backbone`` takes a causal-LM head where no masked-LM head exists),
+``bidirectional`` removes the causal mask, and ``lora_rank`` trains LoRA
+adapters on the frozen model (a head drawn new trains in full); a saved model
+has its adapters merged (:mod:`rerank_scaling.models.decoder`).
+
 Model size N: the non-embedding parameters (the head's transform and bias
 included; its decoder matrix is the tied word embedding, not counted, as in
-every ladder). FLOPs: every token also passes through the ``H x V`` decoder,
+every ladder; LoRA adapters excluded). FLOPs: every token also passes through the ``H x V`` decoder,
 which for small models costs more than the transformer, so training FLOPs are
 ``6 * (N + H * V) * tokens``.
 """
@@ -55,7 +62,8 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
-from rerank_scaling.models.bi_encoder import InBatchBatches, TextTokenizer
+from rerank_scaling.models.bi_encoder import InBatchBatches, TextTokenizer, lora_settings
+from rerank_scaling.models.decoder import make_bidirectional, merged, with_lora
 from rerank_scaling.objectives.regularizers import REGULARIZERS, warmup_scale
 
 
@@ -81,11 +89,13 @@ class SparseEncoder(InBatchBatches, torch.nn.Module):
     def __init__(self, mlm: torch.nn.Module, tokenizer, max_length: int = 256, max_query_length: int = 64,
                  negatives: Sequence[str] = ("in-batch",), corpus_negatives: int = 0, seed: int = 0,
                  regularizer: str = "flops", lambda_q: float = 0.0, lambda_d: float = 0.0,
-                 regularizer_warmup: int = 0, chunk_size: int | None = None):
+                 regularizer_warmup: int = 0, chunk_size: int | None = None, lora: dict | None = None,
+                 bidirectional: bool = False):
         super().__init__()
         if regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {tuple(REGULARIZERS)}, got {regularizer!r}")
-        self.mlm = mlm
+        self.mlm = with_lora(mlm, **lora) if lora else mlm
+        self.bidirectional = bidirectional  # recorded for save(): the backbone was made bidirectional
         self.texts = TextTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
         self.negatives = tuple(negatives)
         self.corpus_negatives = corpus_negatives if "corpus" in self.negatives else 0
@@ -190,10 +200,10 @@ class SparseEncoder(InBatchBatches, torch.nn.Module):
         """``mlm/`` (Hugging Face format, tokenizer included) and ``family.json`` with the settings."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.mlm.save_pretrained(folder / "mlm")
+        merged(self.mlm).save_pretrained(folder / "mlm")
         self.texts.tokenizer.save_pretrained(folder / "mlm")
         (folder / "family.json").write_text(json.dumps({
-            "family": SparseFamily.name, "max_length": self.texts.max_length,
+            "family": SparseFamily.name, "max_length": self.texts.max_length, "bidirectional": self.bidirectional,
             "max_query_length": self.texts.max_query_length}, indent=2) + "\n")
 
 
@@ -207,19 +217,27 @@ class SparseFamily:
         from rerank_scaling.objectives import OBJECTIVES
 
         mlm, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mlm", dropout=config.dropout)
+        if config.bidirectional:
+            make_bidirectional(mlm, config.model.name)
+        torch.manual_seed(config.seed)  # LoRA adapters' initial weights
         return SparseEncoder(mlm, tokenizer, max_length=config.max_length, max_query_length=config.max_query_length,
                              negatives=OBJECTIVES[config.objective].negatives, corpus_negatives=config.corpus_negatives,
                              seed=config.seed, regularizer=config.regularizer, lambda_q=config.lambda_q,
                              lambda_d=config.lambda_d, regularizer_warmup=round(config.regularizer_warmup * config.steps),
-                             chunk_size=config.chunk_size)
+                             chunk_size=config.chunk_size, lora=lora_settings(config),
+                             bidirectional=config.bidirectional)
 
     def load(self, folder: Path) -> SparseEncoder:
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
+
+        from rerank_scaling.models.backbone import auto_class
 
         folder = Path(folder)
         info = json.loads((folder / "family.json").read_text())
         if info.get("family") != self.name:
             raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
-        return SparseEncoder(AutoModelForMaskedLM.from_pretrained(folder / "mlm"),
-                             AutoTokenizer.from_pretrained(folder / "mlm"), max_length=info["max_length"],
-                             max_query_length=info["max_query_length"])
+        mlm = auto_class(AutoConfig.from_pretrained(folder / "mlm"), "mlm").from_pretrained(folder / "mlm")
+        if info.get("bidirectional"):
+            make_bidirectional(mlm, str(folder))
+        return SparseEncoder(mlm, AutoTokenizer.from_pretrained(folder / "mlm"), max_length=info["max_length"],
+                             max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))

@@ -9,6 +9,7 @@ recomputed).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from rerank_scaling.config import RunConfig
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
 from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.models import get_family
+from rerank_scaling.models.backbone import trainable_parameters
 from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
@@ -31,6 +33,7 @@ from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
 from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
 
 Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
+COMPUTE_SAMPLE_STEPS = 16  # [grid] compute: FLOPs per step measured on the first steps' batches
 
 
 def hardware() -> dict:
@@ -59,13 +62,31 @@ def baseline_rows(prepared: Prepared) -> list[dict]:
     for name, per_query in prepared.baseline.items():
         for metric, value in mean_values(per_query).items():
             rows.append({
-                "run": "bm25", "model": "bm25", "ladder": "bm25", "size": "", "params": 0, "total_params": 0,
-                "size_axis": None,
+                "run": "bm25", "family": None, "model": "bm25", "ladder": "bm25", "size": "", "params": 0,
+                "total_params": 0, "trainable_params": 0, "size_axis": None,
                 "objective": "none", "supervision": "none", "budget": 0, "seed": 0, "step": 0,
                 "examples_seen": 0, "tokens_seen": 0, "flops": 0.0, "eval_set": name,
                 "in_domain": in_domain[name], "metric": metric, "value": float(value),
             })
     return rows
+
+
+def fixed_compute(config: RunConfig, prepared: Prepared) -> RunConfig:
+    """``config`` with ``steps`` derived from ``[grid] compute`` (itself when compute is not set): a model
+    of the cell's family measures its training FLOPs on the first ``COMPUTE_SAMPLE_STEPS`` batches (mean
+    tokens per step), and ``steps = compute / FLOPs per step``. Recorded in ``data.json`` (``compute``).
+    Deterministic (the batches are a function of seed and step), so a resumed cell derives the same steps."""
+    if config.compute is None:
+        return config
+    probe = get_family(config.family).build(config)
+    tokens = [probe.training_batch(prepared.train.batch(s, config.batch_size), prepared.train.collection)["tokens"]
+              for s in range(COMPUTE_SAMPLE_STEPS)]
+    per_step = probe.training_flops(sum(tokens) / len(tokens))
+    del probe
+    steps = config.steps_for_compute(per_step)
+    prepared.info["compute"] = {"flops": config.compute, "flops_per_step": per_step, "steps": steps,
+                                "tokens_per_step": sum(tokens) / len(tokens), "sampled_steps": len(tokens)}
+    return dataclasses.replace(config, steps=steps)
 
 
 def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | None = None) -> dict:
@@ -81,6 +102,7 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     emit = progress or (lambda event, details: None)
     prepared = prepare(config)  # user errors in the data surface before anything is written
     setup_process(config.threads)
+    config = fixed_compute(config, prepared)  # [grid] compute: this cell's steps
     if not leader:
         _train(config, prepared, run, emit, leader=False)
         return {"state": "done", "run": config.run_id, "rank": process_rank()}
@@ -132,8 +154,9 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
                             seed=config.seed)
     size = nominal_params(config.model) if config.size_axis == "nominal" else non_embedding
     columns = {
-        "run": config.run_id, "model": config.model.name, "ladder": config.ladder, "size": config.size,
-        "params": size, "total_params": total, "size_axis": config.size_axis, "objective": config.objective,
+        "run": config.run_id, "family": config.family, "model": config.model.name, "ladder": config.ladder,
+        "size": config.size, "params": size, "total_params": total, "trainable_params": trainable_parameters(model),
+        "size_axis": config.size_axis, "objective": config.objective,
         "supervision": config.supervision, "budget": tset.info["queries"], "seed": config.seed,
     }
     resume = run.checkpoint if run.checkpoint.exists() else None

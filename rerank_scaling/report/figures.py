@@ -124,7 +124,7 @@ def _variant_label(key: dict, groups: list) -> str:
     if len(groups) < 2:
         return ""
     parts = [f"{k}={_short(v) if k == 'budget' else v}" for k, v in key.items()
-             if k in ("supervision", "budget") and v is not None]
+             if k in ("family", "supervision", "budget") and v is not None]
     return ", ".join(parts)
 
 

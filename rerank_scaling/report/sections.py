@@ -6,10 +6,10 @@ file system: the same study and analysis give the same text.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
-
-import dataclasses
+import polars as pl
 
 from rerank_scaling.config import Hardware, train_settings
 from rerank_scaling.report import significance as sig
@@ -96,8 +96,9 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
                           f"budgets (training queries used): {', '.join(T.plain(b) for b in budgets) or T.DASH}"
                           + (f"; training instances (query groups): {', '.join(map(str, train_counts))}"
                              if train_counts else "")))
-    if cfg.get("family") == "bi-encoder":  # a first-stage study: the models are the candidate stage
-        cand = f"dense retrieval: each bi-encoder's own top-{cfg.get('candidates_k')} of the whole corpus " \
+    w = study.words
+    if w.first_stage:  # a first-stage study: the models are the candidate stage
+        cand = f"first-stage retrieval: each {w.noun}'s own top-{cfg.get('candidates_k')} of the whole corpus " \
                f"(exact search); BM25's top-{cfg.get('candidates_k')} is the baseline row"
     elif cfg.get("candidates_run"):
         cand = f"a TREC run file (`{cfg['candidates_run']}`), top {cfg.get('candidates_k')}, reranking the top " \
@@ -110,7 +111,11 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     else:
         cand = "not recorded"
     lines.append(T.bullet("Candidate stage", cand))
+    if len(study.families) > 1:
+        lines.append(T.bullet("Model families", ", ".join(f"`{f}`" for f in study.families)
+                              + " (each its own curve in every fit: a family is part of a group's key)"))
     lines.append(T.bullet("Objectives", ", ".join(study.objectives)))
+    lines += compute_budget(study)
     lines.append(T.bullet("Seeds", ", ".join(T.plain(s) for s in study.column_values("seed")) or T.DASH))
     lines.append(T.bullet("Metrics", ", ".join(study.metrics) + " (contrastive entropy `ce@m`: lower is better)"
                           if any(lower_is_better(m) for m in study.metrics) else ", ".join(study.metrics)))
@@ -126,12 +131,17 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     if ladder:
         lines += [f"Ladder `{ladder}`. N is the number of non-embedding parameters (the x axis of every fit).", ""]
     rows = []
+    several = len(study.families) > 1
+    lora = any(m.get("trainable_params") not in (None, m.get("total_params")) for m in study.models())
     for m in study.models():
         role = "fitted" if m["params"] <= analysis.cut else "held out (forecast)"
-        rows.append([m["model"], m.get("size") or T.DASH, f"{int(m['params']):,}",
-                     T.DASH if m.get("total_params") is None else f"{int(m['total_params']):,}", str(m["runs"]), role])
-    lines += [T.md_table(["model", "size", "non-embedding params N", "total params", "runs", "role"], rows,
-                         "llrrrl"), ""]
+        rows.append([*([m.get("family") or T.DASH] if several else []), m["model"], m.get("size") or T.DASH,
+                     f"{int(m['params']):,}", T.DASH if m.get("total_params") is None else f"{int(m['total_params']):,}",
+                     *([T.DASH if m.get("trainable_params") is None else f"{int(m['trainable_params']):,}"]
+                       if lora else []), str(m["runs"]), role])
+    lines += [T.md_table([*(["family"] if several else []), "model", "size", "non-embedding params N", "total params",
+                          *(["trainable params (LoRA)"] if lora else []), "runs", "role"], rows,
+                         ("l" if several else "") + "llrr" + ("r" if lora else "") + "rl"), ""]
     if configs:
         lines += ["### Training settings", "", "From the cells' `config.json` (values that differ between cells "
                   "are separated by `/`).", ""]
@@ -141,6 +151,22 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
         lines += [T.md_table(["setting", "value"], rows), ""]
     lines += hardware(study)
     return lines
+
+
+def compute_budget(study: Study) -> list[str]:
+    """The ``[grid] compute`` bullet: the fixed training budget per cell, the steps each size got and the
+    FLOPs it spent (the table's ``flops`` at the last step); nothing when steps were fixed instead."""
+    budgets = sorted({c.config["compute"] for c in study.cells if c.config.get("compute")})
+    if not budgets:
+        return []
+    last = study.rerankers.filter(pl.col("step") == pl.col("step").max().over("run"))
+    spent = last.group_by("model", "params", *(["family"] if "family" in last.columns else [])).agg(
+        pl.col("step").first(), pl.col("flops").mean()).sort("params")
+    per = "; ".join(f"{r.get('family') + ' ' if len(study.families) > 1 and r.get('family') else ''}`{r['model']}` "
+                    f"{r['step']} steps ({r['flops']:.3g})" for r in spent.to_dicts())
+    return [T.bullet("Training compute", f"fixed at {' / '.join(f'{b:.3g}' for b in budgets)} FLOPs per cell "
+                     f"(`[grid] compute`; FLOPs = 6 N x tokens): each cell's steps = compute / its FLOPs per step, "
+                     f"measured on its first batches. Steps (FLOPs spent): {per}")]
 
 
 def hardware(study: Study) -> list[str]:

@@ -93,10 +93,12 @@ class Study:
         return sorted(v for v in self.rerankers[column].unique().to_list() if v is not None)
 
     def models(self) -> list[dict]:
-        """One row per model: model, ladder, size, params, total_params, runs (sorted by params)."""
-        cols = [c for c in ("ladder", "size", "total_params") if c in self.rerankers.columns]
+        """One row per model (of each family): model, family, ladder, size, params, total_params,
+        trainable_params, runs (sorted by params)."""
+        cols = [c for c in ("ladder", "size", "total_params", "trainable_params") if c in self.rerankers.columns]
         agg = [pl.col(c).first() for c in cols] + [pl.col("run").n_unique().alias("runs")]
-        out = self.rerankers.group_by("model", "params").agg(*agg).sort("params", "model")
+        by = ["model", "params", *(["family"] if "family" in self.rerankers.columns else [])]
+        out = self.rerankers.group_by(*by).agg(*agg).sort("params", "model", *by[2:])
         return out.to_dicts()
 
     def eval_set(self, name: str) -> EvalSetInfo:
@@ -116,12 +118,18 @@ class Study:
         return {}
 
     @property
+    def families(self) -> list[str]:
+        """The study's model families: the table's ``family`` column (filled from the cells' config by
+        :func:`load_study` for tables written before it), else the experiment's cells."""
+        families = self.column_values("family")
+        if not families and self.experiment and self.experiment.cells:
+            families = sorted({c.family for c in self.experiment.cells})
+        return families
+
+    @property
     def words(self) -> Wording:
-        """The family's words (reranker, bi-encoder, ...) and whether it is a first stage."""
-        family = self.config.get("family")
-        if family is None and self.experiment and self.experiment.cells:
-            family = self.experiment.cells[0].family
-        return wording(family)
+        """The families' words (reranker, bi-encoder, retrievers, ...) and whether they are a first stage."""
+        return wording(tuple(self.families) or None)
 
     def configs(self) -> list[dict]:
         return [c.config for c in self.cells if c.config]
@@ -191,6 +199,13 @@ def load_study(folder: Path | str) -> Study:
         raise UserError(f"{results}: no model rows (only the BM25 baseline), nothing to report")
     experiment, note = _experiment(study)
     cells = tuple(cell.state() for cell in study.cells())
+    # a table (or rows) written before the family column held one family: the cells' own, else a reranker's
+    family = next((c.config["family"] for c in cells if c.config.get("family")), None)
+    if family is None and experiment and experiment.cells:
+        family = experiment.cells[0].family
+    known = pl.col("family") if "family" in table.columns else pl.lit(None, dtype=pl.Utf8)
+    table = table.with_columns(family=pl.when(pl.col("baseline")).then(None)
+                               .otherwise(pl.coalesce(known, pl.lit(family or "cross-encoder"))).cast(pl.Utf8))
     per_query = read_table(study.per_query) if study.per_query.exists() else None
     return Study(
         folder=study.path, results_path=results, collected=collected,

@@ -111,6 +111,7 @@ class Allocation:
     fit_r2: float
     law_params: dict = field(default_factory=dict)
     supervision: str | None = None
+    family: str | None = None  # the model family, where the table has one
     equal_compute: tuple[GridPoint, ...] = ()
     best_grid: GridPoint | None = None
     stage: str = "rerank"
@@ -209,7 +210,7 @@ def allocate(
             train_flops=6.0 * n_star * d_star * tau, inference_flops=inf_per_param * n_star,
             predicted=pred, lower=lo, upper=hi, tokens_per_example=tau, at_edge=bool(at_edge),
             note="; ".join(notes), fit_r2=fit.r2, law_params=dict(fit.params),
-            supervision=key.get("supervision"), equal_compute=tuple(points), best_grid=best_grid, stage=stage,
+            supervision=key.get("supervision"), family=key.get("family"), equal_compute=tuple(points), best_grid=best_grid, stage=stage,
         ))
     return out
 

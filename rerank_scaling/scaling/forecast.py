@@ -1,6 +1,6 @@
 """Forecast larger models from a size law fitted to the smaller ones.
 
-Runs are grouped by objective, supervision, eval set and budget (those present);
+Runs are grouped by family, objective, supervision, eval set and budget (those present);
 within a group, every run (seed) with ``params <= fit_max_params`` is one point
 (its value at the end of training, see :func:`table.run_values`) and one
 bootstrap cell.  Each larger model in the group is predicted and compared with
@@ -51,6 +51,7 @@ class Forecast:
     covered: bool | None = None
     supervision: str | None = None
     budget: float | None = None
+    family: str | None = None  # the model family, where the table has one
     raw_predicted: float | None = None  # law fit before the bias correction
     n_actual_runs: int = 0
     n_fit_runs: int = 0
@@ -225,7 +226,7 @@ def _predict_group(key, metric, sub, fit, choice, cut, predict_params, bias_corr
             upper=float(upper[i]), actual=actual, abs_error=None if err is None else abs(err),
             rel_error=rel, law=fit.law.name, law_reason=choice.reason, level=fit.level, error=err,
             covered=covered, supervision=key.get("supervision"), budget=key.get("budget"),
-            raw_predicted=float(raw[i]), n_actual_runs=n_act, n_fit_runs=fit.n_cells,
+            family=key.get("family"), raw_predicted=float(raw[i]), n_actual_runs=n_act, n_fit_runs=fit.n_cells,
             n_fit_sizes=fit.n_distinct, fit_max_params=float(cut), bootstrap=fit.bootstrap_scheme,
             warnings=notes,
         ))

@@ -26,6 +26,12 @@ def _num(v: float | None, fmt: str = ".4f") -> str:
 _size = format_size
 
 
+def condition(row) -> str:
+    """A forecast's, verdict's or allocation's objective with its family and supervision (those given)."""
+    extra = [x for x in (getattr(row, "family", None), getattr(row, "supervision", None)) if x]
+    return row.objective + (f" ({', '.join(extra)})" if extra else "")
+
+
 def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
     console = console or default_console()
     if not rows:
@@ -35,16 +41,17 @@ def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
     table = Table(title=f"{first.metric}: forecasts from runs with params <= {_size(first.fit_max_params)}"
                         f" ({first.level:.0%} prediction intervals)")
     show_sup = any(r.supervision for r in rows)
+    show_family = len({r.family for r in rows}) > 1
     show_budget = any(r.budget is not None for r in rows)
     show_set = len({r.eval_set for r in rows}) > 1
-    for name in ["objective", *(["supervision"] if show_sup else []), *(["budget"] if show_budget else []),
+    for name in [*(["family"] if show_family else []), "objective", *(["supervision"] if show_sup else []), *(["budget"] if show_budget else []),
                  *(["eval set"] if show_set else []), "model", "params", "predicted", "bias corr.", "interval",
                  "actual", "error", "rel. error", "in interval"]:
         table.add_column(name, justify="right" if name in ("params", "budget", "predicted", "actual", "error",
                                                              "rel. error", "bias corr.") else "left")
     for r in rows:
         table.add_row(
-            r.objective, *([r.supervision or "—"] if show_sup else []),
+            *([r.family or "—"] if show_family else []), r.objective, *([r.supervision or "—"] if show_sup else []),
             *([_size(r.budget) if r.budget is not None else "—"] if show_budget else []),
             *([r.eval_set] if show_set else []), r.model, _size(r.params), _num(r.predicted),
             _num(None if r.raw_predicted is None else r.predicted - r.raw_predicted, "+.4f"),
@@ -86,7 +93,7 @@ def fits(rows: list[dict], console: Console | None = None) -> None:
         by_law[r["law"]].append(r)
     for law, sub in by_law.items():
         names = list(sub[0]["params"])
-        keys = [k for k in ("objective", "supervision", "budget", "model", "eval_set")
+        keys = [k for k in ("family", "objective", "supervision", "budget", "model", "eval_set")
                 if any(r.get(k) is not None for r in sub)]
         table = Table(title=f"{sub[0]['metric']}: {sub[0]['formula']} ({sub[0]['level']:.0%} bootstrap intervals)")
         for name in [*keys, *names, "R^2", "points", "distinct"]:
@@ -112,7 +119,7 @@ def estimator_forecasts(rows: list[dict], rule=None, console: Console | None = N
     cal = (f"intervals widened x{rule.factor:.3g} by the conformal rule calibrated on {rule.n} backtest cases"
            if rule is not None else "raw intervals (no calibrated width rule for this estimator and level)")
     table = Table(title=f"{first['metric']}: {first['estimator']} forecasts ({first['level']:.0%}; {cal})")
-    keys = [k for k in ("objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in rows)
+    keys = [k for k in ("family", "objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in rows)
             and len({r.get(k) for r in rows}) > 1 or k == "objective"]
     for name in [*keys, "params", "predicted", "interval", "actual", "error", "in interval"]:
         table.add_column(name, justify="left" if name in keys else "right")
@@ -137,7 +144,7 @@ def verdict_table(rows: list[Verdict], title: str, console: Console) -> None:
                  "coverage", "int. score / carry", "law", "held out"):
         table.add_column(name)
     for v in rows:
-        obj = v.objective + (f" ({v.supervision})" if v.supervision else "")
+        obj = condition(v)
         q = "—" if v.moves_q is None else f"{v.moves_q:.3g} / {_num(v.moves_threshold, '.3g')}"
         score = "—" if v.interval_score is None else (
             f"{v.interval_score:.3g} / {_num(v.interval_score_carry_forward, '.3g')}")
@@ -174,7 +181,7 @@ def verdicts(size: list[Verdict], exposure: list[Verdict], console: Console | No
 def allocations(rows: list[Allocation], console: Console | None = None) -> None:
     console = console or default_console()
     for a in rows:
-        head = f"{a.metric}, objective={a.objective}" + (f" ({a.supervision})" if a.supervision else "")
+        head = f"{a.metric}, objective={condition(a)}"
         console.print(f"[bold]{head}[/bold]: budget {a.flops:.3g} FLOPs, law {a.law} (R² {a.fit_r2:.3f}), "
                       f"{a.tokens_per_example:g} tokens/example")
         console.print(f"  best: N = {_size(a.params)} params, D = {a.examples:.3g} examples "

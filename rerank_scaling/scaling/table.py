@@ -5,7 +5,8 @@ Input: one row per run x checkpoint x eval set x metric (see
 ``params``, ``metric``, ``value``.  Optional: ``examples_seen``/``step``
 (exposure D; ``examples_seen`` preferred), ``eval_set`` (default ``"default"``),
 ``seed``, ``run``, ``budget``, ``supervision``, ``in_domain``, ``tokens_seen``,
-``total_params``, ``flops``, ``size_axis`` (what ``params`` counts; absent:
+``total_params``, ``flops``, ``family`` (the model family: a sparse and a dense
+model of one size are separate curves; absent: one family), ``size_axis`` (what ``params`` counts; absent:
 whatever the table's author counted -- our older tables, non-embedding
 parameters). A table whose models' ``size_axis`` values differ is refused:
 their ``params`` are not on one axis.
@@ -29,12 +30,12 @@ from rerank_scaling.errors import UserError
 
 REQUIRED = ("objective", "model", "params", "metric", "value")
 NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
-TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis")
+TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis", "family")
 NULL_TOKENS = ("", "na", "n/a", "null", "none")
-# What sets one curve apart from another, stated once: a condition (objective,
-# supervision, eval set) and, within it, the data budget. Verdicts and
+# What sets one curve apart from another, stated once: a condition (model family,
+# objective, supervision, eval set) and, within it, the data budget. Verdicts and
 # allocation compare laws per condition; fits are per condition x budget.
-CONDITION_KEYS = ("objective", "supervision", "eval_set")
+CONDITION_KEYS = ("family", "objective", "supervision", "eval_set")
 GROUP_COLUMNS = (*CONDITION_KEYS, "budget")
 # what D is for the data and joint laws: examples seen (every checkpoint) or the data budget (one point per run)
 DATA_AXES = ("exposure", "budget")
@@ -112,7 +113,8 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
         exposure = pl.coalesce(pl.col("examples_seen"), exposure)
     df = df.with_columns(exposure=exposure.cast(pl.Float64))
     if "run" not in df.columns:
-        parts = [c for c in ("objective", "model", "params", "supervision", "budget", "seed") if c in df.columns]
+        parts = [c for c in ("family", "objective", "model", "params", "supervision", "budget", "seed")
+                 if c in df.columns]
         text = [
             (pl.col(c).cast(pl.Int64, strict=False) if c in NUMERIC else pl.col(c)).cast(pl.Utf8).fill_null("-")
             for c in parts
@@ -130,7 +132,7 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
 
 
 def group_columns(df: pl.DataFrame) -> list[str]:
-    """Columns that define separately fitted groups (objective, supervision, eval set, budget)."""
+    """Columns that define separately fitted groups (family, objective, supervision, eval set, budget)."""
     return [c for c in GROUP_COLUMNS if c in df.columns]
 
 

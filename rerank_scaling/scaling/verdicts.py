@@ -1,7 +1,7 @@
 """Does a metric extrapolate?  Held-out checks over model size and over exposure.
 
 A check fits on the "small" part of the data, forecasts the held-out part and
-decides, per (metric, objective, supervision, eval set), with three tests that
+decides, per (metric, family, objective, supervision, eval set), with three tests that
 each name their numbers in :attr:`Verdict.reason`:
 
 (a) **it moves** -- the span of the fitted levels' means exceeds the metric's
@@ -73,6 +73,7 @@ class Verdict:
     residual_rmse: float | None
     law: str
     supervision: str | None = None
+    family: str | None = None  # the model family, where the table has one
     n_fits: int = 0
     residuals: tuple[float, ...] = ()
     max_rel_error: float | None = DEFAULT_MAX_REL_ERROR
@@ -237,7 +238,7 @@ def _verdict(kind, metric, key, fits, units, law, max_rel_error, min_coverage, l
         kind=kind, metric=metric, objective=str(key.get("objective")), eval_set=str(key.get("eval_set")),
         n_targets=int(j.get("n_targets", 0)), r2=float(np.mean(r2s)) if r2s else None,
         residual_rmse=float(np.sqrt(np.mean(resid**2))) if resid.size else None, law=law,
-        supervision=key.get("supervision"), n_fits=len(fits), residuals=tuple(float(r) for r in resid),
+        supervision=key.get("supervision"), family=key.get("family"), n_fits=len(fits), residuals=tuple(float(r) for r in resid),
         max_rel_error=max_rel_error, min_coverage=min_coverage, level=level, checks=j.get("checks", {}), **fields,
     )
 

@@ -69,3 +69,47 @@ def test_relative_collection_folders_resolve_against_the_experiment_file(write_e
     assert {c.train_collection for c in exp.cells} == {cisi}
     assert [e.collection for e in exp.evals if e.name == "cisi"] == [f"beir-folder:{cisi}"]
     assert load_experiment(write_experiment(name="plain.toml")).cells[0].train_collection == "cranfield"
+
+
+MULTI = """
+[data]
+train_collection = "cranfield"
+[[eval]]
+name = "t"
+collection = "cranfield"
+[grid]
+{grid}
+ladder = "minilm"
+sizes = ["1L", "2L"]
+objectives = ["infonce", "infonce-hard"]
+[train]
+{train}
+"""
+
+
+def test_one_file_holds_several_families_each_key_reaching_its_own(write_experiment):
+    text = MULTI.format(grid='families = ["sparse", "bi-encoder"]',
+                        train='lambda_q = 0.1\ntemperature = 0.01\npooling = "mean"\ncorpus_negatives = 32')
+    exp = load_experiment(write_experiment(text))
+    assert len(exp.cells) == 8 and len({c.run_id for c in exp.cells}) == 8
+    sparse = [c for c in exp.cells if c.family == "sparse"]
+    dense = [c for c in exp.cells if c.family == "bi-encoder"]
+    assert len(sparse) == len(dense) == 4
+    assert {(c.lambda_q, c.temperature, c.pooling, c.corpus_negatives) for c in sparse} == {(0.1, None, None, 32)}
+    assert {(c.lambda_q, c.temperature, c.pooling, c.corpus_negatives) for c in dense} == {(0.05, 0.01, "mean", 32)}
+
+
+def test_a_family_key_no_family_of_the_grid_takes_is_an_error(write_experiment):
+    text = MULTI.format(grid='families = ["bi-encoder"]', train="lambda_q = 0.1")
+    with pytest.raises(UserError, match=r"train\.lambda_q applies to family 'sparse' only, and the grid has "
+                                        r"'bi-encoder'"):
+        load_experiment(write_experiment(text))
+
+
+def test_family_takes_one_value_and_families_a_list_not_both(write_experiment):
+    one = load_experiment(write_experiment(MULTI.format(grid='family = "sparse"', train="")))
+    assert {c.family for c in one.cells} == {"sparse"}
+    with pytest.raises(UserError, match="give family .one value. or families .a list., not both"):
+        load_experiment(write_experiment(MULTI.format(grid='family = "sparse"\nfamilies = ["sparse"]', train="")))
+    with pytest.raises(UserError, match="unknown model family 'dense'"):
+        load_experiment(write_experiment(MULTI.format(grid='families = ["sparse", "dense"]', train="")))

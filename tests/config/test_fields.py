@@ -21,9 +21,11 @@ def test_every_setting_has_one_home_in_the_experiment_file():
         for f in settings(cls):
             if meta(f).get("tables"):
                 continue
-            key = (meta(f)["section"], meta(f).get("axis") or meta(f).get("key") or f.name)
-            assert key not in owners, f"{key} declared by {owners.get(key)} and {cls.__name__}.{f.name}"
-            owners[key] = f"{cls.__name__}.{f.name}"
+            # a grid axis owns its list (sizes = [...]) and its one-value key (size = "2L")
+            for name in dict.fromkeys(filter(None, (meta(f).get("axis"), meta(f).get("key") or f.name))):
+                key = (meta(f)["section"], name)
+                assert key not in owners, f"{key} declared by {owners.get(key)} and {cls.__name__}.{f.name}"
+                owners[key] = f"{cls.__name__}.{f.name}"
     assert {(s, k) for s, keys in SECTIONS.items() for k in keys} == set(owners)
     assert ("candidates", "k") in owners and ("hardware", "threads_per_worker") in owners
     assert ("grid", "sizes") in owners and ("train", "steps") in owners
@@ -35,7 +37,7 @@ def test_a_new_field_appears_in_sections_and_flags():
         gamma: float = setting(0.5, section="train", min=0)
         mode: str = setting("a", section="grid", axis="modes")
 
-    assert section_keys(Extra) == {"train": {"gamma"}, "grid": {"modes"}}
+    assert section_keys(Extra) == {"train": {"gamma"}, "grid": {"modes", "mode"}}
     f = dataclasses.fields(Extra)[0]
     assert parse_text(f, "0.25", float, "--gamma") == 0.25
     with pytest.raises(UserError, match="gamma must be a number >= 0, got -1"):

@@ -59,7 +59,7 @@ def test_registry_and_config_rules():
         RunConfig(family="bi-encoder", objective="infonce", lambda_q=0.1)
     with pytest.raises(UserError, match="regularizer_warmup = 2"):
         RunConfig(family="sparse", objective="infonce", regularizer_warmup=2)
-    with pytest.raises(UserError, match="pooling = 'mean': family 'sparse'"):
+    with pytest.raises(UserError, match="pooling = 'mean' applies to family 'cross-encoder' / 'bi-encoder' only"):
         RunConfig(family="sparse", objective="infonce", pooling="mean")
 
 
@@ -79,6 +79,6 @@ def test_the_shipped_demo_resolves_its_teacher_folder_and_keeps_a_hub_id():
     experiments = Path(__file__).resolve().parents[2] / "experiments"
     demo = load_experiment(experiments / "sparse-dense-demo.toml")
     assert {Path(c.teacher).resolve() for c in demo.cells} == {(experiments.parent / "reports" / "sparse-dense-teacher").resolve()}
-    assert {c.objective for c in demo.cells} == {"infonce-hard", "marginmse", "cl-kd"} and len(demo.cells) == 9
+    assert {c.objective for c in demo.cells} == {"infonce-hard", "marginmse", "cl-kd"} and len(demo.cells) == 18
     gpu = load_experiment(experiments / "sparse-dense-cl-kd.toml")
     assert {c.teacher for c in gpu.cells} == {"cross-encoder/ms-marco-MiniLM-L12-v2"}
