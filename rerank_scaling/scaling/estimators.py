@@ -22,7 +22,8 @@ Size estimators (targets: the hidden largest sizes, at their final exposure):
                      checkpoints; parametric bootstrap from the measured noise
 ``pooled``           ``a_g + b_g*N^c`` with one exponent ``c`` shared by all
                      objectives and eval sets of the ladder (partial pooling)
-``pooled-objectives``  the same, exponent shared across objectives within an eval set
+``pooled-objectives``  the same, exponent shared across objectives only (within one family,
+                     supervision, budget and eval set)
 ``average``          law averaging: mean of ``auto`` and the log-linear law, interval
                      from the mixture of their bootstrap draws
 ``joint``            ``a + b*N^c + d*D^e`` fitted on every checkpoint of the fitted
@@ -54,8 +55,10 @@ from rerank_scaling.scaling.fit import fit_law
 from rerank_scaling.scaling.metrics import direction as metric_direction
 from rerank_scaling.scaling.metrics import natural_bound
 from rerank_scaling.scaling.selection import choose_law
-from rerank_scaling.scaling.table import run_values
+from rerank_scaling.scaling.table import GROUP_COLUMNS, run_values
 
+# pooled-objectives shares the exponent among the cases that differ only in objective
+POOL_ACROSS_OBJECTIVES = tuple(k for k in GROUP_COLUMNS if k != "objective")
 DEFAULT_ESTIMATOR = "auto"  # to be chosen by the backtest on real ladders (see module doc)
 
 
@@ -445,7 +448,7 @@ SIZE_ESTIMATORS = {
     "late-k": _each(late_k_est),
     "averaged": _each(averaged_est),
     "pooled": lambda cases, opts: pooled_est(cases, opts, ()),
-    "pooled-objectives": lambda cases, opts: pooled_est(cases, opts, ("eval_set",)),
+    "pooled-objectives": lambda cases, opts: pooled_est(cases, opts, POOL_ACROSS_OBJECTIVES),
     "average": _each(average_est),
     "joint": _each(joint_est),
 }

@@ -230,3 +230,23 @@ def test_constant_metric_is_not_a_case():
     nearly = flat.with_columns(value=pl.col("value") + pl.col("params") * 1e-9)  # moves a little: a real case
     bt = backtest(nearly, estimators=["carry-forward"], exposure=False, n_boot=10)
     assert set(bt.cases["metric"].unique().to_list()) == {"recall@100"}
+
+
+def test_pooled_objectives_pools_objectives_not_families():
+    """The shared exponent is shared by objectives of one family: adding a second family whose curve
+    bends differently leaves the first family's forecasts unchanged (``pooled`` would mix them)."""
+    from rerank_scaling.scaling.estimate import estimator_forecasts
+
+    def table(family, c):
+        return exact_table().with_columns(family=pl.lit(family),
+                                          value=0.8 - 0.2 * (pl.col("params") / 1e6) ** c
+                                          + pl.col("objective").eq("pointwise").cast(pl.Float64) * 0.01)
+
+    dense = table("bi-encoder", -0.5)
+    both = pl.concat([dense, table("sparse", -1.5)])
+    alone = estimator_forecasts(dense, "ndcg@10", 8e6, "pooled-objectives", n_boot=20)
+    mixed = [r for r in estimator_forecasts(both, "ndcg@10", 8e6, "pooled-objectives", n_boot=20)
+             if r["family"] == "bi-encoder"]
+    assert len(alone) == len(mixed) == 2
+    assert [r["predicted"] for r in mixed] == pytest.approx([r["predicted"] for r in alone], abs=1e-12)
+    assert mixed[0]["predicted"] == pytest.approx(float(exact(16e6)), abs=2e-3)
