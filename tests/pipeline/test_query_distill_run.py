@@ -123,3 +123,25 @@ def test_a_projection_or_temperature_other_than_the_teachers_is_refused(student_
         build_student(RunConfig(**{**student_config.__dict__, "projection": 128}))
     with pytest.raises(UserError, match="teacher's temperature"):
         build_student(RunConfig(**{**student_config.__dict__, "temperature": 0.5}))
+
+
+def test_the_report_shows_each_student_against_its_teacher(run, tmp_path):
+    import shutil
+
+    from rerank_scaling.report import build_report
+
+    folder, status = run
+    shutil.copytree(folder, tmp_path / "study" / "cells" / status["run"], ignore=shutil.ignore_patterns("model"))
+    out = build_report(tmp_path / "study", tmp_path / "report" / "REPORT.md", n_boot=0)
+    text = out.read_text()
+    section = text[text.index("Query-tower distillation (ScalingNote)"):]
+    teacher = status["teacher"]["values"]["cranfield-test"]
+    final = status["final"]
+    row = next(line for line in section.splitlines() if line.startswith("| teacher"))
+    assert f"{teacher['ndcg@10']:.4f}" in row and f"{status['teacher']['query_ms']:.2f}" in row
+    student = next(line for line in section.splitlines() if line.startswith("| `scratch-L1-H64`"))
+    assert f"{final['cranfield-test:ndcg@10']:.4f}" in student
+    assert f"{final['cranfield-test:retained-ndcg@10']:.1%}" in student
+    assert f"{final['cranfield-test:query-ms-cpu']:.2f}" in student
+    assert "figures/retained_latency_cranfield-test.png" in section
+    assert (tmp_path / "report" / "figures" / "retained_latency_cranfield-test.png").stat().st_size > 0
