@@ -139,3 +139,15 @@ def teacher_query_embeddings(student, tset: TrainingSet, batch_size: int = 64) -
     qids = sorted(tset.collection.queries)
     texts = [tset.collection.queries[q] for q in qids]
     return TeacherEmbeddings(qids, student.cache.get(texts, "query", normalize=False, batch_size=batch_size))
+
+
+def warm_query_teacher(config, tset: TrainingSet, corpora: list[dict[str, str]]) -> None:
+    """Fill a query-distill config's teacher caches (its training queries' targets and each corpus's
+    document index) before a grid's cells start, so cells running in parallel do not each encode them."""
+    from rerank_scaling.evaluation.retrieval import encode_corpus
+    from rerank_scaling.models import get_family
+
+    student = get_family(config.family).build(config)
+    teacher_query_embeddings(student, tset, config.eval_batch_size)
+    for docs in corpora:
+        encode_corpus(student, docs, config.eval_batch_size)  # the texts in the order evaluation encodes them
