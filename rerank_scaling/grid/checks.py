@@ -17,9 +17,8 @@ def _fail(experiment: Experiment, message: str) -> UserError:
 
 def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> dict[str, int]:
     """Load every collection and count training queries; fail on any bad budget or set."""
-    from rerank_scaling.objectives import OBJECTIVES
     from rerank_scaling.pipeline.prepare import evaluation_key, evaluation_set, training_key, training_set
-    from rerank_scaling.pipeline.teacher import warm_query_teacher
+    from rerank_scaling.pipeline.teacher import distils_query_tower, warm_query_teacher
 
     available: dict[str, int] = {}
     seen_train, seen_eval, seen_teacher = set(), set(), set()
@@ -43,7 +42,7 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
                     raise _fail(experiment, f"eval '{spec.name}': {exc}") from None
                 corpora[id(evalset.collection.docs)] = evalset.collection.docs
         teacher = (cell.teacher, cell.cache_dir, cell.max_length, cell.max_query_length, key)
-        if "teacher_embeddings" in OBJECTIVES[cell.objective].requires and teacher not in seen_teacher:
+        if distils_query_tower(cell) and teacher not in seen_teacher:
             seen_teacher.add(teacher)
             warm_query_teacher(cell, training_set(cell)[0], list(corpora.values()))
     return available

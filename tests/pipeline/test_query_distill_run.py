@@ -145,3 +145,16 @@ def test_the_report_shows_each_student_against_its_teacher(run, tmp_path):
     assert f"{final['cranfield-test:query-ms-cpu']:.2f}" in student
     assert "figures/retained_latency_cranfield-test.png" in section
     assert (tmp_path / "report" / "figures" / "retained_latency_cranfield-test.png").stat().st_size > 0
+
+
+def test_grid_checks_fill_the_teachers_caches_before_any_cell(student_config, tmp_path):
+    from rerank_scaling.config import Experiment, Hardware, StudyInfo
+    from rerank_scaling.grid.checks import check_data
+
+    config = RunConfig(**{**student_config.__dict__, "cache_dir": str(tmp_path / "cache")})
+    check_data(Experiment("q", tmp_path / "q.toml", "", [config], Hardware(), config.evals, StudyInfo()))
+    student = build_student(config)
+    texts = _training_queries(config)
+    docs = prepare(config).evalsets[0].collection.docs
+    assert student.cache.path(texts, "query", normalize=False).is_file()
+    assert student.cache.path([docs[d] for d in sorted(docs)], "doc").is_file()
