@@ -147,6 +147,7 @@ class CellState:
     config: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     hardware: dict = field(default_factory=dict)  # status.json "hardware": device, torch, threads, peak RSS
+    teacher: dict = field(default_factory=dict)  # status.json "teacher": a query-distill run's teacher, measured
 
     @property
     def in_domain(self) -> tuple[str, ...]:
@@ -352,6 +353,7 @@ class RunFolder:
             float(seconds) if isinstance(seconds, (int, float)) else None,
             status.get("final") if isinstance(status.get("final"), dict) else None,
             config, read_json(self.data), hardware if isinstance(hardware, dict) else {},
+            status["teacher"] if isinstance(status.get("teacher"), dict) else {},
         )
 
 

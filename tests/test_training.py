@@ -52,11 +52,12 @@ LABELS = [[2, 0, 0, 1, 0], [1, 0, 0, 0, 0], [3, 1, 0, 0, 0]]
 
 
 def _extras(name, like):
-    """The batch entries an objective requires (distillation: teacher scores), shaped and placed like ``like``."""
+    """The batch entries an objective requires (distillation: teacher scores, or query-distill's teacher
+    embeddings, ``like`` then being the student's), shaped and placed like ``like``."""
     from rerank_scaling.objectives import OBJECTIVES
 
-    return {"teacher_scores": torch.linspace(3, -1, like.numel()).view_as(like).to(like.device, like.dtype)
-            .detach()} if "teacher_scores" in OBJECTIVES[name].requires else {}
+    teacher = torch.linspace(3, -1, like.numel()).view_as(like).to(like.device, like.dtype).detach()
+    return {k: teacher for k in ("teacher_scores", "teacher_embeddings") if k in OBJECTIVES[name].requires}
 
 
 @pytest.mark.parametrize("name", sorted(__import__("rerank_scaling.objectives", fromlist=["OBJECTIVES"]).OBJECTIVES))

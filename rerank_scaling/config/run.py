@@ -21,6 +21,9 @@ DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 # contrastive-entropy variants beside the base ce@<ce_negatives>: negatives from the candidate list
 # (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
 CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
+# a query-distill student's rows (evaluation.distilled): retained-<metric> = student / teacher, and
+# query-ms-<device> = its median query-encoding latency
+RETAINED_PREFIX, LATENCY_PREFIX = "retained-", "query-ms-"
 
 # weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
 Supervision = Literal["human", "weak", "mixed", "ict"]
@@ -158,7 +161,17 @@ class RunConfig:
     teacher: str | None = setting(None, section="train",
                                   doc="the teacher of distillation objectives (other objectives ignore it): a run "
                                       "folder with model/, a saved model folder, or a Hugging Face cross-encoder "
-                                      "id or folder (./x, ../x, /x: against the experiment file's folder)")
+                                      "id or folder (./x, ../x, /x: against the experiment file's folder); "
+                                      "query-distill: a bi-encoder's (a run folder, a saved bi-encoder, or a "
+                                      "Hugging Face encoder, mean-pooled, cosine)")
+    # query-distill (ScalingNote): a small query tower learns the teacher's query embeddings
+    mse_weight: float = setting(1.0, section="train", families=BI, min=0,
+                                doc="query-distill: weight of the MSE between student and teacher query embeddings")
+    cosine_weight: float = setting(1.0, section="train", families=BI, min=0,
+                                   doc="query-distill: weight of 1 - cosine(student, teacher) query embeddings")
+    latency_queries: int = setting(100, section="train", families=BI, min=1,
+                                   doc="query-distill: queries timed one at a time (batch 1) for the median "
+                                       "query-encoding latency, after 10 untimed ones")
     # optimisation
     steps: int = setting(100, section="train", min=1, doc="optimizer steps (derived from compute when it is set)")
     compute: float | None = setting(None, section="grid", above=0,
@@ -267,10 +280,16 @@ class RunConfig:
             raise UserError("lora_rank needs peft: pip install 'rerank-scaling[lora]'")
         if self.regularizer_warmup > 1:
             raise UserError(f"regularizer_warmup = {self.regularizer_warmup!r} is a fraction of the steps (0..1)")
-        distils = "teacher_scores" in OBJECTIVES[self.objective].requires
-        if distils and not self.teacher:
+        info = OBJECTIVES[self.objective]
+        if info.families and self.family not in info.families:
+            raise UserError(f"objective '{self.objective}' trains family {' / '.join(map(repr, info.families))} "
+                            f"only, not '{self.family}'")
+        if info.kind == "distillation" and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
+        if "teacher_embeddings" in info.requires and self.towers != "shared":
+            raise UserError(f"objective '{self.objective}' trains a query tower only (the documents are the "
+                            "teacher's): towers must stay 'shared'")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

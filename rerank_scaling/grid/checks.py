@@ -1,7 +1,8 @@
 """Check a grid's data before any cell starts: every collection loads, every budget fits.
 
-Also warms the on-disk caches (collections, BM25 candidates) so that cells
-running in parallel find them ready.
+Also warms the on-disk caches (collections, BM25 candidates, a query-distill
+teacher's training targets and document index) so that cells running in
+parallel find them ready.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ def _fail(experiment: Experiment, message: str) -> UserError:
 def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> dict[str, int]:
     """Load every collection and count training queries; fail on any bad budget or set."""
     from rerank_scaling.pipeline.prepare import evaluation_key, evaluation_set, training_key, training_set
+    from rerank_scaling.pipeline.teacher import distils_query_tower, warm_query_teacher
 
     available: dict[str, int] = {}
-    seen_train, seen_eval = set(), set()
+    seen_train, seen_eval, seen_teacher = set(), set(), set()
     for cell in experiment.cells if cells is None else cells:
         key = training_key(cell)
         if key not in seen_train:
@@ -29,12 +31,18 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
             except UserError as exc:
                 raise _fail(experiment, str(exc)) from None
             available[cell.run_id] = len(tset.collection.queries)
+        corpora = {}
         for spec in cell.evals:
             ekey = evaluation_key(cell, spec)
             if ekey not in seen_eval:
                 seen_eval.add(ekey)
                 try:
-                    evaluation_set(cell, spec)
+                    evalset, _, _ = evaluation_set(cell, spec)
                 except UserError as exc:
                     raise _fail(experiment, f"eval '{spec.name}': {exc}") from None
+                corpora[id(evalset.collection.docs)] = evalset.collection.docs
+        teacher = (cell.teacher, cell.cache_dir, cell.max_length, cell.max_query_length, key)
+        if distils_query_tower(cell) and teacher not in seen_teacher:
+            seen_teacher.add(teacher)
+            warm_query_teacher(cell, training_set(cell)[0], list(corpora.values()))
     return available

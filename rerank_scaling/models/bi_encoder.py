@@ -222,21 +222,23 @@ class BiEncoder(InBatchBatches, torch.nn.Module):
 
     # --- embeddings and scores ---
 
-    def embed(self, batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
-        """Embeddings of a collated batch of queries or docs (``kind``), normalised for cosine."""
+    def embed(self, batch: dict[str, torch.Tensor], kind: str, normalize: bool = True) -> torch.Tensor:
+        """Embeddings of a collated batch of queries or docs (``kind``), normalised for cosine
+        (``normalize=False``: the tower's output as it is)."""
         out = self.tower(kind)(batch)
-        return F.normalize(out, dim=-1) if self.similarity_name == "cosine" else out
+        return F.normalize(out, dim=-1) if normalize and self.similarity_name == "cosine" else out
 
     def similarity(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
         """Scores ``[nq, nd]`` of embedded queries against embedded docs: ``q . d / tau``."""
         return queries @ docs.T / self.temperature
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64) -> torch.Tensor:
+    def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """Embeddings ``[n, d]`` (float32, on the model's device) in input order; longest texts
-        first in batches of ``batch_size`` (dynamic padding), no gradients."""
+        first in batches of ``batch_size`` (dynamic padding), no gradients; ``normalize`` as :meth:`embed`."""
         was_training = self.training
-        self.eval()
+        if was_training:  # (a walk over every module: skipped when already in eval mode, as timed queries are)
+            self.eval()
         encoded = self.texts.encode(texts, kind == "query")
         device = next(self.parameters()).device
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
@@ -247,11 +249,12 @@ class BiEncoder(InBatchBatches, torch.nn.Module):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(device) for k, v in self.texts.collate([encoded[i] for i in idx]).items()}
-                emb = self.embed(batch, kind).float()
+                emb = self.embed(batch, kind, normalize).float()
                 if out is None:
                     out = emb.new_empty(len(encoded), emb.shape[1])
                 out[torch.as_tensor(idx, device=device)] = emb
-        self.train(was_training)
+        if was_training:
+            self.train()
         if out is None:
             dim = self.projection_dim or self.towers[0].backbone.config.hidden_size
             return torch.zeros(0, dim, device=device)
@@ -315,6 +318,10 @@ class BiEncoderFamily:
     def build(self, config) -> BiEncoder:
         from rerank_scaling.objectives import OBJECTIVES
 
+        if "teacher_embeddings" in OBJECTIVES[config.objective].requires:  # ScalingNote: a query tower only
+            from rerank_scaling.models.query_distill import build_student
+
+            return build_student(config)
         backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
         # a decoder reads its last token by default (under causal attention the only one that sees the text)
         pooling = config.pooling or ("last" if is_causal(backbone) else default_pooling(config.ladder))
@@ -336,15 +343,21 @@ class BiEncoderFamily:
         info = json.loads((folder / "family.json").read_text())
         if info.get("family") != self.name:
             raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
+        cls, extra = BiEncoder, {}
+        if "query_distill" in info:  # a distilled query tower over its teacher's documents
+            from rerank_scaling.models.query_distill import QueryStudent
+
+            cls, extra = QueryStudent, QueryStudent.saved_teacher(info["query_distill"])
         query = AutoModel.from_pretrained(folder / "query")
         doc = AutoModel.from_pretrained(folder / "doc") if info["towers"] == "separate" else None
         for backbone in (query, doc) if info.get("bidirectional") else ():
             if backbone is not None:
                 make_bidirectional(backbone, str(folder))
-        model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
-                          projection=info["projection"], similarity=info["similarity"],
-                          temperature=info["temperature"], max_length=info["max_length"],
-                          max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))
+        model = cls(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
+                    projection=info["projection"], similarity=info["similarity"],
+                    temperature=info["temperature"], max_length=info["max_length"],
+                    max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")),
+                    **extra)
         for name, tower in zip(("query", "doc"), model.towers):
             if tower.projection is not None:
                 tower.projection.load_state_dict(

@@ -9,9 +9,13 @@ annotations.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+from rerank_scaling.data.util import stable_key
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -66,3 +70,31 @@ class ModelFamily(Protocol):
 
     def load(self, folder: Path) -> Model:
         """A model written by :meth:`Model.save`."""
+
+
+def saved_model_folder(source: str) -> Path | None:
+    """The folder a family's ``save`` wrote (``family.json`` beside the weights) behind ``source``: a
+    run folder (its ``model/``) or that folder itself; None for a hub id or a plain Hugging Face folder."""
+    path = Path(source)
+    for folder in (path / "model", path):
+        if (folder / "family.json").is_file():
+            return folder
+    return None
+
+
+def saved_family(folder: Path) -> str | None:
+    """The family a saved model folder names."""
+    return json.loads((Path(folder) / "family.json").read_text()).get("family")
+
+
+def model_fingerprint(source: str) -> str:
+    """sha256 over a model's files (names and bytes), the key of everything cached from it (a
+    distillation teacher's scores and embeddings); a hub id stands for itself."""
+    folder = saved_model_folder(source) or (Path(source) if Path(source).is_dir() else None)
+    if folder is None:
+        return stable_key(f"hub:{source}")
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(f.relative_to(folder)).encode())
+        digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()

@@ -45,6 +45,12 @@ config key names the teacher): ``marginmse`` (Zeng et al.'s KD), ``kl`` (KL to
 the teacher's softmax over the group) and ``cl-kd`` (in-batch InfoNCE and that
 KL, averaged: Zeng et al.'s CL+KD). Their batches hold each group's hard
 negatives, the documents the teacher scored.
+
+``query-distill`` (ScalingNote's stage 2, Huang et al. 2024) distils a trained
+bi-encoder's *query tower* into a small one: it reads no scores but the
+student's query embeddings (``requires`` ``teacher_embeddings``: the teacher's
+embeddings of the same queries), so only the bi-encoder family trains it
+(``families``), and its loss weights are config keys (``params``).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class ObjectiveInfo:
     requires: tuple[str, ...] = ()  # batch entries besides labels
     alias_of: str | None = None  # the canonical name, for a historical alias
     negatives: tuple[str, ...] = ()  # contrastive batches: "in-batch", "hard", "corpus" (module docstring)
+    families: tuple[str, ...] = ()  # the model families that train it (empty: every family of its layout)
+    params: tuple[str, ...] = ()  # RunConfig fields handed to the loss's constructor (its weights)
 
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
@@ -84,17 +92,22 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
                   ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
     ObjectiveInfo("cl-kd", "rerank_scaling.objectives.distillation:ContrastivePlusKL", "distillation", "in-batch",
                   ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
+    ObjectiveInfo("query-distill", "rerank_scaling.objectives.distillation:QueryDistill", "distillation",
+                  "in-batch", ("teacher_embeddings",), families=("bi-encoder",),
+                  params=("mse_weight", "cosine_weight")),
     # historical names, kept bit for bit (existing experiment files and tables use them)
     ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking", alias_of="softmax-ce"),
     ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking", alias_of="lambdarank"),
 )}
 
 
-def get_objective(name: str):
-    """A new instance of the objective registered as ``name``."""
+def get_objective(name: str, config=None):
+    """A new instance of the objective registered as ``name``; its ``params`` (loss weights) are
+    read from ``config`` (a ``RunConfig``; None: the loss's own defaults)."""
     if name not in OBJECTIVES:
         raise UserError(f"unknown objective '{name}' (choose from {', '.join(OBJECTIVES)})")
     module, _, attr = OBJECTIVES[name].target.partition(":")
-    objective = getattr(importlib.import_module(module), attr)()
+    params = {p: getattr(config, p) for p in OBJECTIVES[name].params} if config is not None else {}
+    objective = getattr(importlib.import_module(module), attr)(**params)
     objective.info = OBJECTIVES[name]
     return objective

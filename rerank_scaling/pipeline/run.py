@@ -20,13 +20,14 @@ import torch
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
+from rerank_scaling.evaluation.distilled import distilled_rows, teacher_reference
 from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.models import get_family
 from rerank_scaling.models.backbone import trainable_parameters
 from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
-from rerank_scaling.pipeline.teacher import teacher_scores
+from rerank_scaling.pipeline.teacher import teacher_query_embeddings, teacher_scores
 from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
@@ -145,10 +146,14 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         copy = family.build(config)
         copy.warm(**texts)
         return copy
-    objective = get_objective(config.objective)
-    # a distillation objective's teacher scores every pair of the training set once (cached on disk)
+    objective = get_objective(config.objective, config)
+    # a distillation objective's teacher scores every pair of the training set once (cached on disk);
+    # query-distill's embeds every training query once (the student's teacher cache)
     teacher = (teacher_scores(config.teacher, tset, config.cache_dir, config.eval_batch_size)
-               if "teacher_scores" in objective.info.requires else None)
+               if "teacher_scores" in objective.info.requires else
+               teacher_query_embeddings(model, tset, config.eval_batch_size)
+               if "teacher_embeddings" in objective.info.requires else None)
+    reference: dict = {}  # query-distill: the teacher measured as its students are (once, at the first evaluation)
     module = TrainingModule(model, objective,
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
                             seed=config.seed)
@@ -173,6 +178,12 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
               "flops": whole.training_flops(tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
                                                      config.eval_batch_size, depth=config.candidates_k)
+        if "teacher_embeddings" in objective.info.requires:  # retained quality; latency at the last step
+            if not reference:
+                reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
+                                                   config.candidates_k, config.latency_queries))
+            new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
+                                  config.latency_queries if step == config.steps else None)
         rows.extend(new)
         if step == config.steps:
             if config.save_model:
@@ -192,7 +203,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
             groups = tset.batch(step, config.batch_size)[rank::world]
             batch = model.training_batch(groups, tset.collection)
             if teacher is not None:
-                batch["teacher_scores"] = teacher.groups(groups)
+                batch[teacher.entry] = teacher.groups(groups)
             return batch
 
         fit(module, batch_at, config.steps, start, callback, resume_from=resume, precision=config.precision,
@@ -201,5 +212,5 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     if leader:
         run.clear_checkpoints()
     final = {r["eval_set"] + ":" + r["metric"]: r["value"] for r in rows if r["step"] == config.steps}
-    return {"state": "done", "params": non_embedding, "total_params": total, "final": final,
-            "pid": os.getpid()}
+    out = {"state": "done", "params": non_embedding, "total_params": total, "final": final, "pid": os.getpid()}
+    return {**out, "teacher": reference} if reference else out

@@ -1,4 +1,4 @@
-"""A distillation teacher's scores of a training set, computed once and cached on disk.
+"""A distillation teacher's scores (or query embeddings) of a training set, computed once and cached on disk.
 
 The teacher (``[train] teacher``) is any model the toolkit can load that scores
 (query, document) pairs -- in practice a cross-encoder:
@@ -20,6 +20,14 @@ candidate depth or supervision never reuses them, and every cell of a grid
 over the same training set shares one file. A pair outside them (a group
 topped up with random corpus documents when a query's pool is short) is
 scored when it is first asked for.
+
+A ``query-distill`` run's teacher is a bi-encoder
+(:mod:`rerank_scaling.models.query_distill`); its targets are the teacher's
+query embeddings of every training query (:func:`teacher_query_embeddings`),
+encoded once and cached on disk by the student's :class:`TeacherCache`, keyed
+by the teacher's fingerprint and every query's text. Both tables hand a batch
+its entry (``entry``: ``teacher_scores`` or ``teacher_embeddings``) through
+``groups(groups)``.
 """
 
 from __future__ import annotations
@@ -31,30 +39,22 @@ from pathlib import Path
 
 import torch
 
-from rerank_scaling.data.util import atomic_write_text, default_cache_dir, stable_key
+from rerank_scaling.data.util import atomic_write_text, default_cache_dir
 from rerank_scaling.errors import UserError
 from rerank_scaling.examples import Group, TrainingSet
+from rerank_scaling.models.family import model_fingerprint as teacher_fingerprint
+from rerank_scaling.models.family import saved_family, saved_model_folder
 
 log = logging.getLogger(__name__)
-
-
-def _model_folder(source: str) -> Path | None:
-    """The saved-model folder of a run folder or of a saved model; None for a hub id / HF folder."""
-    path = Path(source)
-    for folder in (path / "model", path):
-        if (folder / "family.json").is_file():
-            return folder
-    return None
 
 
 def load_teacher(source: str):
     """The teacher model (in eval mode) behind ``source`` (the module docstring)."""
     from rerank_scaling.models import get_family
 
-    folder = _model_folder(source)
+    folder = saved_model_folder(source)
     if folder is not None:
-        family = json.loads((folder / "family.json").read_text()).get("family")
-        model = get_family(family).load(folder)
+        model = get_family(saved_family(folder)).load(folder)
     else:
         if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
             raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
@@ -68,18 +68,6 @@ def load_teacher(source: str):
     return model.eval()
 
 
-def teacher_fingerprint(source: str) -> str:
-    """sha256 over the teacher's files (names and bytes); a hub id stands for itself."""
-    folder = _model_folder(source) or (Path(source) if Path(source).is_dir() else None)
-    if folder is None:
-        return stable_key(f"hub:{source}")
-    digest = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(f.relative_to(folder)).encode())
-        digest.update(hashlib.sha256(f.read_bytes()).digest())
-    return digest.hexdigest()
-
-
 def training_pairs(tset: TrainingSet) -> list[tuple[str, str]]:
     """Every (query, doc) pair the groups of ``tset`` can hold (but random top-ups), sorted."""
     pairs = {(q, d) for q, d, _ in tset.instances}
@@ -89,6 +77,8 @@ def training_pairs(tset: TrainingSet) -> list[tuple[str, str]]:
 
 class TeacherScores:
     """``teacher_scores[B, G]`` of query groups from the cached table (and the teacher, for a pair outside it)."""
+
+    entry = "teacher_scores"
 
     def __init__(self, source: str, table: dict[tuple[str, str], float], tset: TrainingSet, batch_size: int = 64,
                  model=None):
@@ -129,3 +119,42 @@ def teacher_scores(source: str, tset: TrainingSet, cache_dir: str | None = None,
     atomic_write_text(path, json.dumps({"teacher": str(source), "pairs": len(pairs),
                                         "scores": [[q, d, out.table[(q, d)]] for q, d in pairs]}))
     return out
+
+
+class TeacherEmbeddings:
+    """``teacher_embeddings[B, d]``: the teacher query tower's raw embedding of each group's query."""
+
+    entry = "teacher_embeddings"
+
+    def __init__(self, qids: list[str], embeddings: torch.Tensor):
+        self.rows, self.embeddings = {q: i for i, q in enumerate(qids)}, embeddings
+
+    def groups(self, groups: list[Group]) -> torch.Tensor:
+        return self.embeddings[[self.rows[g.qid] for g in groups]]
+
+
+def teacher_query_embeddings(student, tset: TrainingSet, batch_size: int = 64) -> TeacherEmbeddings:
+    """The teacher's embeddings of every training query of ``tset``, from ``student``'s teacher cache
+    (a :class:`~rerank_scaling.models.query_distill.QueryStudent`): encoded once per (teacher, queries)."""
+    qids = sorted(tset.collection.queries)
+    texts = [tset.collection.queries[q] for q in qids]
+    return TeacherEmbeddings(qids, student.cache.get(texts, "query", normalize=False, batch_size=batch_size))
+
+
+def distils_query_tower(config) -> bool:
+    """Whether a config's objective learns a teacher's query embeddings (``query-distill``)."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    return "teacher_embeddings" in OBJECTIVES[config.objective].requires
+
+
+def warm_query_teacher(config, tset: TrainingSet, corpora: list[dict[str, str]]) -> None:
+    """Fill a query-distill config's teacher caches (its training queries' targets and each corpus's
+    document index) before a grid's cells start, so cells running in parallel do not each encode them."""
+    from rerank_scaling.evaluation.retrieval import encode_corpus
+    from rerank_scaling.models import get_family
+
+    student = get_family(config.family).build(config)
+    teacher_query_embeddings(student, tset, config.eval_batch_size)
+    for docs in corpora:
+        encode_corpus(student, docs, config.eval_batch_size)  # the texts in the order evaluation encodes them

@@ -20,6 +20,7 @@ from rerank_scaling.report.analysis import analyse
 from rerank_scaling.report.caveats import caveats
 from rerank_scaling.report.data_scaling import data_section
 from rerank_scaling.report.first_stage import first_stage_section
+from rerank_scaling.report.query_distill import figure_points, scalingnote_section
 from rerank_scaling.report.study import HEADLINE, Study, load_study
 from rerank_scaling.rundir import output_folder
 
@@ -36,9 +37,9 @@ def _out_path(study_dir: Path, out: Path | str | None) -> Path:
     return out
 
 
-def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dict]:
+def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dict, dict]:
     """Write every PNG into ``folder``; returns {eval set: relative path} for each kind."""
-    size, exposure, metrics = {}, {}, {}
+    size, exposure, metrics, distilled = {}, {}, {}, {}
     if HEADLINE in study.metrics:
         for es in study.eval_sets:
             if study.finals.filter((study.finals["eval_set"] == es.name) & (study.finals["metric"] == HEADLINE)).height:
@@ -56,7 +57,13 @@ def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dic
             name = f"metrics_{F.slug(es.name)}.png"
             F.metrics_figure(study, analysis, es.name, folder / name)
             metrics[es.name] = f"{FIGURES}/{name}"
-    return size, exposure, metrics
+    for es in study.eval_sets:
+        drawn = figure_points(study, es.name)
+        if drawn is not None:
+            name = f"retained_latency_{F.slug(es.name)}.png"
+            F.retained_latency_figure(study, es.name, *drawn, folder / name)
+            distilled[es.name] = f"{FIGURES}/{name}"
+    return size, exposure, metrics, distilled
 
 
 def number_sections(lines: list[str]) -> list[str]:
@@ -75,14 +82,15 @@ def number_sections(lines: list[str]) -> list[str]:
     return [line.replace(link, f"](#{anchor})") for line in out]
 
 
-def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict]) -> str:
-    size, exposure, metrics = figure_paths
+def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict, dict]) -> str:
+    size, exposure, metrics, distilled = figure_paths
     found = caveats(study, analysis)
     lines = [
         *S.header(study, analysis, found),
         *S.study_section(study, analysis),
         *S.baselines_section(study),
         *first_stage_section(study),
+        *scalingnote_section(study, analysis, distilled),
         *S.size_section(study, analysis, size),
         *data_section(study, analysis),
         *S.verdict_section(study, analysis, metrics),

@@ -8,6 +8,8 @@ gives the same PNG bytes.
 * :func:`exposure_figure` -- a metric vs examples seen, one line per run, coloured by size.
 * :func:`metrics_figure` -- every metric min-max normalised (losses flipped) vs size,
   with its fitted law, so which metric extrapolates is visible at a glance.
+* :func:`retained_latency_figure` -- distilled query towers: the teacher's quality they
+  retain vs their query-encoding latency, the teacher at 100%.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from rerank_scaling.config.run import RETAINED_PREFIX  # noqa: E402
 from rerank_scaling.report.analysis import Analysis  # noqa: E402
 from rerank_scaling.report.study import Study  # noqa: E402
 from rerank_scaling.report.tables import size as fmt_size  # noqa: E402
@@ -299,4 +302,35 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
                 Patch(color="0.92", label="held out (forecast region)")]
     _finish(fig, handles, f"Which metrics extrapolate: {eval_set} ({study.eval_set(eval_set).domain}), "
             "min-max normalised per metric")
+    _save(fig, path)
+
+
+def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, metric: str, latency: str,
+                            path: Path) -> None:
+    """One point per student (``points``: :class:`rerank_scaling.report.query_distill.Student`), x its
+    ``latency`` (ms/query, log scale), y its retained ``metric``; the teacher at (its ms, 100%)."""
+    fig, (ax,) = _figure(1)
+    cmap = colormaps["viridis"]
+    sizes = sorted({p.params for p in points})
+    for p in points:
+        colour = cmap(0.9 * sizes.index(p.params) / max(len(sizes) - 1, 1))
+        x, y = p.values[latency], p.values[RETAINED_PREFIX + metric]
+        ax.plot([x], [y], "o", color=colour, markersize=8, zorder=4)
+        ax.annotate(f"{p.model} ({fmt_size(p.params)})", (x, y), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    handles = [Line2D([], [], color=cmap(0.45), marker="o", linestyle="", label="distilled query tower")]
+    t_ms = teacher.get("query_ms")
+    if t_ms:
+        ax.plot([t_ms], [1.0], "*", color="crimson", markersize=14, zorder=5)
+        handles.append(Line2D([], [], color="crimson", marker="*", markersize=10, linestyle="",
+                              label=f"teacher ({fmt_size(teacher.get('params', 0))}, {t_ms:.1f} ms)"))
+    ax.axhline(1.0, color="dimgray", linestyle="--", linewidth=1.0)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"query-encoding latency, ms/query, batch 1 ({latency.rsplit('-', 1)[-1]}, log scale)")
+    ax.set_ylabel(f"retained {metric} (student / teacher)")
+    ax.grid(True, which="both", alpha=0.25)
+    _finish(fig, handles, f"Retained {metric} vs latency: {eval_set} ({study.eval_set(eval_set).domain})", ncol=2)
     _save(fig, path)

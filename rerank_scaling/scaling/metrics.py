@@ -14,13 +14,14 @@ _CE = re.compile(r"^ce(-candidates|-corpus)?(@\d+)?$")
 _BOUNDED = re.compile(r"^(ndcg|map|mrr|recall|r|p|precision|hit|hits|success|acc|accuracy)(@\d+)?$")
 
 
-# the costs of a sparse retriever (evaluation.sparsity): active dimensions, FLOPS per query-doc pair
-_COST = re.compile(r"^(active-q|active-d|flops)$")
+# the costs of a sparse retriever (evaluation.sparsity): active dimensions, FLOPS per query-doc pair;
+# a distilled query tower's latency (evaluation.distilled): ms per query on a device
+_COST = re.compile(r"^(active-q|active-d|flops|query-ms-\w+)$")
 
 
 def lower_is_better(metric: str) -> bool:
     """True for losses: ``ce``/``ce@K`` (contrastive entropy), ``*entropy*``, ``*loss*``; and for the
-    sparsity costs ``active-q``, ``active-d``, ``flops``."""
+    sparsity costs ``active-q``, ``active-d``, ``flops`` and the latency ``query-ms-<device>``."""
     name = metric.strip().lower()
     return bool(_CE.match(name)) or "entropy" in name or "loss" in name or bool(_COST.match(name))
 

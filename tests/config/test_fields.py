@@ -74,7 +74,7 @@ def test_check_normalises_good_values(name, value, expected):
      ("steps", 0, "steps must be a positive integer, got 0"),
      ("lr", 0.0, "lr must be a number > 0, got 0.0"),
      ("lr", float("nan"), "lr must be a number > 0, got nan"),
-     ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, marginmse, kl, cl-kd, listwise, lambda)"),
+     ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, marginmse, kl, cl-kd, query-distill, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
      ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder, sparse)"),
      ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
