@@ -7,11 +7,43 @@ right and ``recall@100`` says how much a reranker after it could still find.
 
 from __future__ import annotations
 
+from rerank_scaling.report import significance as sig
 from rerank_scaling.report import tables as T
-from rerank_scaling.report.baselines import bm25_values, compare, entries, variant_keys
+from rerank_scaling.report.baselines import Entry, bm25_values, compare, entries, variant_keys
 from rerank_scaling.report.study import HEADLINE, Study
 
 RECALL = "recall@100"
+
+
+def _tests(study: Study, eval_set: str, metric: str, keys: list[str]) -> dict[tuple, sig.Test]:
+    """Each list against BM25's on ``metric`` (paired randomization test, Holm over the lists), keyed like
+    an :class:`Entry`: (model, objective, params, variant...)."""
+    if study.per_query is None:
+        return {}
+    columns = sig.system_columns(study.finals)
+    out = {}
+    for key, test in sig.versus_bm25_by_system(study.per_query, study.finals, eval_set, metric).items():
+        named = dict(zip(columns, key))
+        out[(named["model"], named["objective"], float(named["params"]), *(named[k] for k in keys))] = test
+    return out
+
+
+def _entry_key(e: Entry) -> tuple:
+    return (e.model, e.objective, float(e.params), *e.variant)
+
+
+def _p(test: sig.Test | None) -> str:
+    if test is None:
+        return T.DASH
+    return f"**{test.p_holm:.3g}**" if test.significant else f"{test.p_holm:.3g}"
+
+
+def _verdicts(tests: dict[tuple, sig.Test], metric: str, noun: str, plural: str) -> str:
+    above = sum(t.significant and t.delta > 0 for t in tests.values())
+    below = sum(t.significant and t.delta < 0 for t in tests.values())
+    n = len(tests)
+    return (f"{metric}: {above} of {n} {plural if n != 1 else noun} significantly above BM25's, {below} significantly "
+            f"below, {n - above - below} not told apart from it (Holm p < {sig.ALPHA}).")
 
 
 def first_stage_section(study: Study) -> list[str]:
@@ -39,16 +71,42 @@ def first_stage_section(study: Study) -> list[str]:
         formatted = [T.bold_best([r[j] for r in cols], False) for j in range(len(shown))]
         labels = [["BM25", T.DASH, *[T.DASH] * len(keys)]] + [
             [f"`{e.model}`", T.size(e.params), *[T.plain(v) for v in e.variant]] for e in rows_e]
-        gaps = [T.DASH] + [T.signed(e.values[RECALL] - bm25[RECALL]) if RECALL in bm25 else T.DASH for e in rows_e]
-        body = [[*labels[i], *[formatted[j][i] for j in range(len(shown))], gaps[i]] for i in range(len(labels))]
+        tests = {m: _tests(study, es.name, m, keys) for m in shown}
+        tests = {m: t for m, t in tests.items() if t}
+        extra_headers = [h for m in tests for h in (f"{m} - BM25", f"p ({m}, Holm)")]
+        extra = [[T.DASH] * len(extra_headers)]
+        for e in rows_e:
+            cells = []
+            for m in tests:
+                t = tests[m].get(_entry_key(e))
+                gap = e.values.get(m, float("nan")) - bm25[m] if m in bm25 and m in e.values else None
+                cells += [T.DASH if gap is None else T.signed(gap), _p(t)]
+            extra.append(cells)
+        if not tests:  # no per-query values: the recall gap alone, untested
+            extra_headers = [f"{RECALL} - BM25"]
+            extra = [[T.DASH]] + [[T.signed(e.values[RECALL] - bm25[RECALL]) if RECALL in bm25 else T.DASH]
+                                  for e in rows_e]
+        body = [[*labels[i], *[formatted[j][i] for j in range(len(shown))], *extra[i]] for i in range(len(labels))]
         lines += [f"### {es.name} ({es.domain})", "",
-                  T.md_table(["list", "N", *keys, *shown, f"{RECALL} - BM25"], body,
-                             "ll" + "l" * len(keys) + "r" * (len(shown) + 1)), ""]
+                  T.md_table(["list", "N", *keys, *shown, *extra_headers], body,
+                             "ll" + "l" * len(keys) + "r" * (len(shown) + len(extra_headers))), ""]
+        if tests:
+            n_q = next(iter(next(iter(tests.values())).values())).queries
+            lines += [f"Is a list better than BM25's? Paired randomization test over the {n_q} queries "
+                      f"({sig.N_FLIPS:,} sign flips, two-sided) of each list against BM25's top-{k or 100}, per metric, "
+                      f"Holm-corrected over the {len(rows_e)} lists; p in bold: Holm p < {sig.ALPHA} (seeds averaged "
+                      "per query first).", ""]
+            lines += [f"- {_verdicts(t, m, w.noun + ' list', w.noun + ' lists')}" for m, t in tests.items()] + [""]
+        elif study.per_query is None:
+            lines += ["*Not tested against BM25: the study has no per-query values (`per_query.parquet`).*", ""]
         c = compare(study, es.name, RECALL)
         if c.best is not None and c.bm25 is not None:
             best = c.best
             variant = ", ".join(f"{key} {T.plain(v)}" for key, v in zip(keys, best.variant))
+            t = tests.get(RECALL, {}).get(_entry_key(best))
+            tested = "" if t is None else (f", Holm p = {t.p_holm:.3g}: "
+                                           + ("significant" if t.significant else "not significant"))
             lines += [f"**Best {RECALL} on {es.name}**: `{best.model}`" + (f" ({variant})" if variant else "")
-                      + f", {T.num(best.values[RECALL])} vs BM25's {T.num(c.bm25)} ({T.signed(c.delta)}); "
+                      + f", {T.num(best.values[RECALL])} vs BM25's {T.num(c.bm25)} ({T.signed(c.delta)}{tested}); "
                       f"{c.n_better} of {c.n_total} {w.noun} lists have a higher {RECALL} than BM25's.", ""]
     return lines

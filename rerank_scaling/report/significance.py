@@ -56,10 +56,18 @@ class Test:
         return self.p_holm < ALPHA
 
 
+SYSTEM_COLUMNS = ("model", "objective", "params", "supervision", "budget")
+
+
+def system_columns(finals: pl.DataFrame) -> list[str]:
+    """The columns that name a system (its key in :func:`versus_bm25_by_system`), as present in ``finals``."""
+    return [k for k in SYSTEM_COLUMNS if k in finals.columns]
+
+
 def _systems(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> dict[tuple, pl.DataFrame]:
     """(model, objective, params, variant...) -> qid/value frame, averaged over seeds."""
     runs = finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
-    keys = [k for k in ("model", "objective", "params", "supervision", "budget") if k in runs.columns]
+    keys = system_columns(runs)
     rows = per_query.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
     out = {}
     for key, group in runs.group_by(keys, maintain_order=True):
@@ -67,6 +75,12 @@ def _systems(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metri
         if values.height:
             out[tuple(key)] = values.group_by("qid").agg(pl.col("value").mean()).sort("qid")
     return out
+
+
+def _varying(finals: pl.DataFrame, eval_set: str) -> list[tuple[int, str]]:
+    """(position in a system key, column) of the variant columns (supervision, budget) that differ between runs."""
+    runs = finals.filter(pl.col("eval_set") == eval_set)
+    return [(i, k) for i, k in enumerate(system_columns(runs)) if i >= 3 and runs[k].n_unique() > 1]
 
 
 def _pair(a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -83,28 +97,41 @@ def _tests(pairs: list[tuple[str, str, pl.DataFrame, pl.DataFrame]]) -> list[Tes
     return [Test(n, o, d, p, q, k) for (n, o, d, p, k), q in zip(raw, adjusted)]
 
 
-def label(key: tuple) -> str:
-    return f"`{key[0]}` ({key[1]})"
+def label(key: tuple, variant: list[tuple[int, str]] = ()) -> str:
+    """"`model` (objective)"; with ``variant`` ((position, column) of the key's varying columns) their values
+    after a semicolon: "`model` (objective; human, budget 30)"."""
+    extra = ", ".join(str(key[i]) if column == "supervision" else f"{column} {key[i]}" for i, column in variant)
+    return f"`{key[0]}` ({key[1]}{'; ' + extra if extra else ''})"
+
+
+def versus_bm25_by_system(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str,
+                          metric: str) -> dict[tuple, Test]:
+    """Every system against BM25 on ``eval_set`` on ``metric``, Holm-corrected together, keyed by the
+    system's key (the values of :func:`system_columns`; seeds averaged per query)."""
+    bm25 = per_query.filter((pl.col("run") == "bm25") & (pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
+    if not bm25.height:
+        return {}
+    bm25 = bm25.select("qid", "value").sort("qid")
+    systems = _systems(per_query, finals, eval_set, metric)
+    variant = _varying(finals, eval_set)
+    tests = _tests([(label(k, variant), "BM25", v, bm25) for k, v in systems.items()])
+    return dict(zip(systems, tests))
 
 
 def versus_bm25(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
     """Every reranker against BM25 on ``eval_set``, Holm-corrected together."""
-    bm25 = per_query.filter((pl.col("run") == "bm25") & (pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
-    if not bm25.height:
-        return []
-    bm25 = bm25.select("qid", "value").sort("qid")
-    systems = _systems(per_query, finals, eval_set, metric)
-    return _tests([(label(k), "BM25", v, bm25) for k, v in systems.items()])
+    return list(versus_bm25_by_system(per_query, finals, eval_set, metric).values())
 
 
 def between_objectives(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
     """Every pair of objectives at the same model (and supervision, budget), Holm-corrected together."""
     systems = _systems(per_query, finals, eval_set, metric)
+    variant = _varying(finals, eval_set)
     by_model: dict[tuple, list[tuple]] = {}
     for key in systems:
         by_model.setdefault((key[0], *key[2:]), []).append(key)
     pairs = []
     for keys in by_model.values():
         for a, b in combinations(sorted(keys, key=lambda k: k[1]), 2):
-            pairs.append((label(a), f"{b[1]}", systems[a], systems[b]))
+            pairs.append((label(a, variant), f"{b[1]}", systems[a], systems[b]))
     return _tests(pairs)

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 
 from rerank_scaling.report import build_report
-from rerank_scaling.results import frame, write_parquet
+from rerank_scaling.results import frame, per_query_frame, write_parquet
 
 SIZES = (("1L", 1_770_000), ("2L", 3_550_000), ("3L", 5_320_000), ("4L", 7_100_000))
 BUDGETS = (30, 60, 120, 240)
 # supervision -> joint-fang (A, alpha, B, beta, delta) of ce-corpus@64; human has the lowest floor
 LAWS = {"human": (1e6, 0.5, 20.0, 0.6, 1.0), "weak": (1e6, 0.5, 20.0, 0.6, 1.4), "ict": (1e6, 0.5, 40.0, 0.6, 1.6)}
 BM25 = {"ndcg@10": 0.30, "recall@100": 0.70}
+QUERIES = 40
 
 
 def ce(sup: str, n: float, d: float) -> float:
@@ -39,6 +40,12 @@ def make_dense_study(root):
                  supervision="none", budget=0, step=0, examples_seen=0, tokens_seen=0, flops=0.0, size_axis=None,
                  metric=m, value=v) for m, v in BM25.items()]
     rows = []
+    # per-query values: each run's mean plus a query effect shared by every list (BM25 included) and the
+    # run's own zero-mean noise, so the paired test sees each list's gap to BM25 through 40 queries of noise
+    noise = np.random.default_rng(1)  # its own stream: the laws' noise stays as it was
+    shared = noise.normal(0, 0.1, QUERIES)
+    queries = [dict(run="bm25", eval_set="cranfield-test", metric=m, qid=f"q{i:02d}", value=float(v + shared[i]))
+               for m, v in BM25.items() for i in range(QUERIES)]
     for size, n in SIZES:
         for sup in LAWS:
             for b in BUDGETS:
@@ -56,7 +63,13 @@ def make_dense_study(root):
                 write_parquet(frame(run_rows), cell / "metrics.parquet")
                 write_parquet(frame(bm25), cell / "baseline.parquet")
                 rows += run_rows
+                for m in BM25:
+                    own = noise.normal(0, 0.03, QUERIES)
+                    own -= own.mean()
+                    queries += [dict(run=run, eval_set="cranfield-test", metric=m, qid=f"q{i:02d}",
+                                     value=float(values[m] + shared[i] + own[i])) for i in range(QUERIES)]
     write_parquet(frame(bm25 + rows), root / "results.parquet")
+    write_parquet(per_query_frame(queries), root / "per_query.parquet")
     return root
 
 
@@ -90,6 +103,29 @@ def test_first_stage_section_compares_recall_with_bm25(text):
     assert len(rows) == 48 and rows[0].startswith("| `minilm-1L` | 1.77M | human | 30 |")
     above = sum(1.2 - 0.3 * ce(s, n, b) > 0.70 for s in LAWS for _, n in SIZES for b in BUDGETS)
     assert f"{above} of 48 bi-encoder lists have a higher recall@100" in line
+
+
+def test_first_stage_section_tests_each_list_against_bm25(text):
+    first = section(text, "First stage: recall of the retrieved lists", "## 4.")
+    header = next(line for line in first.splitlines() if line.startswith("| list |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert cols[-4:] == ["recall@100 - BM25", "p (recall@100, Holm)", "ndcg@10 - BM25", "p (ndcg@10, Holm)"]
+    assert f"Paired randomization test over the {QUERIES} queries" in first
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in first.splitlines()
+            if line.startswith("| `minilm-")]
+    for metric, gap_col in (("recall@100", -4), ("ndcg@10", -2)):
+        gaps = [float(r[gap_col]) for r in rows]
+        bold = [r[gap_col + 1].startswith("**") for r in rows]
+        ps = [float(r[gap_col + 1].strip("*")) for r in rows]
+        # a gap 5 noise standard errors away is found after Holm over 48 lists; a gap under one is not
+        assert all(b for g, b in zip(gaps, bold) if abs(g) > 5 * 0.03 / QUERIES ** 0.5 * 4)
+        assert not any(b for g, b in zip(gaps, bold) if abs(g) < 0.03 / QUERIES ** 0.5)
+        assert all((p < 0.05) == b for p, b in zip(ps, bold))
+        above = sum(b and g > 0 for g, b in zip(gaps, bold))
+        below = sum(b and g < 0 for g, b in zip(gaps, bold))
+        assert 0 < above < 48 and below > 0
+        assert (f"- {metric}: {above} of 48 bi-encoder lists significantly above BM25's, {below} significantly "
+                f"below, {48 - above - below} not told apart from it") in first
 
 
 def test_data_section_recovers_each_supervisions_joint_law(text):

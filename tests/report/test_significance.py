@@ -44,3 +44,36 @@ def test_versus_bm25_and_between_objectives_pair_queries_by_id():
     assert not vs["`m` (pointwise)"].significant
     (pair,) = sig.between_objectives(per_query, finals, "t", "ndcg@10")
     assert pair.system == "`m` (listwise)" and pair.other == "pointwise" and pair.queries == 30
+
+
+def _first_stage_frames():
+    """Three bi-encoder lists on 20 queries: one equal to BM25 on every query, one better on every query,
+    one worse on every query; two supervisions so the labels carry the variant."""
+    qids = [f"q{i:02d}" for i in range(20)]
+    bm25 = np.linspace(0.3, 0.9, 20)
+    lists = {"same": bm25, "better": np.minimum(bm25 + 0.1, 1.0) + 0.01, "worse": bm25 - 0.2}
+    runs = {"same": ("minilm-1L", "human", 8), "better": ("minilm-6L", "human", 64), "worse": ("minilm-6L", "ict", 64)}
+    per_query = pl.DataFrame([{"run": r, "eval_set": "t", "metric": "recall@100", "qid": q, "value": float(v)}
+                              for r, vals in {"bm25": bm25, **lists}.items() for q, v in zip(qids, vals)])
+    finals = pl.DataFrame([{"run": r, "model": m, "objective": "infonce", "params": 1.0, "supervision": s, "budget": b,
+                            "eval_set": "t", "metric": "recall@100", "value": float(lists[r].mean())}
+                           for r, (m, s, b) in runs.items()])
+    return per_query, finals
+
+
+def test_each_first_stage_list_against_bm25_keyed_by_system():
+    per_query, finals = _first_stage_frames()
+    tests = sig.versus_bm25_by_system(per_query, finals, "t", "recall@100")
+    assert set(tests) == {("minilm-1L", "infonce", 1.0, "human", 8), ("minilm-6L", "infonce", 1.0, "human", 64),
+                          ("minilm-6L", "infonce", 1.0, "ict", 64)}
+    same = tests[("minilm-1L", "infonce", 1.0, "human", 8)]
+    better = tests[("minilm-6L", "infonce", 1.0, "human", 64)]
+    worse = tests[("minilm-6L", "infonce", 1.0, "ict", 64)]
+    assert same.p == 1.0 and same.p_holm == 1.0 and same.delta == 0.0 and not same.significant
+    assert better.delta > 0 and better.p < 0.001 and better.significant  # all 2^20 flips but one are smaller
+    assert worse.delta == pytest.approx(-0.2) and worse.significant
+    assert better.p_holm == pytest.approx(min(1.0, 3 * better.p), rel=0.5)  # Holm over the three lists
+    # the varying column (supervision) is named; the constant budget of the 6L lists is not left out
+    assert worse.system == "`minilm-6L` (infonce; ict, budget 64)" and worse.queries == 20
+    assert [t.system for t in sig.versus_bm25(per_query, finals, "t", "recall@100")] == [
+        t.system for t in tests.values()]
