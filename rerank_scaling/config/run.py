@@ -267,8 +267,7 @@ class RunConfig:
             raise UserError("lora_rank needs peft: pip install 'rerank-scaling[lora]'")
         if self.regularizer_warmup > 1:
             raise UserError(f"regularizer_warmup = {self.regularizer_warmup!r} is a fraction of the steps (0..1)")
-        distils = "teacher_scores" in OBJECTIVES[self.objective].requires
-        if distils and not self.teacher:
+        if distils(self.objective) and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
 
@@ -328,6 +327,15 @@ def eval_spec(raw: Any) -> EvalSpec:
         if key not in raw:
             raise UserError(f"evaluation set {raw!r} lacks '{key}'")
     return EvalSpec(**raw)
+
+
+def distils(objective: str) -> bool:
+    """Whether ``objective`` learns from a teacher's scores (its ``requires`` names ``teacher_scores``): the cells
+    that read ``[train] teacher``; an unknown name does not."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    info = OBJECTIVES.get(objective)
+    return info is not None and "teacher_scores" in info.requires
 
 
 def train_settings(family: str | None = None) -> tuple[str, ...]:

@@ -56,10 +56,16 @@ class Test:
         return self.p_holm < ALPHA
 
 
+def _several_families(finals: pl.DataFrame) -> bool:
+    return "family" in finals.columns and finals["family"].drop_nulls().n_unique() > 1
+
+
 def _systems(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> dict[tuple, pl.DataFrame]:
-    """(model, objective, params, variant...) -> qid/value frame, averaged over seeds."""
+    """(model, objective, params, variant..., [family]) -> qid/value frame, averaged over seeds; the family is
+    the key's last entry when the study has several (a sparse and a dense model of one size are two systems)."""
     runs = finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
     keys = [k for k in ("model", "objective", "params", "supervision", "budget") if k in runs.columns]
+    keys += ["family"] if _several_families(finals) else []
     rows = per_query.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
     out = {}
     for key, group in runs.group_by(keys, maintain_order=True):
@@ -83,8 +89,9 @@ def _tests(pairs: list[tuple[str, str, pl.DataFrame, pl.DataFrame]]) -> list[Tes
     return [Test(n, o, d, p, q, k) for (n, o, d, p, k), q in zip(raw, adjusted)]
 
 
-def label(key: tuple) -> str:
-    return f"`{key[0]}` ({key[1]})"
+def label(key: tuple, family: bool = False) -> str:
+    """``model`` (objective), with the family first when the key carries one (``family``: its last entry)."""
+    return f"`{key[0]}` ({key[-1]}, {key[1]})" if family else f"`{key[0]}` ({key[1]})"
 
 
 def versus_bm25(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
@@ -93,18 +100,35 @@ def versus_bm25(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, me
     if not bm25.height:
         return []
     bm25 = bm25.select("qid", "value").sort("qid")
-    systems = _systems(per_query, finals, eval_set, metric)
-    return _tests([(label(k), "BM25", v, bm25) for k, v in systems.items()])
+    systems, fam = _systems(per_query, finals, eval_set, metric), _several_families(finals)
+    return _tests([(label(k, fam), "BM25", v, bm25) for k, v in systems.items()])
 
 
 def between_objectives(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
     """Every pair of objectives at the same model (and supervision, budget), Holm-corrected together."""
-    systems = _systems(per_query, finals, eval_set, metric)
+    systems, fam = _systems(per_query, finals, eval_set, metric), _several_families(finals)
     by_model: dict[tuple, list[tuple]] = {}
     for key in systems:
         by_model.setdefault((key[0], *key[2:]), []).append(key)
     pairs = []
     for keys in by_model.values():
         for a, b in combinations(sorted(keys, key=lambda k: k[1]), 2):
-            pairs.append((label(a), f"{b[1]}", systems[a], systems[b]))
+            pairs.append((label(a, fam), f"{b[1]}", systems[a], systems[b]))
+    return _tests(pairs)
+
+
+def between_families(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
+    """Every pair of families at the same model name and objective (and supervision, budget): a sparse and a
+    dense retriever of one backbone trained alike; Holm-corrected together. Empty for a one-family study."""
+    if not _several_families(finals):
+        return []
+    systems = _systems(per_query, finals, eval_set, metric)
+    # the key without params (a sparse model's N includes its MLM head) and family
+    by_cell: dict[tuple, list[tuple]] = {}
+    for key in systems:
+        by_cell.setdefault((key[0], key[1], *key[3:-1]), []).append(key)
+    pairs = []
+    for keys in by_cell.values():
+        for a, b in combinations(sorted(keys, key=lambda k: str(k[-1])), 2):
+            pairs.append((label(a, True), f"{b[-1]}", systems[a], systems[b]))
     return _tests(pairs)
