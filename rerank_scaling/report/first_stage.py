@@ -30,7 +30,8 @@ def first_stage_section(study: Study) -> list[str]:
              f"baseline row. {RECALL} is the share of each query's relevant documents in the first 100, what a "
              f"reranker after this stage could still put on top; {HEADLINE} beside it for the head of the list. "
              "Each cell's list is `cells/<run>/runs/<eval set>.trec`, usable as `[candidates] run` of a reranker "
-             "study.", ""]
+             "study." + (f" The lists are {k} deep (`[candidates] k`), so {RECALL} here is recall@{k}, for BM25 "
+                         "and every model alike." if isinstance(k, int) and k < 100 else ""), ""]
     keys = variant_keys(study)
     shown = [m for m in (RECALL, HEADLINE) if m in study.metrics]
     costs = [m for m in SPARSITY if m in study.metrics]

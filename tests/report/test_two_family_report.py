@@ -110,6 +110,7 @@ def test_teacher_is_named_with_its_own_quality(text, study_dir):
 
 def test_first_stage_rows_name_family_and_objective_with_sparsity(text):
     first = section(text, "First stage: recall of the retrieved lists", "## 4.")
+    assert "The lists are 30 deep (`[candidates] k`), so recall@100 here is recall@30" in first
     header = next(line for line in first.splitlines() if line.startswith("| list |"))
     assert header.split(" | ")[:4] == ["| list", "objective", "N", "family"]
     assert header.rstrip(" |").endswith("active-q | active-d | flops")
