@@ -284,7 +284,7 @@ class RunConfig:
         if info.families and self.family not in info.families:
             raise UserError(f"objective '{self.objective}' trains family {' / '.join(map(repr, info.families))} "
                             f"only, not '{self.family}'")
-        if info.kind == "distillation" and not self.teacher:
+        if distils(self.objective) and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
         if "teacher_embeddings" in info.requires and self.towers != "shared":
@@ -347,6 +347,16 @@ def eval_spec(raw: Any) -> EvalSpec:
         if key not in raw:
             raise UserError(f"evaluation set {raw!r} lacks '{key}'")
     return EvalSpec(**raw)
+
+
+def distils(objective: str) -> bool:
+    """Whether ``objective`` learns from a teacher (its ``requires`` names ``teacher_scores`` -- MarginMSE, KL,
+    CL+KD -- or ``teacher_embeddings`` -- ScalingNote's query-distill): the cells that read ``[train] teacher``;
+    an unknown name does not."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    info = OBJECTIVES.get(objective)
+    return info is not None and bool({"teacher_scores", "teacher_embeddings"} & set(info.requires))
 
 
 def train_settings(family: str | None = None) -> tuple[str, ...]:

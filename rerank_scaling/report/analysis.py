@@ -7,6 +7,7 @@ its section ("not enough sizes to fit ...") instead of an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -65,6 +66,26 @@ class Analysis:
     estimator: str | None = None  # the calibrated default forecast estimator the size verdicts judge (None: law)
     calibrated: bool = False  # its intervals widened by the conformal rule of the real-ladder backtest
     default_forecasts: dict[str, list[dict]] = field(default_factory=dict)  # metric -> estimator_forecasts rows
+    # family -> its own fit cut, in a study of several families analysed family by family (empty otherwise:
+    # ``cut`` holds for every model)
+    cuts: dict[str, float] = field(default_factory=dict)
+
+    def cut_of(self, family: str | None) -> float:
+        """The fit cut of ``family``'s models (:attr:`cut` unless the families were cut one by one)."""
+        return self.cuts.get(family, self.cut) if family is not None else self.cut
+
+    def for_family(self, family: str) -> Analysis:
+        """The part of the analysis about one family's models, with its cut (figures of one family)."""
+        def mine(items):
+            return [x for x in items if getattr(x, "family", None) in (None, family)]
+
+        fits = {m: dataclasses.replace(mf, groups=[g for g in mf.groups if g.key.get("family") in (None, family)])
+                for m, mf in self.fits.items()}
+        return dataclasses.replace(
+            self, cut=self.cut_of(family), cuts={}, fits=fits, size_verdicts=mine(self.size_verdicts),
+            exposure_verdicts=mine(self.exposure_verdicts), allocations=mine(self.allocations),
+            default_forecasts={m: [f for f in rows if f.get("family") in (None, family)]
+                               for m, rows in self.default_forecasts.items()})
 
     @property
     def held_out(self) -> bool:
@@ -184,8 +205,45 @@ def data_scaling(study: Study, n_boot: int) -> DataScaling | None:
                        fit_metric(study, metric, inf, n_boot, law="joint-fang", data_axis="budget"))
 
 
+def _per_family(study: Study, n_boot: int) -> tuple[float, str, dict, list, str, str | None, object, dict, dict]:
+    """Fits, size verdicts and default forecasts of a study of several families, each family cut at its own
+    second-largest size: a sparse model of a backbone has more non-embedding parameters than the dense one (its
+    MLM head), so one cut over the pooled sizes would hold out one family's largest model and fit the other's."""
+    cuts, fits, size_v, errors, forecasts, name, rule = {}, {}, [], [], {}, None, None
+    for family in study.families:
+        sub = study.only_family(family)
+        cut, _ = default_cut(sub.param_sizes)
+        cuts[family] = cut
+        for m in study.metrics:
+            mf = fit_metric(sub, m, cut, n_boot) if m in sub.metrics else MetricFits(m)
+            into = fits.setdefault(m, MetricFits(m))
+            into.groups += mf.groups
+            into.notes += [f"{family}: {n}" for n in mf.notes]
+            if mf.error:
+                into.error = "; ".join(x for x in (into.error, f"{family}: {mf.error}") if x)
+        f_name, f_rule = default_estimator(sub, cut)
+        name, rule = name or f_name, rule or f_rule
+        v, err = _verdicts(sub, cut, n_boot, f_name, f_rule)
+        size_v += v
+        errors += [f"{family}: {err}"] if err else []
+        for m, rows in (_default_forecasts(sub, cut, n_boot, f_name, f_rule) if f_name else {}).items():
+            forecasts.setdefault(m, []).extend(rows)
+    for mf in fits.values():  # a metric some family fitted is not an error of the metric
+        if mf.groups:
+            mf.error = ""
+    reason = ("each family at its own second-largest model size, so every family's largest model is held out "
+              "and forecast: " + ", ".join(f"{f} N <= {fmt_size(c)}" for f, c in cuts.items()))
+    return max(cuts.values()), reason, fits, size_v, "; ".join(errors), name, rule, forecasts, cuts
+
+
 def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300) -> Analysis:
     sizes = study.param_sizes
+    if fit_max_params is None and len(study.families) > 1:
+        cut, reason, fits, size_v, size_err, name, rule, forecasts, cuts = _per_family(study, n_boot)
+        exp_v, exp_err = _exposure(study, n_boot)
+        flops, allocs, alloc_notes = _allocations(study, n_boot)
+        return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs,
+                        alloc_notes, data_scaling(study, n_boot), name, rule is not None, forecasts, cuts)
     if fit_max_params is None:
         cut, reason = default_cut(sizes)
     else:

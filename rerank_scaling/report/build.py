@@ -52,11 +52,16 @@ def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dic
             name = f"exposure_{F.slug(HEADLINE)}_{F.slug(name_es)}.png"
             F.exposure_figure(study, name_es, HEADLINE, folder / name)
             exposure[name_es] = f"{FIGURES}/{name}"
-    for es in study.eval_sets if len(study.param_sizes) >= 2 else []:
-        if study.finals.filter(study.finals["eval_set"] == es.name).height:
-            name = f"metrics_{F.slug(es.name)}.png"
-            F.metrics_figure(study, analysis, es.name, folder / name)
-            metrics[es.name] = f"{FIGURES}/{name}"
+    # the side-by-side metrics figure: one per eval set, and per family when there are several (each family
+    # its own ladder, cut and laws); keyed by (eval set, family or None)
+    views = ([(f, study.only_family(f), analysis.for_family(f)) for f in study.families] if len(study.families) > 1
+             else [(None, study, analysis)])
+    for family, sub, sub_analysis in views:
+        for es in sub.eval_sets if len(sub.param_sizes) >= 2 else []:
+            if sub.finals.filter(sub.finals["eval_set"] == es.name).height:
+                name = f"metrics_{F.slug(family) + '_' if family else ''}{F.slug(es.name)}.png"
+                F.metrics_figure(sub, sub_analysis, es.name, folder / name)
+                metrics[(es.name, family)] = f"{FIGURES}/{name}"
     for es in study.eval_sets:
         drawn = figure_points(study, es.name)
         if drawn is not None:

@@ -38,12 +38,17 @@ def _listing(items: list[str]) -> str:
 
 
 def too_few_sizes(study: Study, analysis: Analysis) -> list[Caveat]:
-    sizes = study.param_sizes
+    if len(study.families) > 1:  # each family is its own ladder: the one with the fewest sizes decides
+        family = min(study.families, key=lambda f: (len(study.only_family(f).param_sizes), f))
+        sizes = study.only_family(family).param_sizes
+    else:
+        family, sizes = None, study.param_sizes
     if len(sizes) >= MIN_SIZES:
         return []
-    fitted = [s for s in sizes if s <= analysis.cut]
+    fitted = [s for s in sizes if s <= analysis.cut_of(family)]
     return [Caveat("Too few sizes", (
-        f"only {len(sizes)} distinct model size(s) ({', '.join(fmt_size(s) for s in sizes)}), fewer than "
+        f"only {len(sizes)} distinct model size(s)" + (f" in family {family}" if family else "")
+        + f" ({', '.join(fmt_size(s) for s in sizes)}), fewer than "
         f"{MIN_SIZES}: forecasts rest on very few points ({len(fitted)} size(s) at or below the fit cut); "
         "with fewer than 4 sizes the analyzer fits the 2-parameter log-linear law, which cannot show saturation."))]
 

@@ -163,8 +163,8 @@ def size_figure(study: Study, analysis: Analysis, eval_set: str, metric: str, pa
                     ax.fill_between(grid, lo, hi, color=colour, alpha=0.15 if gi == 0 else 0.08, linewidth=0)
                     drew_band = True
             ax.plot(grid, fit.predict(grid), style, color=colour, linewidth=1.6)
-            mine = _of_group(pts, g.key)
-            fitted, held = mine.filter(pl.col("params") <= cut), mine.filter(pl.col("params") > cut)
+            mine, g_cut = _of_group(pts, g.key), analysis.cut_of(g.key.get("family"))
+            fitted, held = mine.filter(pl.col("params") <= g_cut), mine.filter(pl.col("params") > g_cut)
             ax.plot(fitted["params"].to_numpy(), fitted["value"].to_numpy(), marker, color=colour, markersize=6,
                     linestyle="", zorder=4)
             ax.plot(held["params"].to_numpy(), held["value"].to_numpy(), "D", markerfacecolor="white",

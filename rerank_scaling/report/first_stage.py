@@ -3,6 +3,9 @@
 Only for first-stage families (:mod:`rerank_scaling.report.wording`): a
 bi-encoder ranks the whole corpus, so its list is a candidate list in its own
 right and ``recall@100`` says how much a reranker after it could still find.
+Each row names its objective (and family, where a study has several), and a
+sparse retriever's costs (:data:`SPARSITY`: active dimensions of a query and of
+a document, FLOPS per query-document pair) stand beside its quality.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from rerank_scaling.report.baselines import Entry, bm25_values, compare, entries
 from rerank_scaling.report.study import HEADLINE, Study
 
 RECALL = "recall@100"
+# a sparse retriever's costs (evaluation.sparsity), shown beside its quality; lower is cheaper
+SPARSITY = ("active-q", "active-d", "flops")
 
 
 def _tests(study: Study, eval_set: str, metric: str, keys: list[str]) -> dict[tuple, sig.Test]:
@@ -57,20 +62,29 @@ def first_stage_section(study: Study) -> list[str]:
              f"baseline row. {RECALL} is the share of each query's relevant documents in the first 100, what a "
              f"reranker after this stage could still put on top; {HEADLINE} beside it for the head of the list. "
              "Each cell's list is `cells/<run>/runs/<eval set>.trec`, usable as `[candidates] run` of a reranker "
-             "study.", ""]
+             "study." + (f" The lists are {k} deep (`[candidates] k`), so {RECALL} here is recall@{k}, for BM25 "
+                         "and every model alike." if isinstance(k, int) and k < 100 else ""), ""]
     keys = variant_keys(study)
     shown = [m for m in (RECALL, HEADLINE) if m in study.metrics]
+    costs = [m for m in SPARSITY if m in study.metrics]
+    if costs:
+        lines += ["Sparsity beside quality (sparse retrievers; lower is cheaper): `active-q` / `active-d` are the "
+                  "non-zero vocabulary dimensions of a query / of a corpus document, `flops` the expected "
+                  "multiply-adds of one query-document dot product (`sum_j p_j` over the query's terms, `p_j` the "
+                  "share of documents with term j active; Paria et al. 2020). A dense vector has every one of "
+                  "its dimensions active (—: not a sparse list).", ""]
     for es in study.eval_sets:
         rows_e = sorted((e for e in entries(study, es.name) if RECALL in e.values),
-                        key=lambda e: (e.params, e.model, *((str(v), 0) if isinstance(v, str) else ("", v or 0)
-                                                            for v in e.variant)))
+                        key=lambda e: (*((str(v), 0) if isinstance(v, str) else ("", v or 0) for v in e.variant),
+                                       e.params, e.model, e.objective))
         if not rows_e:
             continue
         bm25 = bm25_values(study, es.name)
         cols = [[bm25.get(m) for m in shown]] + [[e.values.get(m) for m in shown] for e in rows_e]
         formatted = [T.bold_best([r[j] for r in cols], False) for j in range(len(shown))]
-        labels = [["BM25", T.DASH, *[T.DASH] * len(keys)]] + [
-            [f"`{e.model}`", T.size(e.params), *[T.plain(v) for v in e.variant]] for e in rows_e]
+        cost_cols = [[T.DASH] + [_cost(e.values.get(m)) for e in rows_e] for m in costs]
+        labels = [["BM25", T.DASH, T.DASH, *[T.DASH] * len(keys)]] + [
+            [f"`{e.model}`", e.objective, T.size(e.params), *[T.plain(v) for v in e.variant]] for e in rows_e]
         tests = {m: _tests(study, es.name, m, keys) for m in shown}
         tests = {m: t for m, t in tests.items() if t}
         extra_headers = [h for m in tests for h in (f"{m} - BM25", f"p ({m}, Holm)")]
@@ -86,10 +100,11 @@ def first_stage_section(study: Study) -> list[str]:
             extra_headers = [f"{RECALL} - BM25"]
             extra = [[T.DASH]] + [[T.signed(e.values[RECALL] - bm25[RECALL]) if RECALL in bm25 else T.DASH]
                                   for e in rows_e]
-        body = [[*labels[i], *[formatted[j][i] for j in range(len(shown))], *extra[i]] for i in range(len(labels))]
+        body = [[*labels[i], *[formatted[j][i] for j in range(len(shown))], *extra[i],
+                 *[cost_cols[j][i] for j in range(len(costs))]] for i in range(len(labels))]
         lines += [f"### {es.name} ({es.domain})", "",
-                  T.md_table(["list", "N", *keys, *shown, *extra_headers], body,
-                             "ll" + "l" * len(keys) + "r" * (len(shown) + len(extra_headers))), ""]
+                  T.md_table(["list", "objective", "N", *keys, *shown, *extra_headers, *costs], body,
+                             "lll" + "l" * len(keys) + "r" * (len(shown) + len(extra_headers) + len(costs))), ""]
         if tests:
             n_q = next(iter(next(iter(tests.values())).values())).queries
             lines += [f"Is a list better than BM25's? Paired randomization test over the {n_q} queries "
@@ -106,7 +121,15 @@ def first_stage_section(study: Study) -> list[str]:
             t = tests.get(RECALL, {}).get(_entry_key(best))
             tested = "" if t is None else (f", Holm p = {t.p_holm:.3g}: "
                                            + ("significant" if t.significant else "not significant"))
-            lines += [f"**Best {RECALL} on {es.name}**: `{best.model}`" + (f" ({variant})" if variant else "")
+            lines += [f"**Best {RECALL} on {es.name}**: `{best.model}` ({best.objective}"
+                      + (f", {variant})" if variant else ")")
                       + f", {T.num(best.values[RECALL])} vs BM25's {T.num(c.bm25)} ({T.signed(c.delta)}{tested}); "
                       f"{c.n_better} of {c.n_total} {w.noun} lists have a higher {RECALL} than BM25's.", ""]
     return lines
+
+
+def _cost(value) -> str:
+    """An active-dimension count or a FLOPS value: whole numbers as such, small ones with 3 significant digits."""
+    if not T.finite(value):
+        return T.DASH
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

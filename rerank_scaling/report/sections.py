@@ -54,10 +54,18 @@ def header(study: Study, analysis: Analysis, caveats: list[Caveat]) -> list[str]
         "",
     ]
     sizes = study.param_sizes
-    held = [s for s in sizes if s > analysis.cut]
     span = (f"{T.size(sizes[0])} to {T.size(sizes[-1])}" if len(sizes) > 1 else T.size(sizes[0]))
-    lines.append(f"- {len(sizes)} model size(s) ({span} non-embedding parameters); "
-                 f"laws fitted on N <= {T.size(analysis.cut)}, {len(held)} size(s) held out.")
+    if analysis.cuts:  # several families, each cut at its own size
+        held = [m for m in study.models() if m["params"] > analysis.cut_of(m.get("family"))]
+        per = {f: sorted({m["params"] for m in study.models() if m.get("family") == f}) for f in analysis.cuts}
+        lines.append(f"- {len(sizes)} model size(s) over {len(per)} families ({span} non-embedding parameters; "
+                     + ", ".join(f"{f} {len(v)}" for f, v in per.items()) + "); laws fitted per family on "
+                     + ", ".join(f"{f} N <= {T.size(c)}" for f, c in analysis.cuts.items())
+                     + f", {len(held)} model(s) held out.")
+    else:
+        held = [s for s in sizes if s > analysis.cut]
+        lines.append(f"- {len(sizes)} model size(s) ({span} non-embedding parameters); "
+                     f"laws fitted on N <= {T.size(analysis.cut)}, {len(held)} size(s) held out.")
     if HEADLINE in study.metrics:
         beats = [es.name for es in study.eval_sets if compare(study, es.name, HEADLINE).n_better > 0]
         lines.append(f"- {w.article} {w.noun} beats BM25 on {HEADLINE} on {len(beats)} of {len(study.eval_sets)} evaluation "
@@ -115,6 +123,7 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
         lines.append(T.bullet("Model families", ", ".join(f"`{f}`" for f in study.families)
                               + " (each its own curve in every fit: a family is part of a group's key)"))
     lines.append(T.bullet("Objectives", ", ".join(study.objectives)))
+    lines += teacher_lines(study)
     lines += compute_budget(study)
     lines.append(T.bullet("Seeds", ", ".join(T.plain(s) for s in study.column_values("seed")) or T.DASH))
     lines.append(T.bullet("Metrics", ", ".join(study.metrics) + " (contrastive entropy `ce@m`: lower is better)"
@@ -134,7 +143,7 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
     several = len(study.families) > 1
     lora = any(m.get("trainable_params") not in (None, m.get("total_params")) for m in study.models())
     for m in study.models():
-        role = "fitted" if m["params"] <= analysis.cut else "held out (forecast)"
+        role = "fitted" if m["params"] <= analysis.cut_of(m.get("family")) else "held out (forecast)"
         rows.append([*([m.get("family") or T.DASH] if several else []), m["model"], m.get("size") or T.DASH,
                      f"{int(m['params']):,}", T.DASH if m.get("total_params") is None else f"{int(m['total_params']):,}",
                      *([T.DASH if m.get("trainable_params") is None else f"{int(m['trainable_params']):,}"]
@@ -151,6 +160,27 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
         lines += [T.md_table(["setting", "value"], rows), ""]
     lines += hardware(study)
     return lines
+
+
+def teacher_lines(study: Study) -> list[str]:
+    """The distillation teacher bullet: which model taught the distillation cells and, when it is a run folder
+    of this toolkit, how it scored itself (:meth:`Study.teachers`); nothing when no cell distils."""
+    teachers = study.teachers()
+    if not teachers:
+        return []
+    parts = []
+    for t in teachers:
+        text = f"`{t.source}` (taught {', '.join(t.objectives)})"
+        if t.model:
+            text += f": {t.family or 'cross-encoder'} `{t.model}`" + (f", {t.objective}" if t.objective else "") \
+                    + (f", {t.steps} steps" if t.steps else "")
+        own = [f"{HEADLINE} {T.num(v)} vs BM25's {T.num(t.bm25.get(es))} on {es}" for es, v in t.values.items()]
+        if own:
+            text += "; its own final " + "; ".join(own) + " (reranking its BM25 candidates)"
+        elif not t.model:
+            text += " (not a run folder of this toolkit: its own quality is not in the report)"
+        parts.append(text)
+    return [T.bullet("Distillation teacher", "; ".join(parts))]
 
 
 def compute_budget(study: Study) -> list[str]:
@@ -260,7 +290,8 @@ def significance_lines(study: Study, eval_set: str, queries: int | None) -> list
                 "by cells since this toolkit records them).*", ""]
     vs = sig.versus_bm25(study.per_query, study.finals, eval_set, HEADLINE)
     pairs = sig.between_objectives(study.per_query, study.finals, eval_set, HEADLINE)
-    if not vs and not pairs:
+    families = sig.between_families(study.per_query, study.finals, eval_set, HEADLINE)
+    if not vs and not pairs and not families:
         return []
     lines = [f"Is the difference real? {HEADLINE}, paired randomization test over the queries "
              f"({sig.N_FLIPS:,} sign flips, two-sided), Holm-corrected within each list; significant = "
@@ -268,8 +299,10 @@ def significance_lines(study: Study, eval_set: str, queries: int | None) -> list
     lines += [_test_line(t) for t in vs]
     if pairs:
         lines += ["", "Between objectives at the same size:", ""] + [_test_line(t) for t in pairs]
-    n = queries or (vs[0].queries if vs else pairs[0].queries)
-    if not any(t.significant for t in vs + pairs):
+    if families:
+        lines += ["", "Between families at the same backbone and objective:", ""] + [_test_line(t) for t in families]
+    n = queries or next(t.queries for t in vs + pairs + families)
+    if not any(t.significant for t in vs + pairs + families):
         lines += ["", f"No difference on {eval_set} is significant: with {n} queries these gaps are within "
                       "what query sampling alone produces, so the table's order is not evidence."]
     return lines + [""]
@@ -282,7 +315,8 @@ def bm25_line(study: Study, eval_set: str) -> str:
     if c.bm25 is None:
         return f"No BM25 {HEADLINE} on {eval_set}: the gain over BM25 cannot be stated."
     best = c.best.values[HEADLINE]
-    who = f"`{c.best.model}` ({c.best.objective})"
+    family = dict(zip(variant_keys(study), c.best.variant)).get("family")
+    who = f"`{c.best.model}` ({', '.join(x for x in (family, c.best.objective) if x)})"
     rel = c.delta / abs(c.bm25) if c.bm25 else None
     if c.n_better:
         return (f"**{w.article} {w.noun} beats BM25 on {eval_set}**: {c.n_better} of {c.n_total} {w.plural} score above BM25 "
@@ -296,9 +330,10 @@ def bm25_line(study: Study, eval_set: str) -> str:
 
 
 def size_section(study: Study, analysis: Analysis, size_figures: dict[str, str]) -> list[str]:
+    cut = (f"Fit cut per family ({analysis.cut_reason}). For each family, objective, eval set" if analysis.cuts
+           else f"Fit cut: **N <= {T.size(analysis.cut)}** ({analysis.cut_reason}). For each objective, eval set")
     lines = ["## 3. Scaling with model size", "",
-             f"Fit cut: **N <= {T.size(analysis.cut)}** ({analysis.cut_reason}). For each objective, eval set"
-             " (and budget/supervision) the size law is fitted to every run at or below the cut (value at its "
+             cut + " (and budget/supervision) the size law is fitted to every run at or below the cut (value at its "
              "final checkpoint, each seed a point) and every larger size is forecast. Point forecasts are "
              "bias-corrected by the bootstrap (see `rerank_scaling/scaling/README.md`).", ""]
     for es in study.eval_sets:
@@ -403,7 +438,8 @@ def forecast_table(study: Study, analysis: Analysis) -> list[str]:
                              T.num(f.predicted), T.interval(f.lower, f.upper), T.num(f.actual), T.num(f.abs_error),
                              T.pct(f.rel_error, plus=True), T.yes_no(T.covered(f))])
     if not rows:
-        why = ("no model is larger than the fit cut" if not any(s > analysis.cut for s in study.param_sizes)
+        why = ("no model is larger than the fit cut" if not any(m["params"] > analysis.cut_of(m.get("family"))
+                                                                  for m in study.models())
                else "not enough sizes to fit below the cut")
         return lines + [f"No forecast to check: {why}.", ""]
     lines += [f"Error = predicted - actual; rel. error = error / |actual|; covered = actual inside the "
@@ -433,13 +469,15 @@ def _verdict_rows(study: Study, rows: list[Verdict]) -> list[list[str]]:
         return (order.get(v.metric, len(order)), v.metric, names.index(v.eval_set) if v.eval_set in names
                 else len(names), v.objective, str(v.supervision))
 
+    several = len(study.families) > 1
     out = []
-    for v in sorted(rows, key=key):
+    for v in sorted(rows, key=lambda v: (*key(v)[:3], str(v.family), *key(v)[3:])):
         mark = "n/a" if v.extrapolates is None else ("**yes**" if v.extrapolates else "no")
         obj = v.objective + (f" ({v.supervision})" if v.supervision and len(study.column_values("supervision")) > 1
                              else "")
-        out.append([v.metric, obj, v.eval_set, _domain(study, v.eval_set), mark, T.pct(v.mean_abs_rel_error, 2),
-                    T.pct(v.mean_rel_error, 2, plus=True), T.pct(v.coverage, 0), str(v.n_targets), v.law, v.reason])
+        out.append([v.metric, *([v.family or T.DASH] if several else []), obj, v.eval_set, _domain(study, v.eval_set),
+                    mark, T.pct(v.mean_abs_rel_error, 2), T.pct(v.mean_rel_error, 2, plus=True), T.pct(v.coverage, 0),
+                    str(v.n_targets), v.law, v.reason])
     return out
 
 
@@ -447,7 +485,12 @@ VERDICT_HEADERS = ["metric", "objective", "eval set", "domain", "extrapolates", 
                    "mean signed", "coverage", "held out", "law", "why"]
 
 
-def verdict_section(study: Study, analysis: Analysis, metric_figures: dict[str, str]) -> list[str]:
+def verdict_headers(study: Study) -> list[str]:
+    """:data:`VERDICT_HEADERS`, with a family column after the metric when the study has several families."""
+    return [VERDICT_HEADERS[0], *(["family"] if len(study.families) > 1 else []), *VERDICT_HEADERS[1:]]
+
+
+def verdict_section(study: Study, analysis: Analysis, metric_figures: dict[tuple, str]) -> list[str]:
     lines = ["## 4. Which metrics extrapolate", ""]
     first = (analysis.size_verdicts or analysis.exposure_verdicts or [None])[0]
     if first is not None:
@@ -464,26 +507,27 @@ def verdict_section(study: Study, analysis: Analysis, metric_figures: dict[str, 
                   + (", conformally calibrated intervals" if analysis.calibrated else ", raw intervals")
                   + "; the *law* column), those of the table *Default forecast* above.", ""]
     if analysis.size_verdicts:
-        lines += [T.md_table(VERDICT_HEADERS, _verdict_rows(study, analysis.size_verdicts)), ""]
+        lines += [T.md_table(verdict_headers(study), _verdict_rows(study, analysis.size_verdicts)), ""]
     else:
         lines += [f"Not possible: {analysis.size_error or 'not enough sizes to fit'}.", ""]
     lines += ["### Exposure check: fit early checkpoints, forecast later ones", "",
               "Per model (seeds pooled), the data law is fitted to checkpoints with at most half the final "
               "exposure and forecasts the later ones.", ""]
     if analysis.exposure_verdicts:
-        lines += [T.md_table(VERDICT_HEADERS, _verdict_rows(study, analysis.exposure_verdicts)), ""]
+        lines += [T.md_table(verdict_headers(study), _verdict_rows(study, analysis.exposure_verdicts)), ""]
     else:
         lines += [f"Not possible: {analysis.exposure_error}.", ""]
     lines += summary_table(study, analysis)
     if not metric_figures:
         lines += ["No side-by-side figure: it needs at least two model sizes.", ""]
-    for es in study.eval_sets:
-        if es.name in metric_figures:
-            lines += _figure(metric_figures[es.name], f"metrics side by side, {es.name}", (
-                f"Every metric on {es.name} ({es.domain}), min-max normalised over the size means (0 = worst, "
-                "1 = best; losses flipped so up is better), vs N. Dots: fitted sizes; open diamonds: held-out "
-                "sizes; dashed: each metric's fitted law, normalised the same way. A metric extrapolates where "
-                "its diamonds sit on its dashed line."))
+    for (name, family), path in metric_figures.items():
+        es = study.eval_set(name)
+        fam = f", {family}" if family else ""
+        lines += _figure(path, f"metrics side by side, {es.name}{fam}", (
+            f"Every metric on {es.name} ({es.domain}{fam}), min-max normalised over the size means (0 = worst, "
+            "1 = best; losses flipped so up is better), vs N. Dots: fitted sizes; open diamonds: held-out "
+            "sizes; dashed: each metric's fitted law, normalised the same way. A metric extrapolates where "
+            "its diamonds sit on its dashed line."))
     return lines
 
 
@@ -532,16 +576,20 @@ def allocation_section(study: Study, analysis: Analysis) -> list[str]:
               f"(per objective and eval set); the best (N, D) under that budget is reported with its "
               f"{analysis.level:.0%} interval, beside the best grid run at about the same compute (+-25%).", ""]
     rows = []
-    for a in sorted(analysis.allocations, key=lambda a: _group_sort(study, {"eval_set": a.eval_set,
-                                                                           "objective": a.objective})):
+    several = len(study.families) > 1
+    for a in sorted(analysis.allocations, key=lambda a: (*_group_sort(study, {"eval_set": a.eval_set,
+                                                                              "objective": a.objective}),
+                                                         str(a.family))):
         best = a.best_grid
         grid = T.DASH if best is None else f"`{best.model}` at {best.examples_seen:.3g} examples: {best.actual:.4f}"
-        rows.append([a.eval_set, _domain(study, a.eval_set), a.objective, T.size(a.params), f"{a.examples:.3g}",
-                     T.num(a.predicted), T.interval(a.lower, a.upper), T.num(a.fit_r2, 3), grid, a.note or T.DASH])
+        rows.append([a.eval_set, _domain(study, a.eval_set), *([a.family or T.DASH] if several else []), a.objective,
+                     T.size(a.params), f"{a.examples:.3g}", T.num(a.predicted), T.interval(a.lower, a.upper),
+                     T.num(a.fit_r2, 3), grid, a.note or T.DASH])
     if rows:
-        lines += [T.md_table(["eval set", "domain", "objective", "best N", "best D (examples)",
-                              f"predicted {HEADLINE}", "interval", "joint-law R²", "best grid run at this compute",
-                              "note"], rows, "llllrrlrll"), ""]
+        lines += [T.md_table(["eval set", "domain", *(["family"] if several else []), "objective", "best N",
+                              "best D (examples)", f"predicted {HEADLINE}", "interval", "joint-law R²",
+                              "best grid run at this compute", "note"], rows,
+                             "ll" + ("l" if several else "") + "llrrlrll"), ""]
     for note in analysis.allocation_notes:
         lines.append(f"- Not allocated: {T.esc(note)}")
     if analysis.allocation_notes:

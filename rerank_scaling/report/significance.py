@@ -59,15 +59,21 @@ class Test:
 SYSTEM_COLUMNS = ("model", "objective", "params", "supervision", "budget")
 
 
+def _several_families(finals: pl.DataFrame) -> bool:
+    return "family" in finals.columns and finals["family"].drop_nulls().n_unique() > 1
+
+
 def system_columns(finals: pl.DataFrame) -> list[str]:
-    """The columns that name a system (its key in :func:`versus_bm25_by_system`), as present in ``finals``."""
-    return [k for k in SYSTEM_COLUMNS if k in finals.columns]
+    """The columns that name a system (its key in :func:`versus_bm25_by_system`), as present in ``finals``;
+    ``family`` last when the study has several (a sparse and a dense model of one size are two systems)."""
+    return [k for k in SYSTEM_COLUMNS if k in finals.columns] + (["family"] if _several_families(finals) else [])
 
 
 def _systems(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> dict[tuple, pl.DataFrame]:
-    """(model, objective, params, variant...) -> qid/value frame, averaged over seeds."""
+    """(model, objective, params, variant..., [family]) -> qid/value frame, averaged over seeds; the family is
+    the key's last entry when the study has several (a sparse and a dense model of one size are two systems)."""
     runs = finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
-    keys = system_columns(runs)
+    keys = system_columns(finals)
     rows = per_query.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
     out = {}
     for key, group in runs.group_by(keys, maintain_order=True):
@@ -80,7 +86,8 @@ def _systems(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metri
 def _varying(finals: pl.DataFrame, eval_set: str) -> list[tuple[int, str]]:
     """(position in a system key, column) of the variant columns (supervision, budget) that differ between runs."""
     runs = finals.filter(pl.col("eval_set") == eval_set)
-    return [(i, k) for i, k in enumerate(system_columns(runs)) if i >= 3 and runs[k].n_unique() > 1]
+    return [(i, k) for i, k in enumerate(system_columns(runs)) if k in ("supervision", "budget")
+            and runs[k].n_unique() > 1]
 
 
 def _pair(a: pl.DataFrame, b: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -97,11 +104,13 @@ def _tests(pairs: list[tuple[str, str, pl.DataFrame, pl.DataFrame]]) -> list[Tes
     return [Test(n, o, d, p, q, k) for (n, o, d, p, k), q in zip(raw, adjusted)]
 
 
-def label(key: tuple, variant: list[tuple[int, str]] = ()) -> str:
+def label(key: tuple, variant: list[tuple[int, str]] = (), family: bool = False) -> str:
     """"`model` (objective)"; with ``variant`` ((position, column) of the key's varying columns) their values
-    after a semicolon: "`model` (objective; human, budget 30)"."""
+    after a semicolon: "`model` (objective; human, budget 30)"; with ``family`` (the key's last entry) the
+    family first: "`model` (sparse, objective)"."""
     extra = ", ".join(str(key[i]) if column == "supervision" else f"{column} {key[i]}" for i, column in variant)
-    return f"`{key[0]}` ({key[1]}{'; ' + extra if extra else ''})"
+    head = f"{key[-1]}, {key[1]}" if family else f"{key[1]}"
+    return f"`{key[0]}` ({head}{'; ' + extra if extra else ''})"
 
 
 def versus_bm25_by_system(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str,
@@ -113,8 +122,8 @@ def versus_bm25_by_system(per_query: pl.DataFrame, finals: pl.DataFrame, eval_se
         return {}
     bm25 = bm25.select("qid", "value").sort("qid")
     systems = _systems(per_query, finals, eval_set, metric)
-    variant = _varying(finals, eval_set)
-    tests = _tests([(label(k, variant), "BM25", v, bm25) for k, v in systems.items()])
+    variant, fam = _varying(finals, eval_set), _several_families(finals)
+    tests = _tests([(label(k, variant, fam), "BM25", v, bm25) for k, v in systems.items()])
     return dict(zip(systems, tests))
 
 
@@ -126,12 +135,30 @@ def versus_bm25(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, me
 def between_objectives(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
     """Every pair of objectives at the same model (and supervision, budget), Holm-corrected together."""
     systems = _systems(per_query, finals, eval_set, metric)
-    variant = _varying(finals, eval_set)
+    variant, fam = _varying(finals, eval_set), _several_families(finals)
     by_model: dict[tuple, list[tuple]] = {}
     for key in systems:
         by_model.setdefault((key[0], *key[2:]), []).append(key)
     pairs = []
     for keys in by_model.values():
         for a, b in combinations(sorted(keys, key=lambda k: k[1]), 2):
-            pairs.append((label(a, variant), f"{b[1]}", systems[a], systems[b]))
+            pairs.append((label(a, variant, fam), f"{b[1]}", systems[a], systems[b]))
+    return _tests(pairs)
+
+
+def between_families(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
+    """Every pair of families at the same model name and objective (and supervision, budget): a sparse and a
+    dense retriever of one backbone trained alike; Holm-corrected together. Empty for a one-family study."""
+    if not _several_families(finals):
+        return []
+    systems = _systems(per_query, finals, eval_set, metric)
+    variant = _varying(finals, eval_set)
+    # the key without params (a sparse model's N includes its MLM head) and family
+    by_cell: dict[tuple, list[tuple]] = {}
+    for key in systems:
+        by_cell.setdefault((key[0], key[1], *key[3:-1]), []).append(key)
+    pairs = []
+    for keys in by_cell.values():
+        for a, b in combinations(sorted(keys, key=lambda k: str(k[-1])), 2):
+            pairs.append((label(a, variant, True), f"{b[-1]}", systems[a], systems[b]))
     return _tests(pairs)

@@ -10,16 +10,17 @@ folder give the same facts.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from rerank_scaling.config import Experiment, load_experiment
+from rerank_scaling.config import Experiment, distils, load_experiment
 from rerank_scaling.errors import UserError
 from rerank_scaling.results import read_table
 from rerank_scaling.report.wording import Wording, wording
-from rerank_scaling.rundir import CellState, StudyFolder
+from rerank_scaling.rundir import CellState, RunFolder, StudyFolder, read_json
 from rerank_scaling.scaling import lower_is_better, run_values
 from rerank_scaling.scaling.table import load_results
 
@@ -47,6 +48,42 @@ class EvalSetInfo:
     @property
     def domain(self) -> str:
         return {True: "in-domain", False: "out-of-domain"}.get(self.in_domain, "unknown")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The teacher of a study's distillation cells, as far as its folder tells (a hub id tells nothing)."""
+
+    source: str  # as the cells recorded it; a local folder relative to the study folder
+    objectives: tuple[str, ...]  # the distillation objectives it taught
+    model: str | None = None  # from its run folder, when it is one of this toolkit
+    family: str | None = None
+    objective: str | None = None
+    steps: int | None = None
+    values: dict = field(default_factory=dict)  # eval set -> its final HEADLINE
+    bm25: dict = field(default_factory=dict)  # eval set -> BM25's HEADLINE in its own run
+
+
+def _teacher(source: str, objectives: tuple[str, ...], study_folder: Path) -> Teacher:
+    run = RunFolder(source)
+    shown = source
+    if Path(source).is_absolute() and run.exists():
+        shown = os.path.relpath(source, study_folder)
+    if not (run.exists() and run.metrics.exists() and run.config.exists()):
+        return Teacher(shown, objectives)
+    config = read_json(run.config)
+    metrics = read_table(run.metrics)
+    head = metrics.filter(pl.col("metric") == HEADLINE)
+    values = {r["eval_set"]: float(r["value"]) for r in
+              head.sort("step").group_by("eval_set", maintain_order=True).agg(pl.col("value").last()).to_dicts()}
+    bm25 = {}
+    if run.baseline.exists():
+        base = read_table(run.baseline).filter(pl.col("metric") == HEADLINE)
+        bm25 = {r["eval_set"]: float(r["value"]) for r in base.to_dicts()}
+    model = metrics["model"][0] if "model" in metrics.columns and metrics.height else None
+    steps = int(metrics["step"].max()) if "step" in metrics.columns and metrics.height else config.get("steps")
+    return Teacher(shown, objectives, model, config.get("family"), config.get("objective"), steps,
+                   dict(sorted(values.items())), bm25)
 
 
 @dataclass
@@ -133,6 +170,23 @@ class Study:
 
     def configs(self) -> list[dict]:
         return [c.config for c in self.cells if c.config]
+
+    def only_family(self, family: str) -> Study:
+        """This study restricted to one family's models (BM25's rows kept; cells of the family only)."""
+        keep = pl.col("baseline") | (pl.col("family") == family)
+        per_query = None if self.per_query is None else self.per_query.filter(
+            pl.col("run").is_in(self.table.filter(keep)["run"].unique().to_list()))
+        return dataclasses.replace(self, table=self.table.filter(keep), per_query=per_query,
+                                   cells=tuple(c for c in self.cells if c.config.get("family", family) == family))
+
+    def teachers(self) -> list[Teacher]:
+        """The teacher(s) of the distillation cells (``[train] teacher`` of cells whose objective distils), each
+        with what its run folder says about it (model, objective, steps, its own final ndcg@10 and BM25's)."""
+        taught: dict[str, set[str]] = {}
+        for c in self.configs():
+            if c.get("teacher") and distils(str(c.get("objective"))):
+                taught.setdefault(str(c["teacher"]), set()).add(str(c["objective"]))
+        return [_teacher(src, tuple(sorted(objs)), self.folder) for src, objs in sorted(taught.items())]
 
     def cells_in(self, state: str) -> list[CellState]:
         return [c for c in self.cells if c.state == state]

@@ -169,6 +169,20 @@ def make_study(root: Path, n_sizes: int = 5, seeds=(0,), checkpoints: int = 6, n
     return root
 
 
+def write_cell(root: Path, run: str, config: dict, rows: list[dict], bm25: list[dict], seconds: float = 30.0,
+               data: dict | None = None) -> Path:
+    """A finished cell as the grid leaves it: config, status, (data,) its metrics and BM25's baseline."""
+    cell = root / "cells" / run
+    cell.mkdir(parents=True)
+    (cell / "config.json").write_text(json.dumps(config))
+    (cell / "status.json").write_text(json.dumps({"state": "done", "seconds": seconds, "run": run}))
+    if data is not None:
+        (cell / "data.json").write_text(json.dumps(data))
+    write_parquet(frame(rows), cell / "metrics.parquet")
+    write_parquet(frame(bm25), cell / "baseline.parquet")
+    return cell
+
+
 N_BOOT = 60  # small but real bootstrap: keeps the tests fast
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("## 1. The study", "## 2. BM25 against the rerankers", "## 3. Scaling with model size",

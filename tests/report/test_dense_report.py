@@ -3,7 +3,6 @@ data budget per supervision, on a study folder made from known joint laws (one p
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 
 from rerank_scaling.report import build_report
 from rerank_scaling.results import frame, per_query_frame, write_parquet
+from synthetic_study import write_cell
 
 SIZES = (("1L", 1_770_000), ("2L", 3_550_000), ("3L", 5_320_000), ("4L", 7_100_000))
 BUDGETS = (30, 60, 120, 240)
@@ -55,13 +55,8 @@ def make_dense_study(root):
                 run_rows = [dict(common, run=run, model=f"minilm-{size}", size=size, params=n, total_params=n + 12_000_000,
                                  supervision=sup, budget=b, step=20, examples_seen=320, tokens_seen=320 * 96,
                                  flops=6.0 * n * 320 * 96, metric=m, value=float(v)) for m, v in values.items()]
-                cell = root / "cells" / run
-                cell.mkdir(parents=True)
-                (cell / "config.json").write_text(json.dumps(config(size, sup, b)))
-                (cell / "status.json").write_text(json.dumps({"state": "done", "seconds": 30.0, "run": run}))
-                (cell / "data.json").write_text(json.dumps({"train": {"queries": b, "instances": b}}))
-                write_parquet(frame(run_rows), cell / "metrics.parquet")
-                write_parquet(frame(bm25), cell / "baseline.parquet")
+                write_cell(root, run, config(size, sup, b), run_rows, bm25,
+                           data={"train": {"queries": b, "instances": b}})
                 rows += run_rows
                 for m in BM25:
                     own = noise.normal(0, 0.03, QUERIES)
@@ -96,11 +91,11 @@ def test_first_stage_section_compares_recall_with_bm25(text):
     first = section(text, "First stage: recall of the retrieved lists", "## 4.")
     assert "| BM25 |" in first and "0.7000" in first
     line = next(line for line in first.splitlines() if line.startswith("**Best recall@100"))
-    assert "`minilm-4L` (supervision human, budget 240)" in line and "vs BM25's 0.7000" in line
+    assert "`minilm-4L` (infonce, supervision human, budget 240)" in line and "vs BM25's 0.7000" in line
     best = float(re.search(r"budget 240\), ([0-9.]+) vs", line).group(1))
     assert best == pytest.approx(1.2 - 0.3 * ce("human", 7_100_000, 240), abs=0.01)
     rows = [line for line in first.splitlines() if line.startswith("| `minilm-")]
-    assert len(rows) == 48 and rows[0].startswith("| `minilm-1L` | 1.77M | human | 30 |")
+    assert len(rows) == 48 and rows[0].startswith("| `minilm-1L` | infonce | 1.77M | human | 30 |")
     above = sum(1.2 - 0.3 * ce(s, n, b) > 0.70 for s in LAWS for _, n in SIZES for b in BUDGETS)
     assert f"{above} of 48 bi-encoder lists have a higher recall@100" in line
 
