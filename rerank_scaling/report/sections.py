@@ -156,7 +156,9 @@ def study_section(study: Study, analysis: Analysis) -> list[str]:
                   "are separated by `/`).", ""]
         families = {c.get("family", "cross-encoder") for c in configs}
         keys = [k for k in train_settings() if any(k in train_settings(f) for f in families)]
-        rows = [[k, _values(configs, k)] for k in keys if any(k in c for c in configs)]
+        teachers = " / ".join(t.source for t in study.teachers())  # local folders relative to the study folder
+        rows = [[k, teachers if k == "teacher" and teachers else _values(configs, k)] for k in keys
+                if any(k in c for c in configs)]
         lines += [T.md_table(["setting", "value"], rows), ""]
     lines += hardware(study)
     return lines

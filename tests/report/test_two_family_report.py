@@ -106,6 +106,8 @@ def test_teacher_is_named_with_its_own_quality(text, study_dir):
     line = next(line for line in text.splitlines() if line.startswith("- **Distillation teacher**"))
     assert "`../teacher` (taught cl-kd, marginmse): cross-encoder `minilm-2L`, listwise, 60 steps" in line
     assert f"ndcg@10 {TEACHER_NDCG:.4f} vs BM25's {TEACHER_BM25:.4f} on cranfield-test" in line  # the last step's
+    # the settings table names it the same way, not by the absolute path the cells recorded
+    assert "| teacher | ../teacher |" in text and str(study_dir.parent) not in text
 
 
 def test_first_stage_rows_name_family_and_objective_with_sparsity(text):
