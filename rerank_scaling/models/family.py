@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rerank_scaling.data.util import stable_key
+from rerank_scaling.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -80,6 +81,16 @@ def saved_model_folder(source: str) -> Path | None:
         if (folder / "family.json").is_file():
             return folder
     return None
+
+
+def check_hub_source(source: str) -> None:
+    """``source`` has no saved model of this toolkit: it must be a hub id or a Hugging Face folder -- a one-line
+    error for a run folder trained without ``save_model`` and for a local path that does not exist."""
+    if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
+        raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
+                        " with save_model = true?)")
+    if source.startswith((".", "/")) and not Path(source).exists():
+        raise UserError(f"teacher = '{source}': no such folder")
 
 
 def saved_family(folder: Path) -> str | None:

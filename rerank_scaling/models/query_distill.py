@@ -50,7 +50,7 @@ from rerank_scaling.data.util import atomic_write_bytes, default_cache_dir
 from rerank_scaling.errors import UserError
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
 from rerank_scaling.models.bi_encoder import BiEncoder
-from rerank_scaling.models.family import model_fingerprint, saved_family, saved_model_folder
+from rerank_scaling.models.family import check_hub_source, model_fingerprint, saved_family, saved_model_folder
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,7 @@ def load_dual_tower(source: str, max_length: int = 256, max_query_length: int = 
 
         model = BiEncoderFamily().load(folder)
     else:
-        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-            raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
-                            " with save_model = true?)")
-        if source.startswith((".", "/")) and not Path(source).exists():
-            raise UserError(f"teacher = '{source}': no such folder")
+        check_hub_source(source)
         backbone, tokenizer = load_backbone(ModelSpec("hf", source), pooling="mean")
         model = BiEncoder(backbone, tokenizer, pooling="mean", similarity="cosine", max_length=max_length,
                           max_query_length=max_query_length)

@@ -40,10 +40,9 @@ from pathlib import Path
 import torch
 
 from rerank_scaling.data.util import atomic_write_text, default_cache_dir
-from rerank_scaling.errors import UserError
 from rerank_scaling.examples import Group, TrainingSet
 from rerank_scaling.models.family import model_fingerprint as teacher_fingerprint
-from rerank_scaling.models.family import saved_family, saved_model_folder
+from rerank_scaling.models.family import check_hub_source, saved_family, saved_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +55,7 @@ def load_teacher(source: str):
     if folder is not None:
         model = get_family(saved_family(folder)).load(folder)
     else:
-        if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-            raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
-                            " with save_model = true?)")
-        if source.startswith((".", "/")) and not Path(source).exists():
-            raise UserError(f"teacher = '{source}': no such folder")
+        check_hub_source(source)
         from rerank_scaling.models.cross_encoder import load_cross_encoder
         from rerank_scaling.models.ladder import ModelSpec
 
