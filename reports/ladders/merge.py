@@ -4,7 +4,8 @@
 
 Collects STUDY (``rerank-scaling grid collect``), then writes LADDER/results.parquet and
 LADDER/per_query.parquet: every run of STUDY replaces the committed run of the same id, the
-committed runs STUDY lacks are kept, the BM25 baseline rows are kept once. Prints the runs per
+committed runs STUDY lacks are kept, the BM25 baseline rows are kept once (a ladder with no table
+yet starts from STUDY's). Prints the runs per
 seed before and after. A grid started from a copy of the ladder's experiment file with fewer seeds
 (``seeds = [1, 2]``) adds those seeds' cells without rerunning the others.
 """
@@ -26,14 +27,17 @@ def _runs_per_seed(df: pl.DataFrame) -> dict:
 
 def merge(ladder: Path, study: Path) -> pl.DataFrame:
     new, _ = collect(study)
-    old = conform(read_table(ladder / "results.parquet"))
     new = conform(new)
+    table = ladder / "results.parquet"
+    # a ladder's first cells: nothing committed yet but the study's own BM25 rows
+    old = conform(read_table(table)) if table.exists() else new.filter(pl.col("model") == "bm25")
     fresh = set(new.filter(pl.col("model") != "bm25")["run"].unique().to_list())
     kept = old.filter(~pl.col("run").is_in(list(fresh)) | (pl.col("model") == "bm25"))
     merged = pl.concat([kept, new.filter(pl.col("model") != "bm25")]).sort("run", "eval_set", "step", "metric")
     pq_old, pq_new = ladder / "per_query.parquet", study / "per_query.parquet"
-    if pq_old.exists() and pq_new.exists():
-        a, b = read_table(pq_old), read_table(pq_new)
+    if pq_new.exists():
+        b = read_table(pq_new)
+        a = read_table(pq_old) if pq_old.exists() else b.filter(~pl.col("run").is_in(list(fresh)))
         queries = pl.concat([a.filter(~pl.col("run").is_in(list(fresh))), b.filter(pl.col("run").is_in(list(fresh)))])
         write_parquet(queries.sort("run", "eval_set", "metric", "qid"), pq_old)
     print(f"{ladder}: runs per seed {_runs_per_seed(old)} -> {_runs_per_seed(merged)}")
