@@ -35,7 +35,7 @@ import polars as pl
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import estimators as E
-from rerank_scaling.scaling.baselines import interval_score
+from rerank_scaling.scaling.baselines import inside, interval_score
 from rerank_scaling.scaling.table import as_table, group_columns, load_results, run_values
 from rerank_scaling.scaling.util import jsonable
 
@@ -213,7 +213,7 @@ def _records(case: E.Case, est: str, pred, lo, hi, level: float) -> list[dict]:
             else float(case.target_x[j]), exposure=float(case.target_d[j]), estimator=est, actual=y,
             predicted=p, lower=lo_j, upper=hi_j, error=err,
             z=err / noise if ok and math.isfinite(noise) and noise > 0 else math.nan,
-            covered=bool(lo_j <= y <= hi_j) if fin else None, width=hi_j - lo_j if fin else math.nan,
+            covered=bool(inside(lo_j, hi_j, y)) if fin else None, width=hi_j - lo_j if fin else math.nan,
             interval_score=float(interval_score([lo_j], [hi_j], [y], level)[0]) if fin else math.nan,
             noise_sd=noise,
         ))
@@ -297,7 +297,7 @@ def calibration_check(cases: pl.DataFrame, estimator: str, level: float = 0.9, a
         rule = calibrate(train, estimator, level, axis)
         lo, hi = rule.apply(test["predicted"], test["lower"], test["upper"])
         y = test["actual"].to_numpy()
-        covered.extend(((lo <= y) & (y <= hi)).tolist())
+        covered.extend(inside(lo, hi, y).tolist())
         widths.extend((hi - lo).tolist())
     full = calibrate(sub, estimator, level, axis)
     return jsonable(dict(

@@ -11,6 +11,8 @@
   solution is the same; the start is better conditioned).
 * :func:`interval_score` -- Gneiting & Raftery's score of a central ``level``
   interval: width plus ``2/alpha`` times the miss (lower is better).
+* :func:`inside` -- whether an actual is inside its interval: the one coverage test
+  of the analyzer (forecasts, verdicts, backtest, calibration).
 """
 
 from __future__ import annotations
@@ -90,6 +92,18 @@ def plain_curve_fit(x, y, x_new, direction: int, level: float = 0.9):
     var = np.einsum("ij,jk,ik->i", jac, cov, jac) + s2
     half = _t(level, df) * np.sqrt(np.maximum(var, 0.0))
     return pred, pred - half, pred + half
+
+
+# relative slack of the coverage test: a zero-width interval at a constant metric's value (the mean of
+# identical numbers, e.g. recall@100 when only the top 20 are reranked) covers it; rounding is not a miss
+COVER_RTOL = 1e-9
+
+
+def inside(lo, hi, actual) -> np.ndarray:
+    """Per target: ``lo <= y <= hi`` up to ``COVER_RTOL * max(1, |y|)`` of floating-point slack."""
+    lo, hi, y = (np.asarray(v, float) for v in (lo, hi, actual))
+    tol = COVER_RTOL * np.maximum(1.0, np.abs(y))
+    return (lo - tol <= y) & (y <= hi + tol)
 
 
 def interval_score(lo, hi, actual, level: float = 0.9) -> np.ndarray:

@@ -19,6 +19,7 @@ import polars as pl
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import estimators as E
 from rerank_scaling.scaling.backtest import MIN_FIT_LEVELS
+from rerank_scaling.scaling.baselines import inside
 from rerank_scaling.scaling.table import as_table, group_columns, select_metric
 
 
@@ -84,7 +85,7 @@ def estimator_forecasts(table, metric: str, fit_max_params: float, estimator: st
                         "lower": float(lo_w[j]), "upper": float(hi_w[j]), "raw_lower": float(lo[j]),
                         "raw_upper": float(hi[j]), "actual": y if known else None,
                         "error": p - y if known and math.isfinite(p) else None,
-                        "covered": bool(lo_w[j] <= y <= hi_w[j]) if known and fin else None,
+                        "covered": bool(inside(lo_w[j], hi_w[j], y)) if known and fin else None,
                         "estimator": estimator, "calibrated": width_rule is not None, "level": level,
                         "n_fit_runs": int(case.final.height)})
     return out

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from rerank_scaling.errors import UserError
+from rerank_scaling.scaling.baselines import inside
 from rerank_scaling.scaling.fit import FitResult, fit_law
 from rerank_scaling.scaling.laws import DATA_LAWS, JOINT_LAWS
 from rerank_scaling.scaling.selection import CHOICES, LawChoice, choose_law
@@ -219,7 +220,7 @@ def _predict_group(key, metric, sub, fit, choice, cut, predict_params, bias_corr
         pred = float(point[i])
         err = None if actual is None else pred - actual
         rel = None if actual is None or actual == 0 else err / abs(actual)
-        covered = None if actual is None or not has_boot else bool(lower[i] <= actual <= upper[i])
+        covered = None if actual is None or not has_boot else bool(inside(lower[i], upper[i], actual))
         out.append(Forecast(
             objective=str(key.get("objective")), model=model, params=params, metric=metric,
             eval_set=str(key.get("eval_set", "default")), predicted=pred, lower=float(lower[i]),

@@ -191,7 +191,7 @@ def judge(units: list[Unit], level: float, min_coverage: float, max_rel_error: f
     lo, hi = cat["lo"][has], cat["hi"][has]
     fin = np.isfinite(lo) & np.isfinite(hi)
     if fin.any():
-        covered = (lo[fin] <= y[fin]) & (y[fin] <= hi[fin])
+        covered = baselines.inside(lo[fin], hi[fin], y[fin])
         cov = float(covered.mean())
         score = float(baselines.interval_score(lo[fin], hi[fin], y[fin], level).mean())
         c_lo, c_hi = cat["carry_lo"][has][fin], cat["carry_hi"][has][fin]

@@ -7,7 +7,7 @@ from scipy import stats
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import exposure_verdicts, verdicts
-from rerank_scaling.scaling.baselines import carry_forward, interval_score, loglinear
+from rerank_scaling.scaling.baselines import carry_forward, inside, interval_score, loglinear
 from rerank_scaling.scaling.evidence import moves, noise_estimate
 from rerank_scaling.scaling.verdicts import judge, make_unit
 
@@ -103,6 +103,9 @@ def test_baselines_by_hand():
     assert pred[0] == pytest.approx(4.0) and hi[0] - lo[0] == pytest.approx(0.0, abs=1e-9)
     # width 0.2 plus 2/0.1 x a miss of 0.05 = 1.2; covered: width only
     assert interval_score([0.0, 0.0], [0.2, 0.2], [0.25, 0.1], level=0.9) == pytest.approx([1.2, 0.2])
+    # the one coverage test: bounds count, rounding slack is 1e-9 relative, a real miss is a miss
+    assert inside([0.0, 0.0, 0.8, 0.8], [0.2, 0.2, 0.8, 0.8],
+                  [0.2, 0.2000001, 0.8 + 1e-16, 0.8 + 1e-6]).tolist() == [True, False, True, False]
 
 
 def test_forecast_worse_than_carry_forward_does_not_extrapolate():
@@ -198,3 +201,14 @@ def test_flat_noise_table_is_not_informative_under_the_default_estimator():
     vs = verdicts(flat_table(), 10.7e6, metrics=["p@10", "ce@64"], n_boot=100, estimator="pooled-objectives")
     assert len(vs) == 2 and all(v.status == "not informative" for v in vs)
     assert all(v.reason.startswith("not informative: span") for v in vs)
+
+
+def test_a_constant_metric_is_covered_by_its_zero_width_forecast():
+    """recall@100 = 0.8 at every size, seed and checkpoint: the default estimator forecasts the mean of
+    identical numbers with a zero-width interval. Rounding that mean (1e-16 off) is not a miss -- the
+    report's default-forecast table had counted every constant metric as "not covered"."""
+    from rerank_scaling.scaling.estimate import estimator_forecasts
+
+    rows = estimator_forecasts(flat_table(), "recall@100", 11e6, "averaged", n_boot=50)
+    assert len(rows) == 1 and rows[0]["actual"] == pytest.approx(0.8)
+    assert rows[0]["upper"] - rows[0]["lower"] < 1e-12 and rows[0]["covered"] is True
