@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p analysis
-TABLES=(minilm/results.parquet minilm-cisi/results.parquet published/pythia.csv published/opt-bloom.csv
+TABLES=(minilm/results.parquet minilm-cisi/results.parquet scratch/results.parquet published/pythia.csv published/opt-bloom.csv
         published/mteb-scale.csv)
 CANDIDATES=auto,size-raw,cv,late-k,averaged,pooled,pooled-objectives,average,joint
 export COLUMNS=200
@@ -29,8 +29,33 @@ out = {"default": default, "rules": rules,
 json.dump(out, open("../../rerank_scaling/scaling/calibration.json", "w"), indent=2)
 print("default estimator:", default, "factor", rules.get(default, {}).get("factor"))
 PY
-for l in minilm minilm-cisi; do
-  # fit 1-4 layers, hold out 6 layers (MiniLM-4L has 7.3M non-embedding parameters, 6L 10.8M)
-  rerank-scaling verdicts "$l/results.parquet" --fit-max-params 8e6 > "analysis/verdicts-$l.txt"
-  rerank-scaling verdicts "$l/results.parquet" --fit-max-params 8e6 --json > "analysis/verdicts-$l.json"
+# fit every size but the largest, hold the largest out: MiniLM 1-4 layers (4L has 7.3M non-embedding
+# parameters, 6L 10.8M); scratch L1-H32..L4-H256 (3.2M), L4-H384 (7.1M) held out
+for l in minilm:8e6 minilm-cisi:8e6 scratch:5e6; do
+  name=${l%%:*} cut=${l##*:}
+  rerank-scaling verdicts "$name/results.parquet" --fit-max-params "$cut" > "analysis/verdicts-$name.txt"
+  rerank-scaling verdicts "$name/results.parquet" --fit-max-params "$cut" --json > "analysis/verdicts-$name.json"
 done
+# one table of the verdicts above: per ladder and metric, groups that extrapolate / are not
+# informative / all, in-domain (the experiment file's `in_domain = true` eval set) and out-of-domain
+python3 - <<'PY'
+import json, tomllib
+from collections import Counter
+lines = ["# Size verdicts on our ladders (fit all but the largest size, forecast it)", "",
+         "Written by `bash reports/ladders/analyse.sh` from `verdicts-*.json`. Cell: groups (objective x eval set)",
+         "where the metric extrapolates / is not informative / all.", "",
+         "| ladder | metric | in-domain: yes / not inf. / all | out-of-domain: yes / not inf. / all |", "|---|---|---|---|"]
+for ladder in ("minilm", "minilm-cisi", "scratch"):
+    exp = tomllib.load(open(f"{ladder}/experiment.toml", "rb"))
+    home = {e["name"] for e in exp["eval"] if e.get("in_domain")}
+    vs = [v for v in json.load(open(f"analysis/verdicts-{ladder}.json")) if v["kind"] == "size"]
+    for metric in sorted({v["metric"] for v in vs}):
+        cells = []
+        for inside in (True, False):
+            group = [v for v in vs if v["metric"] == metric and (v["eval_set"] in home) == inside]
+            n = Counter(v["status"] for v in group)
+            cells.append(f"{sum(v['extrapolates'] for v in group)} / {n['not informative']} / {len(group)}")
+        lines.append(f"| {ladder} | {metric} | {cells[0]} | {cells[1]} |")
+open("analysis/verdicts-summary.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
