@@ -287,7 +287,7 @@ class RunConfig:
         if distils(self.objective) and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
-        if "teacher_embeddings" in info.requires and self.towers != "shared":
+        if distils_query_tower(self.objective) and self.towers != "shared":
             raise UserError(f"objective '{self.objective}' trains a query tower only (the documents are the "
                             "teacher's): towers must stay 'shared'")
 
@@ -357,6 +357,15 @@ def distils(objective: str) -> bool:
 
     info = OBJECTIVES.get(objective)
     return info is not None and bool({"teacher_scores", "teacher_embeddings"} & set(info.requires))
+
+
+def distils_query_tower(objective: str) -> bool:
+    """Whether ``objective`` learns a teacher's query embeddings (``requires`` ``teacher_embeddings``:
+    ScalingNote's query-distill), so its model is a query tower over the teacher's document index."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    info = OBJECTIVES.get(objective)
+    return info is not None and "teacher_embeddings" in info.requires
 
 
 def train_settings(family: str | None = None) -> tuple[str, ...]:

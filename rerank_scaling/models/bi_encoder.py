@@ -316,9 +316,10 @@ class BiEncoderFamily:
     layout = "in-batch"
 
     def build(self, config) -> BiEncoder:
+        from rerank_scaling.config.run import distils_query_tower
         from rerank_scaling.objectives import OBJECTIVES
 
-        if "teacher_embeddings" in OBJECTIVES[config.objective].requires:  # ScalingNote: a query tower only
+        if distils_query_tower(config.objective):  # ScalingNote: a query tower only
             from rerank_scaling.models.query_distill import build_student
 
             return build_student(config)

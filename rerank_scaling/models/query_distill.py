@@ -105,7 +105,10 @@ class TeacherCache:
         return digest.hexdigest()[:32]
 
     def path(self, texts: Sequence[str], kind: str, normalize: bool = True) -> Path:
-        return self.folder / f"{self.key(texts, kind, normalize)}.pt"
+        return self._file(self.key(texts, kind, normalize))
+
+    def _file(self, key: str) -> Path:
+        return self.folder / f"{key}.pt"
 
     def get(self, texts: Sequence[str], kind: str, normalize: bool = True, batch_size: int = 64) -> torch.Tensor:
         """``[n, d]`` float32 on the CPU: the teacher's ``encode(texts, kind)`` (``normalize=False``:
@@ -114,7 +117,7 @@ class TeacherCache:
         if key in self.memory:
             self.hits += 1
             return self.memory[key]
-        path = self.folder / f"{key}.pt"
+        path = self._file(key)
         if path.is_file():
             out = torch.load(path, map_location="cpu", weights_only=True)
             self.loaded += 1

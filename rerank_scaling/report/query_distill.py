@@ -34,9 +34,6 @@ class Student:
     variant: tuple
     values: dict  # metric -> final value (retained-* and query-ms-* included)
 
-    def latency(self, metric: str) -> float | None:
-        return self.values.get(metric)
-
 
 def applies(study: Study) -> bool:
     return any(m.startswith(RETAINED) for m in study.metrics)
@@ -61,10 +58,20 @@ def latency_metric(study: Study) -> str | None:
     return next((m for m in study.metrics if m.startswith(LATENCY_PREFIX)), None)
 
 
+def retained_metric(study: Study) -> str | None:
+    """The metric whose retained fraction the section leads with: the headline, else the first shown."""
+    return next((m for m in (HEADLINE, *SHOWN) if RETAINED + m in study.metrics), None)
+
+
+def _variant_keys(study: Study) -> list[str]:
+    """The student columns that vary across the study (supervision, budget)."""
+    return [k for k in ("supervision", "budget") if len(study.column_values(k)) > 1]
+
+
 def students(study: Study, eval_set: str) -> list[Student]:
     """One entry per run with retained rows on ``eval_set``, by size."""
     finals = study.finals.filter(pl.col("eval_set") == eval_set)
-    keys = [k for k in ("supervision", "budget") if len(study.column_values(k)) > 1]
+    keys = _variant_keys(study)
     out = []
     for run in sorted(finals["run"].unique().to_list()):
         rows = finals.filter(pl.col("run") == run)
@@ -79,7 +86,7 @@ def students(study: Study, eval_set: str) -> list[Student]:
 def figure_points(study: Study, eval_set: str) -> tuple[list[Student], dict, str, str] | None:
     """What :func:`rerank_scaling.report.figures.retained_latency_figure` draws, or None."""
     latency = latency_metric(study)
-    metric = next((m for m in (HEADLINE, *SHOWN) if RETAINED + m in study.metrics), None)
+    metric = retained_metric(study)
     teacher = teacher_info(study)
     points = [s for s in students(study, eval_set) if latency in s.values and RETAINED + metric in s.values] \
         if latency and metric else []
@@ -131,13 +138,13 @@ def scalingnote_section(study: Study, analysis: Analysis, figures: dict[str, str
                   f"{T.num(times[0], 2)}-{T.num(times[-1], 2)} ms.", ""]
     if not teacher:
         lines += ["The cells record no teacher (status.json `teacher`): the teacher's own row is missing.", ""]
+    metric, shown, keys, per_run = retained_metric(study), [m for m in SHOWN if m in study.metrics], \
+        _variant_keys(study), teachers(study)
     for es in study.eval_sets:
         rows_s = students(study, es.name)
         if not rows_s:
             continue
-        shown = [m for m in SHOWN if m in study.metrics]
         t_values = (teacher.get("values") or {}).get(es.name, {})
-        keys = [k for k in ("supervision", "budget") if len(study.column_values(k)) > 1]
         head = ["query tower", "N", *keys]
         for m in shown:
             head += [m, "retained"]
@@ -146,7 +153,6 @@ def scalingnote_section(study: Study, analysis: Analysis, figures: dict[str, str
                  *[T.DASH] * len(keys),
                  *[c for m in shown for c in (T.num(t_values.get(m)), "100%" if t_values.get(m) else T.DASH)],
                  T.num(t_ms, 2), "1.0x" if T.finite(t_ms) else T.DASH]]
-        per_run = teachers(study)
         for s in rows_s:
             ms = s.values.get(latency) if latency else None
             own = per_run.get(s.run, {}).get("query_ms")
@@ -156,7 +162,6 @@ def scalingnote_section(study: Study, analysis: Analysis, figures: dict[str, str
                          T.num(ms, 2), speed])
         lines += [f"### {es.name} ({es.domain})", "",
                   T.md_table(head, body, "ll" + "l" * len(keys) + "rr" * len(shown) + "rr"), ""]
-        metric = next((m for m in (HEADLINE, *shown) if RETAINED + m in study.metrics), None)
         if metric:
             best = max(rows_s, key=lambda s: s.values.get(RETAINED + metric, float("-inf")))
             lines += [f"**Best retained {metric}**: `{best.model}` keeps "
