@@ -84,7 +84,7 @@ def files(tmp_path, shared_root):
     study.mkdir()
     import polars as pl
 
-    from rerank_scaling.scaling.synthetic import synthetic_table
+    from benchmarks.synthetic import synthetic_table
 
     synthetic_table(objectives=("listwise",), checkpoints=2, metrics=("ndcg@10",), seed=1).write_parquet(
         study / "results.parquet")

@@ -16,8 +16,8 @@ import types
 
 _EXPORTS = {
     "allocate": ("Allocation", "GridPoint", "allocate"),
-    "backtest": ("Backtest", "backtest", "calibrate", "WidthRule"),
-    "estimators": ("ESTIMATORS", "DEFAULT_ESTIMATOR"),
+    "backtest": ("Backtest", "backtest", "WidthRule"),
+    "estimators": ("ESTIMATORS",),
     "fit": ("FitResult", "fit_law", "fit_many"),
     "forecast": ("Forecast", "GroupFit", "fit_groups", "forecast"),
     "laws": ("BOUNDED_LAW", "DATA_FANG_LAW", "DATA_LAW", "DATA_LAWS", "DATA_LOGLINEAR_LAW", "FANG_LAW", "JOINT_FANG_LAW", "JOINT_LAW", "LAWS",

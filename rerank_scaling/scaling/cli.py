@@ -23,9 +23,11 @@ FIT_LAW_CHOICES = (*LAW_CHOICES, *DATA_LAWS)
 DATA_AXES = ("exposure", "budget")
 STAGES = ("rerank", "retrieval")
 DEFAULT_MIN_COVERAGE = 0.5
-ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "auto", "size-raw", "cv", "late-k", "averaged",
-                   "pooled", "pooled-objectives", "average", "joint")
-EXPOSURE_ESTIMATOR_NAMES = ("curve-fit", "carry-forward", "loglinear", "data", "data-raw", "joint")
+ESTIMATOR_NAMES = ("mixture", "mixture-pooled", "mixture-shared", "loglinear-scaled", "curve-fit", "carry-forward", "loglinear", "auto",
+                   "averaged", "pooled-objectives")
+EXPOSURE_ESTIMATOR_NAMES = ("mixture", "curve-fit", "carry-forward", "loglinear", "data")
+ENGINE_NAMES = ("loglinear-scaled", "mixture", "mixture-pooled", "mixture-shared")
+FAST_ESTIMATORS = (*ENGINE_NAMES, "curve-fit", "carry-forward", "loglinear")  # backtest's default set
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
@@ -73,47 +75,24 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _run_forecast(args) -> int:
+    """Every forecast goes through one path: an estimator (``--law X`` is the estimator ``law:X``), by
+    default the calibrated default of :mod:`rerank_scaling.scaling.calibration`."""
     import warnings
 
     from rerank_scaling.scaling import render
-    from rerank_scaling.scaling.forecast import forecast
+    from rerank_scaling.scaling.calibration import FALLBACK, default_estimator, width_rule
+    from rerank_scaling.scaling.estimate import estimator_forecasts
     from rerank_scaling.scaling.table import load_results
 
     table = load_results(args.results)
-    if args.estimator is None and args.law is None:
-        from rerank_scaling.scaling.calibration import default_estimator
-
-        args.estimator = default_estimator()  # None until the real-ladder backtest has chosen one
-    if args.estimator is not None:
-        return _run_estimator_forecast(args, table)
-    args.law = args.law or "auto"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        rows = forecast(
-            table, args.metric, args.fit_max_params, eval_set=args.eval_set, law=args.law, level=args.level,
-            n_boot=args.bootstrap, seed=args.seed, evidence=args.evidence, loss=args.loss,
-            bias_correct=not args.no_bias_correction, predict_params=args.predict_params,
-            objective=args.objective,
-        )
-    _report_skipped(caught)
-    if args.json:
-        _dump([r.to_dict() for r in rows])
+    if args.law is not None and args.estimator is None:
+        name, rule = f"law:{args.law}", None
     else:
-        render.forecasts(rows)
-    return 0
-
-
-def _run_estimator_forecast(args, table) -> int:
-    import warnings
-
-    from rerank_scaling.scaling import render
-    from rerank_scaling.scaling.calibration import width_rule
-    from rerank_scaling.scaling.estimate import estimator_forecasts
-
-    rule = None if args.uncalibrated else width_rule(args.estimator, args.level)
+        name = args.estimator or default_estimator() or FALLBACK
+        rule = None if args.uncalibrated else width_rule(name, args.level)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = estimator_forecasts(table, args.metric, args.fit_max_params, args.estimator, eval_set=args.eval_set,
+        rows = estimator_forecasts(table, args.metric, args.fit_max_params, name, eval_set=args.eval_set,
                                    objective=args.objective, level=args.level, predict_params=args.predict_params,
                                    n_boot=args.bootstrap, seed=args.seed, width_rule=rule)
     _report_skipped(caught)
@@ -174,10 +153,10 @@ def _run_verdicts(args) -> int:
               f"(smallest N = {sizes.min():,.0f}): no size law can be fitted", file=sys.stderr)
     opts = dict(metrics=args.metrics, eval_set=args.eval_set, level=args.level, seed=args.seed,
                 max_rel_error=args.max_rel_error, min_coverage=args.min_coverage)
+    est = _verdict_estimator(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        size = verdicts(table, args.fit_max_params, law=args.law or "auto", n_boot=args.bootstrap,
-                        **_verdict_estimator(args), **opts)
+        size = verdicts(table, args.fit_max_params, law=args.law, n_boot=args.bootstrap, **est, **opts)
         exposure = []
         if not args.no_exposure and not table["exposure"].is_null().all():
             exposure = exposure_verdicts(table, fit_fraction=args.exposure_fraction,
@@ -192,14 +171,12 @@ def _run_verdicts(args) -> int:
 
 def _verdict_estimator(args) -> dict:
     """``--law`` given: that law, raw intervals; otherwise ``--estimator`` (default: the calibrated default
-    of the real-ladder backtest, when there is one), widened by its conformal rule unless ``--uncalibrated``."""
-    from rerank_scaling.scaling.calibration import default_estimator, width_rule
+    of the real-ladder backtest), its calibrated interval unless ``--uncalibrated``."""
+    from rerank_scaling.scaling.calibration import FALLBACK, default_estimator, width_rule
 
     if args.law is not None and args.estimator is None:
         return {}
-    name = args.estimator or default_estimator()
-    if name is None:
-        return {}
+    name = args.estimator or default_estimator() or FALLBACK
     return {"estimator": name, "width_rule": None if args.uncalibrated else width_rule(name, args.level)}
 
 
@@ -227,36 +204,38 @@ def _run_backtest(args) -> int:
     import warnings
 
     from rerank_scaling.scaling import render
-    from rerank_scaling.scaling.backtest import backtest, calibration_check, choose_default
+    from rerank_scaling.scaling.backtest import backtest, calibration_json
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = backtest(args.tables, metrics=args.metrics, estimators=args.estimators,
+        bt = backtest(args.tables, controls=args.controls or (), metrics=args.metrics,
+                      estimators=args.estimators or list(FAST_ESTIMATORS),
                       exposure_estimators=args.exposure_estimators, holdouts=tuple(args.holdouts),
-                      exposure=not args.no_exposure, level=args.level, n_boot=args.bootstrap, seed=args.seed)
+                      exposure=args.exposure, level=args.level, n_boot=args.bootstrap, seed=args.seed,
+                      candidates=args.candidates)
     if bt.cases.height == 0:
         raise UserError("nothing to backtest: no group has enough sizes or checkpoints "
                         "(3 fitted + the hidden ones)")
-    calibration = []
-    for name in args.calibrate or []:
-        try:
-            calibration.append(calibration_check(bt.cases, name, args.level, "size"))
-        except UserError as exc:
-            print(f"warning: calibration skipped: {exc}", file=sys.stderr)
-    ranking = None
-    if "loglinear" in set(bt.cases["estimator"].to_list()) and (bt.cases["axis"] == "size").any():
-        ranking = choose_default(bt.cases)
     if args.cases:
         bt.cases.write_csv(args.cases)
+    if args.write_calibration:
+        if not bt.choice:
+            raise UserError("--write-calibration needs a default: give at least 3 scaling ladders and the "
+                            "engine's estimators")
+        import os
+        from pathlib import Path
+
+        path = Path(args.write_calibration)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(calibration_json(bt), indent=2) + "\n")
+        os.replace(tmp, path)  # a reader never sees half a file
     if args.json:
         out = bt.to_dict()
-        out["calibration"] = calibration
-        out["default_rule"] = ranking.to_dicts() if ranking is not None else None
         if not args.json_cases:
             out.pop("cases")
         _dump(out)
     else:
-        render.backtest(bt, calibration, ranking)
+        render.backtest(bt)
     return 0
 
 
@@ -281,10 +260,10 @@ def register(subparsers) -> None:
                    help="extra sizes to forecast, e.g. 1e9,3e9")
     p.add_argument("--objective", default=None, help="only this objective")
     p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
-                   help="forecast with an estimator the backtest scores (pooled, late-k, averaged, ...); default: "
-                        "the one the real-ladder backtest chose (scaling/README.md), its intervals widened by its "
-                        "calibrated conformal rule")
-    p.add_argument("--uncalibrated", action="store_true", help="with --estimator: the raw intervals")
+                   help="forecast with an estimator the backtest scores; default: the one the real-ladder backtest "
+                        "chose (scaling/README.md), its interval calibrated on real ladders")
+    p.add_argument("--uncalibrated", action="store_true", help="the estimator's raw intervals (no misspecification "
+                                                               "term or conformal factor)")
     p.set_defaults(func=_run_forecast)
 
     p = subparsers.add_parser("fit", help="fit a law and print its parameters in the law's own form",
@@ -320,7 +299,7 @@ def register(subparsers) -> None:
                    help="judge this size law's forecasts (raw bootstrap intervals) instead of the default estimator's")
     p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
                    help="judge this estimator's forecasts (default: the estimator the real-ladder backtest chose, "
-                        "with its calibrated conformal intervals; `auto` law where none was chosen)")
+                        "with its calibrated intervals)")
     p.add_argument("--uncalibrated", action="store_true", help="with an estimator: its raw intervals")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--max-rel-error", type=float, default=None,
@@ -363,25 +342,33 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("backtest", help="score forecast estimators by hiding the largest sizes of real ladders",
                               description="For every ladder (table, or its ladder column), metric, objective and "
-                                          "eval set: hide the largest 1 and 2 sizes (and each model's last 1 and 2 "
-                                          "checkpoints), forecast them with every estimator, and report per "
-                                          "estimator mean abs error, signed bias, interval coverage, median width "
-                                          "and case count; curve-fit (scipy curve_fit of a+b*N^c) is the baseline.")
-    p.add_argument("tables", nargs="+", help="tidy tables (.parquet/.csv) or study folders")
+                                          "eval set: hide the largest 1 and 2 sizes, forecast them with every "
+                                          "estimator, calibrate each estimator's width with one scaling ladder left "
+                                          "out at a time, and report per estimator mean abs error, bias, coverage, "
+                                          "median width and interval score relative to carry-forward's; choose the "
+                                          "default inside the leave-one-ladder-out loop. --controls ladders "
+                                          "(negative controls) are scored with widths from the scaling ladders.")
+    p.add_argument("tables", nargs="+", help="scaling ladders: tidy tables (.parquet/.csv) or study folders")
+    p.add_argument("--controls", nargs="+", default=None,
+                   help="negative-control ladders (models that do not scale): scored, never calibrating")
     p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all)")
     p.add_argument("--estimators", type=_list, default=None,
-                   help=f"size estimators (default all: {', '.join(ESTIMATOR_NAMES)})")
+                   help=f"size estimators (default: {', '.join(FAST_ESTIMATORS)}; all: {', '.join(ESTIMATOR_NAMES)})")
+    p.add_argument("--candidates", type=_list, default=None,
+                   help=f"estimators the default is chosen among, simplest first (default: {', '.join(ENGINE_NAMES)})")
+    p.add_argument("--exposure", action="store_true", help="also hide each model's last 1 and 2 checkpoints")
     p.add_argument("--exposure-estimators", type=_list, default=None,
                    help=f"exposure estimators (default all: {', '.join(EXPOSURE_ESTIMATOR_NAMES)})")
     p.add_argument("--holdouts", type=lambda s: [int(x) for x in _list(s)], default=[1, 2],
                    help="how many largest sizes / last checkpoints to hide, each separately (default 1,2)")
-    p.add_argument("--no-exposure", action="store_true", help="skip the exposure hold-outs")
     p.add_argument("--level", type=_level, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per fit (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--calibrate", type=_list, default=None,
-                   help="estimators to calibrate conformally (coverage/width before and after, leave-one-ladder-out)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per fit of the bootstrap "
+                                                              "estimators (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--cases", default=None, help="also write every case to this CSV")
-    p.add_argument("--json", action="store_true", help="print JSON (summary and calibration) instead of tables")
+    p.add_argument("--write-calibration", default=None, metavar="FILE",
+                   help="write the chosen default, every estimator's calibrated width and the default's trust "
+                        "record to FILE (the analyzer reads rerank_scaling/scaling/calibration.json)")
+    p.add_argument("--json", action="store_true", help="print JSON (summary, widths, choice) instead of tables")
     p.add_argument("--json-cases", action="store_true", help="with --json, include every case")
     p.set_defaults(func=_run_backtest)

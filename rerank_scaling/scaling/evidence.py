@@ -7,10 +7,12 @@ small its forecast errors look.
 
 * :func:`noise_estimate` -- the standard deviation of one fitted point, from (in
   this order) seeds: the pooled within-level sd of runs at the same size (or
-  exposure); checkpoints: successive differences of each run's last
-  ``last_k`` checkpoints (``sum(diff^2) / (2 n)``, which a slow trend barely
-  inflates); else the residuals of the log-linear fit ``a + b*ln x`` to the points
-  (then misfit counts as noise, which makes the test conservative).
+  exposure); late checkpoints: each run's checkpoints in the last 30% of its
+  training (exposure >= ``LATE`` x its final one), at least ``MIN_LATE`` of them,
+  scattered around their own straight-line trend (pooled residual sd, so training
+  progress is not taken as noise); else the residuals of the log-linear fit
+  ``a + b*ln x`` to the points (then misfit counts as noise: *unmeasured*, which
+  :attr:`Noise.measured` says and verdicts do not judge on).
 * :func:`moves` -- the studentized range ``q = (max - min of level means) /
   (sd / sqrt(m))`` (``m`` runs per level, harmonic mean) against its
   ``level`` quantile for ``k`` levels and the noise's degrees of freedom (Tukey's
@@ -27,6 +29,9 @@ import numpy as np
 
 MOVES_LEVEL = 0.95
 LAST_K = 3
+LATE = 0.7  # late checkpoints: exposure >= LATE x the run's final exposure
+MIN_LATE = 3  # late checkpoints a run needs for its scatter to count as measured noise
+MEASURED = ("seeds", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,18 @@ class Noise:
     df: float  # degrees of freedom of that estimate
     source: str  # "seeds", "checkpoints", "residuals" or "none"
 
+    @property
+    def measured(self) -> bool:
+        """Measured from replicates (seeds) or late checkpoints, not inferred from a fit's residuals."""
+        return self.source in MEASURED and math.isfinite(self.sd)
+
     def describe(self) -> str:
         if not math.isfinite(self.sd):
             return "noise not measurable"
-        where = {"seeds": "from seeds", "checkpoints": f"from successive differences of the last {LAST_K} checkpoints",
-                 "residuals": "from a+b*ln x residuals (no seeds, no checkpoints)"}.get(self.source, self.source)
+        where = {"seeds": "from seeds",
+                 "checkpoints": f"from the scatter of >= {MIN_LATE} late checkpoints around their trend",
+                 "residuals": "unmeasured: a+b*ln x residuals (no seeds, < 3 late checkpoints)"}.get(self.source,
+                                                                                                    self.source)
         return f"noise sd {self.sd:.3g} {where}, df {self.df:g}"
 
 
@@ -80,20 +92,37 @@ def _pooled_within(levels: np.ndarray, values: np.ndarray) -> tuple[float, float
     return (math.sqrt(ss / df), float(df)) if df else (math.nan, 0.0)
 
 
-def noise_estimate(levels, values, checkpoint_series=(), last_k: int = LAST_K) -> Noise:
+def _late_scatter(series) -> tuple[float, float]:
+    """Pooled residual sum of squares and df of each run's late checkpoints around their own line."""
+    ss, df = 0.0, 0
+    for item in series:
+        d, v = (np.asarray(a, dtype=float) for a in item)
+        keep = np.isfinite(d) & np.isfinite(v)
+        d, v = d[keep], v[keep]
+        if d.size == 0:
+            continue
+        late = d >= LATE * d.max()
+        d, v = d[late], v[late]
+        if d.size < MIN_LATE or np.unique(d).size < 2:
+            continue
+        coef = np.polyfit(d, v, 1)
+        ss += float(np.sum((v - np.polyval(coef, d)) ** 2))
+        df += d.size - 2
+    return ss, df
+
+
+def noise_estimate(levels, values, checkpoint_series=()) -> Noise:
     """Noise of one point at ``levels`` (size or exposure) with ``values``.
 
-    ``checkpoint_series``: per run, its values in exposure order (used only
-    without replicate runs at any level)."""
+    ``checkpoint_series``: per run, ``(exposures, values)`` of its checkpoints (used only without
+    replicate runs at any level)."""
     levels, values = np.asarray(levels, dtype=float), np.asarray(values, dtype=float)
     sd, df = _pooled_within(levels, values)
     if df > 0:
         return Noise(sd, df, "seeds")
-    diffs = [np.diff(np.asarray(s, dtype=float)[-last_k:]) for s in checkpoint_series if len(s) >= 2]
-    diffs = [d for d in diffs if d.size]
-    if diffs:
-        d = np.concatenate(diffs)
-        return Noise(math.sqrt(float(np.sum(d**2)) / (2 * d.size)), float(d.size), "checkpoints")
+    ss, df = _late_scatter(checkpoint_series)
+    if df > 0:
+        return Noise(math.sqrt(ss / df), float(df), "checkpoints")
     ux = np.unique(levels)
     if ux.size >= 3:
         t = np.log(levels)

@@ -74,12 +74,11 @@ def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
         console.print(f"[yellow]warning:[/yellow] {note}")
 
 
-VERDICT_RULE = ("extrapolates = (a) moves: the span of the fitted levels exceeds run-to-run noise (studentized "
-                "range q above its 95% quantile; else 'not informative'), (b) held-out MAE below carrying the "
-                "largest fitted value forward and not above the log-linear extension, (c) at least {cov:.0%} of "
-                "held-out actuals inside the {level:.0%} interval and an interval score no worse than the "
-                "carry-forward's")
-
+VERDICT_RULE = ("extrapolates = (a) noise measured (seeds, or >= 3 late checkpoints per run; else 'not testable'), "
+                "(b) moves: the fitted levels' span exceeds run-to-run noise (studentized range q above its 95% "
+                "quantile) and the minimum effect, the metric's way (else 'not informative'), (c) at least {cov:.0%} "
+                "of held-out actuals inside the {level:.0%} interval, (d) the interval excludes the last fitted "
+                "value or is tighter than the minimum effect (else 'not informative')")
 
 
 def fits(rows: list[dict], console: Console | None = None) -> None:
@@ -116,23 +115,31 @@ def estimator_forecasts(rows: list[dict], rule=None, console: Console | None = N
         console.print("nothing to forecast")
         return
     first = rows[0]
-    cal = (f"intervals widened x{rule.factor:.3g} by the conformal rule calibrated on {rule.n} backtest cases"
-           if rule is not None else "raw intervals (no calibrated width rule for this estimator and level)")
+    if rule is None:
+        cal = "raw intervals (no calibrated width rule for this estimator and level)"
+    elif rule.kind == "kappa":
+        cal = f"misspecification scale kappa {rule.factor:.3g} calibrated on real ladders ({rule.n} targets)"
+    else:
+        cal = f"intervals widened x{rule.factor:.3g} by the conformal rule calibrated on {rule.n} backtest targets"
     table = Table(title=f"{first['metric']}: {first['estimator']} forecasts ({first['level']:.0%}; {cal})")
     keys = [k for k in ("family", "objective", "supervision", "budget", "eval_set") if any(r.get(k) is not None for r in rows)
             and len({r.get(k) for r in rows}) > 1 or k == "objective"]
-    for name in [*keys, "params", "predicted", "interval", "actual", "error", "in interval"]:
+    for name in [*keys, "model", "params", "predicted", "interval", "actual", "error", "in interval"]:
         table.add_column(name, justify="left" if name in keys else "right")
     for r in rows:
-        table.add_row(*(str(r.get(k)) for k in keys), _size(r["params"]), _num(r["predicted"]),
+        table.add_row(*(str(r.get(k)) for k in keys), str(r.get("model") or "—"), _size(r["params"]),
+                      _num(r["predicted"]),
                       f"[{_num(r['lower'])}, {_num(r['upper'])}]", _num(r["actual"]), _num(r["error"], "+.4f"),
                       "—" if r["covered"] is None else ("yes" if r["covered"] else "NO"))
     console.print(table)
+    notes = sorted({r["noise"] for r in rows if r.get("noise")})
+    for n in notes:
+        console.print(f"  noise: {n}")
 
 
 def _mark(v: Verdict) -> str:
-    return {"extrapolates": "yes", "does not extrapolate": "NO", "not informative": "not informative"}.get(
-        v.status, "—")
+    return {"extrapolates": "yes", "does not extrapolate": "NO", "not informative": "not informative",
+            "not testable": "not testable"}.get(v.status, "—")
 
 
 def verdict_table(rows: list[Verdict], title: str, console: Console) -> None:
@@ -207,41 +214,49 @@ def allocations(rows: list[Allocation], console: Console | None = None) -> None:
                           f"law optimum {a.predicted:.4f} ({diff:+.4f} vs that run)")
 
 
-def backtest(bt, calibration=(), ranking=None, console: Console | None = None) -> None:
-    """The backtest summary: one row per axis, hold-out and estimator (baseline: curve-fit)."""
+def backtest(bt, console: Console | None = None) -> None:
+    """The backtest: per hold-out and estimator (scaling ladders, widths fitted with each ladder left
+    out), coverage per ladder of the engine's estimators, the controls apart, and the nested choice."""
+    from rerank_scaling.scaling.backtest import per_ladder
+
     console = console or default_console()
     s = bt.summary
-    ladders = bt.cases["ladder"].unique().sort().to_list()
-    console.print(f"backtest of {len(ladders)} ladder(s): {', '.join(ladders)}; {bt.level:.0%} intervals; "
-                  "error = predicted - actual; z = error / measured run-to-run noise; 'common' = cases every "
-                  "estimator forecast")
+    roles = {r: sorted(bt.cases.filter(bt.cases["role"] == r)["ladder"].unique().to_list()) for r in ("scaling", "control")}
+    console.print(f"backtest: scaling ladders {', '.join(roles['scaling']) or '-'}; negative controls "
+                  f"{', '.join(roles['control']) or '-'}; {bt.level:.0%} intervals, each scaling ladder's widths "
+                  "fitted without it (controls: on every scaling ladder); error = predicted - actual; "
+                  "rel. IS = interval score / carry-forward's on the same target")
     for (axis, holdout), sub in s.group_by(["axis", "holdout"], maintain_order=True):
         what = "largest size(s)" if axis == "size" else "last checkpoint(s) per model"
-        table = Table(title=f"{axis}: {holdout} {what} hidden")
-        for name in ("estimator", "cases", "failed", "MAE", "median |err|", "bias", "mean |z|", "MAE common", "coverage",
-                     "median width", "interval score"):
+        table = Table(title=f"scaling ladders, {axis}: {holdout} {what} hidden")
+        for name in ("estimator", "cases", "failed", "MAE", "median |err|", "bias", "MAE common", "coverage",
+                     "median width", "rel. IS"):
             table.add_column(name, justify="left" if name == "estimator" else "right")
         for r in sub.iter_rows(named=True):
-            name = r["estimator"] + (" (baseline)" if r["estimator"] == "curve-fit" else "")
+            name = r["estimator"] + (" (baseline)" if r["estimator"] in ("curve-fit", "carry-forward") else "")
             table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"),
-                          _num(r["median_abs_error"], ".4g"), _num(r["bias"], "+.4g"),
-                          _num(r["mean_abs_z"], ".3g"), _num(r["mae_common"], ".4g"), _num(r["coverage"], ".0%"),
-                          _num(r["median_width"], ".4g"), _num(r["interval_score"], ".4g"))
+                          _num(r["median_abs_error"], ".4g"), _num(r["bias"], "+.4g"), _num(r["mae_common"], ".4g"),
+                          _num(r["coverage"], ".0%"), _num(r["median_width"], ".4g"), _num(r["rel_is"], ".3f"))
         console.print(table)
-    for c in calibration:
-        console.print(f"conformal calibration of {c['estimator']} ({c['axis']}, folds by {c['folds_by']}, "
-                      f"{c['n']} cases): coverage {_num(c['coverage_raw'], '.0%')} -> "
-                      f"{_num(c['coverage_calibrated'], '.0%')}, median width {_num(c['median_width_raw'], '.4g')} -> "
-                      f"{_num(c['median_width_calibrated'], '.4g')} (factor on all cases "
-                      f"{_num(c['factor'], '.3g')})")
-    if ranking is not None and ranking.height:
-        ladders = [c for c in ranking.columns if c not in ("estimator", "score", "n_ladders", "failed",
-                                                           "with_interval", "eligible")]
-        table = Table(title="default by the pre-registered rule (scaling/README.md): mean over ladders of "
-                            "MAE / loglinear's MAE per metric and hold-out; lower is better")
-        for name in ("estimator", "score", *ladders, "failed", "eligible"):
-            table.add_column(name, justify="left" if name == "estimator" else "right")
-        for r in ranking.iter_rows(named=True):
-            table.add_row(r["estimator"], _num(r["score"], ".3f"), *(_num(r[c], ".3f") for c in ladders),
-                          _num(r["failed"], ".0%"), "yes" if r["eligible"] else "no")
-        console.print(table)
+    default = (bt.choice or {}).get("default")
+    for (est, axis), rule in bt.rules.items():
+        if rule.kind != "kappa" and est != default:
+            continue
+        what = f"kappa {rule.factor:.3g}" if rule.kind == "kappa" else f"factor {rule.factor:.3g}"
+        for by in (("ladder",), ("regime",)) if est == default else (("ladder",),):
+            table = Table(title=f"{est} ({axis}{', the default' if est == default else ''}): {what} on all scaling "
+                                f"ladders; out of fold per {by[0]}")
+            for name in ("role", by[0], "targets", "coverage", "median width", "MAE", "rel. IS"):
+                table.add_column(name, justify="left" if name in ("role", by[0]) else "right")
+            for r in per_ladder(bt.cases, est, axis, by=by).iter_rows(named=True):
+                table.add_row(r["role"], r[by[0]], str(r["n"]), _num(r["coverage"], ".0%"),
+                              _num(r["median_width"], ".4g"), _num(r["mae"], ".4g"), _num(r["rel_is"], ".3f"))
+            console.print(table)
+    c = bt.choice
+    if c:
+        console.print(f"default (nested rule: lowest mean rel. IS over scaling ladders, the simplest within one "
+                      f"paired standard error): [bold]{c['default']}[/bold] {_num(c['score'], '.3f')}; runner-up "
+                      f"{c['runner_up']} {_num(c['runner_up_score'], '.3f')}; margin {_num(c['margin'], '+.3f')} "
+                      f"+- {_num(c['margin_se'], '.3f')} (SE over ladders); out-of-sample score of the rule "
+                      f"{_num(c['nested_score'], '.3f')} +- {_num(c['nested_score_se'], '.3f')} (picks per left-out "
+                      f"ladder: {', '.join(f'{k}: {v}' for k, v in c['nested_picks'].items())})")

@@ -70,17 +70,17 @@ def test_size_verdicts_and_default_table_use_the_calibrated_default(tmp_path, mo
     from rerank_scaling.scaling.backtest import WidthRule
     from rerank_scaling.scaling.estimate import estimator_forecasts
 
-    rule = WidthRule("late-k", 0.9, 2.5, 50)
-    monkeypatch.setattr(calibration, "default_estimator", lambda: "late-k")
-    monkeypatch.setattr(calibration, "width_rule", lambda name, level=0.9: rule if name == "late-k" else None)
+    rule = WidthRule("pooled-objectives", 0.9, 2.5, 50)
+    monkeypatch.setattr(calibration, "default_estimator", lambda: "pooled-objectives")
+    monkeypatch.setattr(calibration, "width_rule", lambda name, level=0.9: rule if name == "pooled-objectives" else None)
     study = make_study(tmp_path / "study", n_sizes=5, checkpoints=3, failed=False)
     text = build_report(study, n_boot=N_BOOT).read_text()
-    table = section(text, "### Default forecast (`late-k`) vs actual", "### Forecasts vs actual")
+    table = section(text, "### Default forecast (`pooled-objectives`) vs actual", "### Forecasts vs actual")
     results = read_table(study / "results.parquet")
     cut = sorted(results["params"].unique())[-2]  # the report's default cut: the largest size is held out
-    rows = estimator_forecasts(results, "ndcg@10", cut, "late-k", n_boot=N_BOOT, width_rule=rule)
+    rows = estimator_forecasts(results, "ndcg@10", cut, "pooled-objectives", n_boot=N_BOOT, width_rule=rule)
     assert rows and all(r["calibrated"] for r in rows)
     for r in rows:
         assert f"[{r['lower']:.4f}, {r['upper']:.4f}] | [{r['raw_lower']:.4f}, {r['raw_upper']:.4f}]" in table
     verdicts = section(text, "## 4.", "## 5.")
-    assert "| late-k (calibrated) |" in verdicts
+    assert "| pooled-objectives (calibrated) |" in verdicts

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from rerank_scaling.scaling.synthetic import synthetic_table
+from benchmarks.synthetic import synthetic_table
 
 SIZES6 = (17e6, 32e6, 68e6, 150e6, 400e6, 1e9)
 

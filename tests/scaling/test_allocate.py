@@ -3,7 +3,7 @@ import pytest
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import allocate
-from rerank_scaling.scaling.synthetic import synthetic_table, truth
+from benchmarks.synthetic import synthetic_table, truth
 
 
 def test_allocation_matches_truth_optimum(study):

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from rerank_scaling.cli import main
-from rerank_scaling.scaling.backtest import WidthRule, backtest, calibrate, calibration_check
+from rerank_scaling.scaling.backtest import WidthRule, backtest
 from rerank_scaling.scaling.estimators import EXPOSURE_ESTIMATORS, SIZE_ESTIMATORS, pooled_fit
 
 SIZES = (1e6, 2e6, 4e6, 8e6, 16e6)
@@ -34,7 +34,7 @@ def exact_table(objectives=("listwise", "pointwise"), steps=(10, 20, 30, 40), la
 
 def test_case_counts_and_exact_law():
     bt = backtest(exact_table(), estimators=["curve-fit", "carry-forward", "loglinear", "auto"],
-                  exposure_estimators=["carry-forward"], n_boot=20)
+                  exposure=True, exposure_estimators=["carry-forward"], n_boot=20)
     s = {(r["axis"], r["holdout"], r["estimator"]): r for r in bt.summary.iter_rows(named=True)}
     # 2 objectives: hide 1 size -> 1 target each; hide 2 -> 2 targets each
     assert s[("size", 1, "curve-fit")]["n"] == 2 and s[("size", 2, "curve-fit")]["n"] == 4
@@ -50,7 +50,7 @@ def test_case_counts_and_exact_law():
 
 def test_every_estimator_runs_and_baseline_is_reported(study):
     sub = study.filter(pl.col("metric") == "ndcg@10")
-    bt = backtest(sub, holdouts=(1,), n_boot=20)
+    bt = backtest(sub, holdouts=(1,), n_boot=20, exposure=True)
     size = bt.summary.filter(pl.col("axis") == "size")
     assert set(size["estimator"]) == set(SIZE_ESTIMATORS)
     assert set(bt.summary.filter(pl.col("axis") == "exposure")["estimator"]) == set(EXPOSURE_ESTIMATORS)
@@ -60,7 +60,7 @@ def test_every_estimator_runs_and_baseline_is_reported(study):
     # the saturating truth: a fitted law beats carrying 400M forward to 1B
     mae = dict(zip(size["estimator"], size["mae"]))
     assert mae["auto"] < mae["carry-forward"] and mae["curve-fit"] < mae["carry-forward"]
-    assert mae["pooled"] < mae["carry-forward"]
+    assert mae["mixture"] < mae["carry-forward"] and mae["mixture-pooled"] < mae["carry-forward"]
 
 
 def test_ladders_from_tables_and_ladder_column(tmp_path):
@@ -81,42 +81,80 @@ def test_pooled_fit_shares_the_exponent():
     assert g[0][0] == pytest.approx(0.2, rel=0.05) and g[1][0] == pytest.approx(0.1, rel=0.05)
 
 
-def _cases(actuals, pred=0.0, lo=-1.0, hi=1.0, metric="m", ladder="l"):
-    n = len(actuals)
-    return pl.DataFrame(dict(ladder=[ladder] * n, metric=[metric] * n, axis=["size"] * n, estimator=["e"] * n,
-                             predicted=[pred] * n, lower=[lo] * n, upper=[hi] * n, actual=list(actuals),
-                             width=[hi - lo] * n, covered=[lo <= y <= hi for y in actuals]))
+def _runs(ladders, scores, level=0.9, role="scaling"):
+    """A hand-made backtest run of one Fixed-interval estimator: per ladder, targets whose actual sits
+    ``score`` half-widths from the forecast (half-width 1)."""
+    from rerank_scaling.scaling.backtest import _Runs
+    from rerank_scaling.scaling.estimators import Fixed
+
+    r = _Runs([], [], level)
+    for lad, ss in zip(ladders, scores):
+        for s in ss:
+            r.rows.append(dict(ladder=lad, role=role, actual=float(s)))
+            r.dists.append((Fixed(np.zeros(1), -np.ones(1), np.ones(1), level), 0))
+    return r
 
 
-def test_conformal_factor_by_hand():
-    # scores |y - pred| / half-width = 0.5, 1.5, 2, 3; n = 4, level 0.5: ceil(5 * 0.5) = 3rd smallest = 2
-    rule = calibrate(_cases([0.5, 1.5, -2.0, -3.0]), "e", level=0.5)
-    assert rule.factor == pytest.approx(2.0) and rule.n == 4
+def test_width_is_the_smallest_with_ladder_averaged_coverage():
+    """Coverage is averaged over ladders (each ladder weighs as one, whatever its target count): ladder a's
+    3 targets sit 0.5, 1.5 and 3 half-widths out, b's one target 1.2. At factor 1.5 coverage is
+    (2/3 + 1) / 2 = 0.83; at 3 it is 1. For level 0.8 the smallest grid factor >= 1.5 wins."""
+    from rerank_scaling.scaling.backtest import FACTOR_GRID, fit_index
+
+    r = _runs(["a", "b"], [[0.5, 1.5, 3.0], [1.2]], level=0.8)
+    k = fit_index(r, 0.8, np.ones(4, bool))
+    assert FACTOR_GRID[k] >= 1.5 and FACTOR_GRID[k - 1] < 1.5
+    k = fit_index(r, 0.95, np.ones(4, bool))
+    assert FACTOR_GRID[k] >= 3.0 and FACTOR_GRID[k - 1] < 3.0
+    # trained on ladder b alone (what a's left-out fold sees): 1.2 half-widths covers all of b
+    k = fit_index(r, 0.95, np.array([False, False, False, True]))
+    assert FACTOR_GRID[k] >= 1.2 and FACTOR_GRID[k - 1] < 1.2
+
+
+def test_width_rule_scales_each_side():
+    rule = WidthRule("e", 0.9, 2.0, 4)
     lo, hi = rule.apply([0.0], [-1.0], [0.5])  # sides widened separately
     assert lo[0] == pytest.approx(-2.0) and hi[0] == pytest.approx(1.0)
-    # too few cases for 90%: ceil(5 * 0.9) = 5 > 4 -> unbounded
-    assert calibrate(_cases([0.5, 1.5, -2.0, -3.0]), "e", level=0.9).factor == math.inf
-    assert isinstance(rule, WidthRule) and rule.to_dict()["factor"] == 2.0
+    assert rule.to_dict()["factor"] == 2.0 and rule.to_dict()["kind"] == "factor"
 
 
-def test_calibration_check_leaves_each_ladder_out():
-    # ladder l1 misses by 2 half-widths, l2 by 0.5: each fold's rule comes from the other ladder
-    cases = pl.concat([_cases([2.0] * 9, ladder="l1"), _cases([0.5] * 9, ladder="l2")])
-    out = calibration_check(cases, "e", level=0.9)
-    assert out["folds_by"] == "ladder" and out["n"] == 18
-    assert out["coverage_raw"] == pytest.approx(0.5)
-    # l1 tested with factor 0.5 (all miss), l2 with factor 2 (all covered)
-    assert out["coverage_calibrated"] == pytest.approx(0.5)
-    assert out["median_width_calibrated"] == pytest.approx((1.0 + 4.0) / 2)
+def test_pick_prefers_the_simpler_within_one_standard_error():
+    from rerank_scaling.scaling.backtest import pick
+
+    # complex beats simple by 0.1 on average, but the paired differences (0.3, -0.1, 0.1) have SE 0.115
+    per = {"simple": {"a": 1.0, "b": 0.8, "c": 0.9}, "complex": {"a": 0.7, "b": 0.9, "c": 0.8}}
+    assert pick(per, ["simple", "complex"]) == "simple"
+    # now consistently better by 0.1 +- 0.01: the complex one is chosen
+    per = {"simple": {"a": 1.0, "b": 0.8, "c": 0.9}, "complex": {"a": 0.89, "b": 0.71, "c": 0.8}}
+    assert pick(per, ["simple", "complex"]) == "complex"
+    # the best is also the simplest
+    assert pick({"s": {"a": 0.5, "b": 0.5}, "c": {"a": 0.9, "b": 0.9}}, ["s", "c"]) == "s"
+
+
+def test_controls_never_calibrate_and_scaling_widths_are_out_of_fold():
+    """A scaling ladder's widths come from the other scaling ladders; a control ladder's from all of them,
+    and adding a control changes no scaling ladder's numbers."""
+    tables = [exact_table(ladder=f"s{i}").with_columns(value=pl.col("value") + pl.col("params") ** 0.5 * 1e-6 * i)
+              for i in range(3)]
+    both = pl.concat(tables)
+    noisy = exact_table().with_columns(value=pl.col("value") * (1 + 0.05 * (pl.col("params") / 1e6).sin()))
+    a = backtest(both, estimators=["mixture", "carry-forward"], holdouts=(1,), n_boot=0)
+    b = backtest(both, controls=[noisy], estimators=["mixture", "carry-forward"], holdouts=(1,), n_boot=0)
+    key = ["ladder", "estimator", "objective", "params"]
+    sa = a.cases.sort(key).select(*key, "lower", "upper", "width_param")
+    sb = b.cases.filter(pl.col("role") == "scaling").sort(key).select(*key, "lower", "upper", "width_param")
+    assert sa.equals(sb)
+    ctrl = b.cases.filter((pl.col("role") == "control") & (pl.col("estimator") == "mixture"))
+    assert ctrl.height and (ctrl["width_param"] == b.rules[("mixture", "size")].factor).all()
 
 
 def test_backtest_cli_json(tmp_path, capsys):
     path = tmp_path / "ladder.csv"
     exact_table().write_csv(path)
-    assert main(["backtest", str(path), "--estimators", "curve-fit,carry-forward", "--exposure-estimators",
-                 "carry-forward", "--bootstrap", "10", "--calibrate", "carry-forward", "--json"]) == 0
+    assert main(["backtest", str(path), "--estimators", "curve-fit,carry-forward", "--exposure",
+                 "--exposure-estimators", "carry-forward", "--bootstrap", "10", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"level", "summary", "calibration"} <= set(out) and "cases" not in out
+    assert {"level", "summary", "rules"} <= set(out) and "cases" not in out
     rows = {(r["axis"], r["holdout"], r["estimator"]) for r in out["summary"]}
     assert ("size", 1, "curve-fit") in rows and ("size", 2, "carry-forward") in rows
     assert all({"mae", "bias", "coverage", "median_width", "n"} <= set(r) for r in out["summary"])
@@ -129,8 +167,8 @@ def test_forecast_joint_law_from_cli(tmp_path, study, capsys):
     assert main(["forecast", str(path), "--metric", "ndcg@10", "--fit-max-params", "150e6", "--law", "joint",
                  "--objective", "listwise", "--bootstrap", "30", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows and all(r["law"] == "joint" and r["lower"] <= r["predicted"] <= r["upper"] for r in rows)
-    assert all(abs(r["rel_error"]) < 0.05 for r in rows)
+    assert rows and all(r["estimator"] == "law:joint" and r["lower"] <= r["predicted"] <= r["upper"] for r in rows)
+    assert all(abs(r["error"] / r["actual"]) < 0.05 for r in rows)
 
 
 def test_cli_module_imports_only_the_standard_library():
@@ -158,47 +196,16 @@ def test_cli_choices_mirror_the_analyzer():
     assert cli.DEFAULT_MIN_COVERAGE == DEFAULT_MIN_COVERAGE
 
 
-def _case_rows(ladder, metric, estimator, errors, holdout=1, width=0.1):
-    return [dict(ladder=ladder, metric=metric, axis="size", holdout=holdout, estimator=estimator, error=e,
-                 predicted=math.nan if math.isnan(e) else 0.5 + e, width=math.nan if math.isnan(e) else width)
-            for e in errors]
-
-
-def test_default_rule_by_hand():
-    """Relative MAE per (ladder, metric, holdout) against loglinear, averaged within each ladder, then over
-    ladders; a baseline or an estimator failing > 10% of its targets is not eligible."""
-    from rerank_scaling.scaling.backtest import choose_default
-
-    rows = []
-    # ladder A: two metrics on scales 100x apart; loglinear MAE 0.1 and 10
-    rows += _case_rows("A", "ndcg", "loglinear", [0.1, -0.1]) + _case_rows("A", "ce", "loglinear", [10.0, 10.0])
-    rows += _case_rows("A", "ndcg", "pooled", [0.05, 0.05]) + _case_rows("A", "ce", "pooled", [10.0, -10.0])
-    rows += _case_rows("A", "ndcg", "late-k", [0.02, 0.02]) + _case_rows("A", "ce", "late-k", [30.0, 30.0])
-    # ladder B: one metric
-    rows += _case_rows("B", "acc", "loglinear", [0.2, 0.2])
-    rows += _case_rows("B", "acc", "pooled", [0.1, 0.1]) + _case_rows("B", "acc", "late-k", [0.3, math.nan])
-    rows += _case_rows("B", "acc", "curve-fit", [0.0, 0.0])
-    # a constant metric: the reference is exact to rounding error, so the group says nothing (skipped)
-    rows += _case_rows("B", "recall", "loglinear", [1e-17, -1e-17]) + _case_rows("B", "recall", "pooled", [1e-3, 1e-3])
-    table = choose_default(pl.DataFrame(rows))
-    got = {r["estimator"]: r for r in table.iter_rows(named=True)}
-    # pooled: A = mean(0.5, 1.0) = 0.75, B = 0.5 -> 0.625; late-k: A = mean(0.2, 3.0) = 1.6, B = 1.5 -> 1.55
-    assert got["pooled"]["score"] == pytest.approx(0.625) and got["pooled"]["A"] == pytest.approx(0.75)
-    assert got["late-k"]["score"] == pytest.approx(1.55)
-    assert got["late-k"]["failed"] == pytest.approx(1 / 6) and not got["late-k"]["eligible"]
-    assert got["curve-fit"]["score"] == 0 and not got["curve-fit"]["eligible"]  # a baseline, however good
-    assert table["estimator"][0] == "pooled" and table["eligible"][0]
-
-
 def test_forecast_with_an_estimator_and_a_width_rule():
     """forecast --estimator: the backtested estimator on every group, larger sizes and --predict-params sizes
     forecast; a width rule scales both half-widths by its factor and nothing else."""
     from rerank_scaling.scaling.estimate import estimator_forecasts
 
     table = exact_table()
-    rule = WidthRule("pooled", 0.9, 2.0, 10)
-    raw = estimator_forecasts(table, "ndcg@10", 4e6, "pooled", predict_params=[32e6], n_boot=20)
-    wide = estimator_forecasts(table, "ndcg@10", 4e6, "pooled", predict_params=[32e6], n_boot=20, width_rule=rule)
+    rule = WidthRule("pooled-objectives", 0.9, 2.0, 10)
+    raw = estimator_forecasts(table, "ndcg@10", 4e6, "pooled-objectives", predict_params=[32e6], n_boot=20)
+    wide = estimator_forecasts(table, "ndcg@10", 4e6, "pooled-objectives", predict_params=[32e6], n_boot=20,
+                               width_rule=rule)
     assert [(r["objective"], r["params"]) for r in raw] == [(o, n) for o in ("listwise", "pointwise")
                                                            for n in (8e6, 16e6, 32e6)]
     for r, w in zip(raw, wide):
@@ -213,18 +220,18 @@ def test_forecast_with_an_estimator_and_a_width_rule():
 def test_forecast_estimator_from_cli(tmp_path, capsys):
     path = tmp_path / "t.csv"
     exact_table().write_csv(path)
-    assert main(["forecast", str(path), "--metric", "ndcg@10", "--fit-max-params", "8e6", "--estimator", "late-k",
-                 "--bootstrap", "20", "--json"]) == 0
+    assert main(["forecast", str(path), "--metric", "ndcg@10", "--fit-max-params", "8e6", "--estimator", "mixture",
+                 "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["params"] for r in rows] == [16e6, 16e6] and all(r["estimator"] == "late-k" for r in rows)
-    assert all(abs(r["error"]) < 1e-3 for r in rows)
+    assert [r["params"] for r in rows] == [16e6, 16e6] and all(r["estimator"] == "mixture" for r in rows)
+    assert all(abs(r["error"]) < 2e-3 for r in rows)  # the exact law, from 4 sizes of one run each
 
 
 def test_constant_metric_is_not_a_case():
     """recall@100 after reranking the top 20 is the same for every model: nothing to forecast, and its
     zero-width intervals would 'miss' by rounding error, so the backtest keeps it out of every score."""
     flat = exact_table().with_columns(metric=pl.lit("recall@100"), value=pl.lit(0.7372) + pl.lit(0.0))
-    bt = backtest(pl.concat([exact_table(), flat]), estimators=["carry-forward", "loglinear"],
+    bt = backtest(pl.concat([exact_table(), flat]), estimators=["carry-forward", "loglinear"], exposure=True,
                   exposure_estimators=["carry-forward"], n_boot=10)
     assert set(bt.cases["metric"].unique().to_list()) == {"ndcg@10"}
     nearly = flat.with_columns(value=pl.col("value") + pl.col("params") * 1e-9)  # moves a little: a real case

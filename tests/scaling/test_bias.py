@@ -3,7 +3,7 @@ slowly saturating curves; the default (bootstrap bias-corrected) forecast is not
 
 import numpy as np
 
-from rerank_scaling.scaling.bias_study import Scenario, simulate
+from benchmarks.bias_study import Scenario, simulate
 
 
 def test_auto_forecast_less_biased_than_plain_fit():

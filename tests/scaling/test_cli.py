@@ -31,7 +31,7 @@ def test_forecast_table_output(csv_path, capsys):
     assert main(["forecast", str(csv_path), "--metric", "ce@64", "--fit-max-params", "400M",
                  "--bootstrap", "50", "--law", "auto"]) == 0
     out = capsys.readouterr().out
-    assert "ce-1b" in out and "law (listwise): auto" in out
+    assert "ce-1b" in out and "law:auto" in out
 
 
 def test_forecast_defaults_to_the_calibrated_estimator(csv_path, capsys):
@@ -77,7 +77,7 @@ def test_parse_amount():
 def test_skipped_group_is_reported(tmp_path, capsys):
     import polars as pl
 
-    from rerank_scaling.scaling.synthetic import synthetic_table
+    from benchmarks.synthetic import synthetic_table
 
     a = synthetic_table(objectives=("listwise",), checkpoints=1, metrics=("map",), seed=1)
     b = synthetic_table(objectives=("pointwise",), sizes=(17e6, 1e9), checkpoints=1, metrics=("map",), seed=2)

@@ -8,7 +8,7 @@ import pytest
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import fit_groups, forecast
-from rerank_scaling.scaling.synthetic import synthetic_table, truth
+from benchmarks.synthetic import synthetic_table, truth
 
 
 def test_forecast_recovers_truth_on_grid(study):

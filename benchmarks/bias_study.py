@@ -1,6 +1,6 @@
 """The low-bias study: why size-law forecasts fall below the actual values, and what helps.
 
-Run ``python -m rerank_scaling.scaling.bias_study`` (a few minutes) to print the
+Run ``python -m benchmarks.bias_study`` (a few minutes) to print the
 markdown tables quoted in README.md; tests run a small seeded version.
 
 Setup.  Truth ``y(N) = a - g*(N/1e8)^c`` with ``c`` in {-0.1, -0.25, -0.5} (slow
@@ -21,7 +21,7 @@ import numpy as np
 from rerank_scaling.scaling.fit import fit_law
 from rerank_scaling.scaling.forecast import forecast
 from rerank_scaling.scaling.selection import choose_law
-from rerank_scaling.scaling.synthetic import MetricTruth, synthetic_table
+from benchmarks.synthetic import MetricTruth, synthetic_table
 
 SIZES = np.array([10e6, 17e6, 32e6, 68e6, 150e6, 400e6, 1e9])
 ESTIMATORS = ("plain", "auto", "cv", "loglinear")

@@ -1,4 +1,4 @@
-"""Synthetic study tables with known truth, for tests, benchmarks and the bias study.
+"""Synthetic study tables with known truth, for tests, benchmarks and the bias study (not part of the package).
 
 Truth per (objective, metric) is the joint additive law
 ``y = a - s*(g*(N/1e8)^c + h*(D/d0)^e)`` (``s`` = metric direction, see
@@ -124,3 +124,60 @@ def synthetic_table(
         }).cast(df.schema)
         df = pl.concat([df, bm25])
     return df
+
+
+# --- ladders of one curve, for the verdict-power and forecast-coverage benchmarks ---------------------
+
+LADDER = (17e6, 32e6, 68e6, 150e6, 400e6, 1e9, 2.5e9, 6e9)  # the reference study's sizes, then two more
+LOW, HIGH = 0.60, 0.72  # a [0, 1] metric: smallest to largest size of a true law (the bias study's span)
+CURVES = ("law c=-0.1", "law c=-0.25", "law c=-0.5", "log-linear", "flat", "decreasing", "plateau at largest",
+          "broken at largest")
+SCALING = CURVES[:4]  # the curves a verdict should call "extrapolates"
+
+
+def curve(name: str, sizes) -> np.ndarray:
+    """The true mean of ``name`` at ``sizes`` (ascending): a law rises from ``LOW`` at the smallest to
+    ``HIGH`` at the largest size; ``flat`` stays at their middle; ``decreasing`` falls by half the span;
+    ``plateau at largest`` follows ``law c=-0.1`` but its largest size scores as the second largest;
+    ``broken at largest`` falls 0.02 below the second largest there."""
+    N = np.asarray(sizes, float)
+    if name.startswith("law"):
+        c = float(name.split("=")[1])
+        u = (N / 1e8) ** c
+        return LOW + (HIGH - LOW) * (u[0] - u) / (u[0] - u[-1])
+    if name == "log-linear":
+        t = np.log(N)
+        return LOW + (HIGH - LOW) * (t - t[0]) / (t[-1] - t[0])
+    if name == "flat":
+        return np.full(N.size, (LOW + HIGH) / 2)
+    if name == "decreasing":
+        t = np.log(N)
+        return HIGH - (HIGH - LOW) / 2 * (t - t[0]) / (t[-1] - t[0])
+    base = curve("law c=-0.1", N)
+    if name == "plateau at largest":
+        base[-1] = base[-2]
+        return base
+    if name == "broken at largest":
+        base[-1] = base[-2] - 0.02
+        return base
+    raise ValueError(f"unknown curve {name!r}")
+
+
+def curve_table(name: str, sizes, seeds: int, sd: float, rng: np.random.Generator, *,
+                objectives=("pointwise", "pairwise", "listwise"), checkpoints: int = 5, ckpt_sd: float | None = None,
+                metric: str = "ndcg@10") -> pl.DataFrame:
+    """One table of ``objectives`` groups (each the curve shifted by -0.01 x its index) x ``sizes`` x
+    ``seeds`` runs: each run a random offset (``sd``) and ``checkpoints`` checkpoints at the last 40% of
+    training (steps 60..100) with their own evaluation noise (``ckpt_sd``, default ``sd / 2``), no trend."""
+    ckpt_sd = sd / 2 if ckpt_sd is None else ckpt_sd
+    steps = np.linspace(60, 100, checkpoints) if checkpoints > 1 else np.array([100.0])
+    mean = curve(name, sizes)
+    rows = []
+    for oi, obj in enumerate(objectives):
+        for n, mu in zip(sizes, mean):
+            for s in range(seeds):
+                run = mu - 0.01 * oi + rng.normal(0, sd)
+                for st in steps:
+                    rows.append(dict(objective=obj, model=model_name(n), params=float(n), seed=s, step=float(st),
+                                     metric=metric, value=float(np.clip(run + rng.normal(0, ckpt_sd), 0, 1))))
+    return pl.DataFrame(rows)
