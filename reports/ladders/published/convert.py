@@ -78,10 +78,13 @@ def git_ls(repo: Path, commit: str, prefix: str) -> list[str]:
     return out.split()
 
 
+def git_text(repo: Path, commit: str, path: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"],
+                          check=True, capture_output=True, text=True).stdout
+
+
 def git_json(repo: Path, commit: str, path: str) -> dict:
-    out = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
+    return json.loads(git_text(repo, commit, path))
 
 
 def lm_rows(results: dict) -> list[tuple[str, str, float]]:
