@@ -474,7 +474,8 @@ def _verdict_rows(study: Study, rows: list[Verdict]) -> list[list[str]]:
     several = len(study.families) > 1
     out = []
     for v in sorted(rows, key=lambda v: (*key(v)[:3], str(v.family), *key(v)[3:])):
-        mark = "n/a" if v.extrapolates is None else ("**yes**" if v.extrapolates else "no")
+        mark = {"extrapolates": "**yes**", "does not extrapolate": "no", "not informative": "no",
+                "not testable": "not testable"}.get(v.status, "n/a")
         obj = v.objective + (f" ({v.supervision})" if v.supervision and len(study.column_values("supervision")) > 1
                              else "")
         out.append([v.metric, *([v.family or T.DASH] if several else []), obj, v.eval_set, _domain(study, v.eval_set),

@@ -44,6 +44,7 @@ from rerank_scaling.scaling.metrics import lower_is_better, natural_bound
 C_GRID = -np.geomspace(0.01, 2.0, 40)
 N_DRAWS = 2000
 EPS = 1e-4  # distance kept from a bound, as a fraction of the range, before the logit / log
+RETAINED = "retained-"  # retained-<metric>: a distilled student's quality / its teacher's (a fraction)
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,21 @@ class Scale:
 
 
 def scale_for(metric: str, values) -> Scale:
-    """The scale of ``metric``: logit within its natural [0, 1] (or [0, 100] when stored in percent),
-    log above 0 for losses and entropies, identity otherwise."""
+    """The scale of ``metric``: logit within its natural [0, 1] (or [0, 100] when stored in percent) --
+    rank metrics, accuracies and retained fractions (``retained-*``, log above 0 once one exceeds 1) --,
+    log above 0 for losses, entropies and costs, identity otherwise."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if lower_is_better(metric) and natural_bound(metric) == 0.0 and (v.size == 0 or v.min() > 0):
         return Scale("log", 0.0, math.inf)
-    if natural_bound(metric) == 1.0 and v.size and v.min() >= 0:
+    fraction = metric.strip().lower().startswith(RETAINED)  # a student's share of its teacher's quality
+    if (natural_bound(metric) == 1.0 or fraction) and v.size and v.min() >= 0:
         if v.max() <= 1.0:
             return Scale("logit", 0.0, 1.0)
-        if v.max() <= 100.0:
+        if v.max() <= 100.0 and not fraction:
             return Scale("logit", 0.0, 100.0)
+    if fraction and v.size and v.min() > 0:  # above its teacher: bounded below only
+        return Scale("log", 0.0, math.inf)
     return Scale("identity", -math.inf, math.inf)
 
 

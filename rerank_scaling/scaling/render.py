@@ -8,7 +8,6 @@ from rich.console import Console
 from rich.table import Table
 
 from rerank_scaling.scaling.allocate import Allocation
-from rerank_scaling.scaling.forecast import Forecast
 from rerank_scaling.scaling.util import format_size
 from rerank_scaling.scaling.verdicts import Verdict
 
@@ -32,53 +31,11 @@ def condition(row) -> str:
     return row.objective + (f" ({', '.join(extra)})" if extra else "")
 
 
-def forecasts(rows: list[Forecast], console: Console | None = None) -> None:
-    console = console or default_console()
-    if not rows:
-        console.print("no models larger than the cut to forecast (use --predict-params to add sizes)")
-        return
-    first = rows[0]
-    table = Table(title=f"{first.metric}: forecasts from runs with params <= {_size(first.fit_max_params)}"
-                        f" ({first.level:.0%} prediction intervals)")
-    show_sup = any(r.supervision for r in rows)
-    show_family = len({r.family for r in rows}) > 1
-    show_budget = any(r.budget is not None for r in rows)
-    show_set = len({r.eval_set for r in rows}) > 1
-    for name in [*(["family"] if show_family else []), "objective", *(["supervision"] if show_sup else []), *(["budget"] if show_budget else []),
-                 *(["eval set"] if show_set else []), "model", "params", "predicted", "bias corr.", "interval",
-                 "actual", "error", "rel. error", "in interval"]:
-        table.add_column(name, justify="right" if name in ("params", "budget", "predicted", "actual", "error",
-                                                             "rel. error", "bias corr.") else "left")
-    for r in rows:
-        table.add_row(
-            *([r.family or "—"] if show_family else []), r.objective, *([r.supervision or "—"] if show_sup else []),
-            *([_size(r.budget) if r.budget is not None else "—"] if show_budget else []),
-            *([r.eval_set] if show_set else []), r.model, _size(r.params), _num(r.predicted),
-            _num(None if r.raw_predicted is None else r.predicted - r.raw_predicted, "+.4f"),
-            f"[{_num(r.lower)}, {_num(r.upper)}]", _num(r.actual), _num(r.error, "+.4f"),
-            _num(r.rel_error, "+.1%"), "—" if r.covered is None else ("yes" if r.covered else "NO"),
-        )
-    console.print(table)
-    reasons = defaultdict(list)
-    for r in rows:
-        reasons[r.law_reason].append(r.objective)
-    for reason, objs in reasons.items():
-        console.print(f"law ({', '.join(sorted(set(objs)))}): {reason}")
-    checked = [r for r in rows if r.error is not None]
-    if checked:
-        mean_rel = sum(r.rel_error for r in checked) / len(checked)
-        cover = sum(bool(r.covered) for r in checked) / len(checked)
-        console.print(f"held-out models: {len(checked)}, mean signed rel. error {mean_rel:+.2%}, "
-                      f"interval coverage {cover:.0%}")
-    for note in sorted({w for r in rows for w in r.warnings}):
-        console.print(f"[yellow]warning:[/yellow] {note}")
-
-
 VERDICT_RULE = ("extrapolates = (a) noise measured (seeds, or >= 3 late checkpoints per run; else 'not testable'), "
                 "(b) moves: the fitted levels' span exceeds run-to-run noise (studentized range q above its 95% "
                 "quantile) and the minimum effect, the metric's way (else 'not informative'), (c) at least {cov:.0%} "
-                "of held-out actuals inside the {level:.0%} interval, (d) the interval excludes the last fitted "
-                "value or is tighter than the minimum effect (else 'not informative')")
+                "of held-out actuals inside the {level:.0%} interval, (d) its one-sided 90% bound is beyond the last "
+                "fitted value, or the interval is within the minimum effect (else 'not informative')")
 
 
 def fits(rows: list[dict], console: Console | None = None) -> None:
@@ -135,6 +92,12 @@ def estimator_forecasts(rows: list[dict], rule=None, console: Console | None = N
     notes = sorted({r["noise"] for r in rows if r.get("noise")})
     for n in notes:
         console.print(f"  noise: {n}")
+    checked = [r for r in rows if r["error"] is not None]
+    if checked:
+        rel = [r["error"] / abs(r["actual"]) for r in checked if r["actual"]]
+        cover = sum(bool(r["covered"]) for r in checked) / len(checked)
+        console.print(f"  held-out sizes: {len(checked)}, mean signed rel. error "
+                      f"{sum(rel) / len(rel) if rel else float('nan'):+.2%}, interval coverage {cover:.0%}")
 
 
 def _mark(v: Verdict) -> str:
@@ -236,7 +199,7 @@ def backtest(bt, console: Console | None = None) -> None:
             name = r["estimator"] + (" (baseline)" if r["estimator"] in ("curve-fit", "carry-forward") else "")
             table.add_row(name, str(r["n"]), str(r["n_failed"]), _num(r["mae"], ".4g"),
                           _num(r["median_abs_error"], ".4g"), _num(r["bias"], "+.4g"), _num(r["mae_common"], ".4g"),
-                          _num(r["coverage"], ".0%"), _num(r["median_width"], ".4g"), _num(r["rel_is"], ".3f"))
+                          _num(r["coverage"], ".0%"), _num(r["median_width"], ".4g"), _num(r["rel_is"], ".4g"))
         console.print(table)
     default = (bt.choice or {}).get("default")
     for (est, axis), rule in bt.rules.items():

@@ -16,10 +16,10 @@ family, objective, supervision, eval set), with four tests that each name their 
     way ``does not extrapolate``.
 (c) **the forecast holds** -- at least ``min_coverage`` of the held-out actuals lie inside the
     forecast's ``level`` interval; otherwise ``does not extrapolate``.
-(d) **the forecast says something** -- its interval either excludes the last fitted level's mean
-    (it forecasts a change) or is narrower than the minimum effect on both sides (it forecasts a
-    plateau precisely); an interval too wide to tell the forecast from carrying the last value
-    forward is ``not informative``.
+(d) **the forecast says something** -- its one-sided 90% bound lies beyond the last fitted level's
+    mean (its central 80% interval excludes it: it forecasts a change) or its ``level`` interval is
+    within the minimum effect on both sides (it forecasts a plateau precisely); a forecast too
+    uncertain to tell from carrying the last value forward is ``not informative``.
 
 ``extrapolates`` is True for ``extrapolates``, False for ``does not extrapolate`` / ``not
 informative``, None for ``not testable`` / ``not judged``. The error against carrying the largest
@@ -39,12 +39,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
+from scipy import stats
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling import baselines
 from rerank_scaling.scaling import estimators as E
-from rerank_scaling.scaling.engine import MIN_EFFECT, min_effect
-from rerank_scaling.scaling.estimate import run_estimator, size_cases
+from rerank_scaling.scaling.backtest import raw_interval
+from rerank_scaling.scaling.engine import MIN_EFFECT, Predictive, min_effect
+from rerank_scaling.scaling.estimate import distributions, size_cases
 from rerank_scaling.scaling.evidence import MOVES_LEVEL, Movement, moves, noise_estimate
 from rerank_scaling.scaling.table import CONDITION_KEYS, as_table, group_columns, run_values, select_metric
 from rerank_scaling.scaling.util import jsonable
@@ -53,6 +55,7 @@ DEFAULT_MAX_REL_ERROR = None  # off: the rule is relative to noise and the minim
 DEFAULT_MIN_COVERAGE = 0.5
 VERDICT_KEYS = CONDITION_KEYS
 STATUSES = ("extrapolates", "does not extrapolate", "not informative", "not testable", "not judged")
+INNER_LEVEL = 0.8  # "forecasts a change": the central 80% interval (one-sided 90%) excludes the last fitted value
 
 
 @dataclass(frozen=True)
@@ -116,11 +119,14 @@ class Unit:
     loglin: np.ndarray
     effect: float = math.nan  # the minimum meaningful effect of this metric
     rightway: bool | None = None  # the fitted levels' log-linear trend points the metric's way
+    inner_lo: np.ndarray | None = None  # the INNER_LEVEL interval: does the forecast exclude the last value?
+    inner_hi: np.ndarray | None = None
 
 
 def make_unit(levels, values, series, pred, lo, hi, actual, targets, level: float, metric: str = "",
-              direction: int = 1) -> Unit:
-    """Evidence of one fit on ``(levels, values)`` (one point per run) forecasting ``targets``."""
+              direction: int = 1, inner=None) -> Unit:
+    """Evidence of one fit on ``(levels, values)`` (one point per run) forecasting ``targets``; ``inner`` the
+    forecast's ``INNER_LEVEL`` interval (default: the ``level`` one narrowed as a normal's would be)."""
     levels, values = np.asarray(levels, float), np.asarray(values, float)
     noise = noise_estimate(levels, values, series)
     mv = moves(levels, values, noise)
@@ -133,7 +139,11 @@ def make_unit(levels, values, series, pred, lo, hi, actual, targets, level: floa
         t = np.log(levels)
         slope = float(np.polyfit(t, values, 1)[0])
         rightway = slope * direction > 0
-    return Unit(mv, *arr, carry, c_lo, c_hi, loglin, min_effect(metric, values) if metric else math.nan, rightway)
+    if inner is None:
+        shrink = stats.norm.ppf(0.5 + INNER_LEVEL / 2) / stats.norm.ppf(0.5 + level / 2)
+        inner = (arr[0] - shrink * (arr[0] - arr[1]), arr[0] + shrink * (arr[2] - arr[0]))
+    return Unit(mv, *arr, carry, c_lo, c_hi, loglin, min_effect(metric, values) if metric else math.nan, rightway,
+                *(np.asarray(v, float).reshape(-1) for v in inner))
 
 
 def _f(v) -> float | None:
@@ -158,7 +168,7 @@ def judge(units: list[Unit], level: float, min_coverage: float, max_rel_error: f
 
     # held-out numbers (shown whatever the status)
     cat = {k: np.concatenate([getattr(u, k) for u in units]) for k in
-           ("pred", "lo", "hi", "actual", "carry", "carry_lo", "carry_hi", "loglin")}
+           ("pred", "lo", "hi", "actual", "carry", "carry_lo", "carry_hi", "loglin", "inner_lo", "inner_hi")}
     last = np.concatenate([np.full(u.pred.size, u.carry[0] if u.carry.size else np.nan) for u in units])
     has = np.isfinite(cat["actual"]) & np.isfinite(cat["pred"])
     n = int(has.sum())
@@ -189,8 +199,9 @@ def judge(units: list[Unit], level: float, min_coverage: float, max_rel_error: f
             cov = float(covered.mean())
             ok_cov = cov >= min_coverage
             p, lf = pred[fin], last[has][fin]
-            # informative: excludes the last fitted mean, or tighter than the minimum effect on both sides
-            excludes = (lf < lo[fin]) | (lf > hi[fin])
+            # informative: its one-sided 90% bound is beyond the last fitted mean (the central 80% interval
+            # excludes it), or its 90% interval is within the minimum effect on both sides
+            excludes = (lf < cat["inner_lo"][has][fin]) | (lf > cat["inner_hi"][has][fin])
             tight = (p - lo[fin] <= effect) & (hi[fin] - p <= effect)
             informative = bool(np.mean(excludes | tight) >= 0.5)
             c_lo, c_hi = cat["carry_lo"][has][fin], cat["carry_hi"][has][fin]
@@ -202,7 +213,8 @@ def judge(units: list[Unit], level: float, min_coverage: float, max_rel_error: f
                        median_width=_f(float(np.median(hi[fin] - lo[fin]))))
             c_text = (f"{int(covered.sum())}/{covered.size} inside the {level:.0%} interval "
                       f"({'>=' if ok_cov else '<'} {min_coverage:.0%}); interval +-{half:.3g} "
-                      + ("excludes the last fitted value" if excludes.mean() >= 0.5 else
+                      + (f"forecasts a change (its {INNER_LEVEL:.0%} interval excludes the last fitted value)"
+                         if excludes.mean() >= 0.5 else
                          f"within the minimum effect {effect:.3g}" if tight.mean() >= 0.5 else
                          f"wider than the forecast change and the minimum effect {effect:.3g}"))
     out["checks"].update(covered=ok_cov, informative=informative)
@@ -333,18 +345,21 @@ def verdicts(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cases, _ = size_cases(df, metric, fit_max_params, eval_set=eval_set)
-                results = run_estimator(name, cases, level=level, n_boot=n_boot, seed=seed, width_rule=rule)
+                dists = distributions(name, cases, level=level, n_boot=n_boot, seed=seed)
         except UserError as exc:
             out.append(_verdict("size", metric, {"objective": "-", "eval_set": eval_set or "-"}, [], label,
                                 max_rel_error, min_coverage, level, reason=str(exc)))
             continue
         by_key: dict[tuple, list[Unit]] = {}
-        for case, (pred, lo, hi, _, _) in zip(cases, results):
+        for case, dist in zip(cases, dists):
             known = np.isfinite(case.actual)
+            lo, hi = _interval(dist, rule, level)
+            inner = _inner(dist, rule)
             x, y = case.levels()
             by_key.setdefault(tuple(case.key.get(k) for k in VERDICT_KEYS), []).append(make_unit(
-                x, y, case.series(), pred[known], lo[known], hi[known], case.actual[known], case.target_x[known],
-                level, metric, case.direction))
+                x, y, case.series(), dist.point[known], lo[known], hi[known], case.actual[known],
+                case.target_x[known], level, metric, case.direction,
+                None if inner is None else (inner[0][known], inner[1][known])))
         for key_t, units in by_key.items():
             out.append(_verdict("size", metric, dict(zip(VERDICT_KEYS, key_t)), units, label, max_rel_error,
                                 min_coverage, level))
@@ -412,21 +427,29 @@ def exposure_verdicts(
             dists = E.EXPOSURE_ESTIMATORS[name](cases, opts)
         by_key: dict[tuple, list[Unit]] = {}
         for case, dist in zip(cases, dists):
-            lo, hi = rule.interval(dist, level) if rule is not None else _raw(dist, level)
+            lo, hi = _interval(dist, rule, level)
             x, y = case.levels()
             by_key.setdefault(tuple(case.key.get(k) for k in VERDICT_KEYS), []).append(make_unit(
                 x, y, case.series(), dist.point, lo, hi, case.actual, case.target_x, level, metric,
-                case.direction))
+                case.direction, _inner(dist, rule)))
         for vkey, units in by_key.items():
             out.append(_verdict("exposure", metric, dict(zip(VERDICT_KEYS, vkey)), units, label, max_rel_error,
                                 min_coverage, level, axis="exposures"))
     return out
 
 
-def _raw(dist, level):
-    from rerank_scaling.scaling.backtest import raw_interval
+def _interval(dist, rule, level):
+    """The judged interval: the calibrated one, or the estimator's own."""
+    return rule.interval(dist, level) if rule is not None else raw_interval(dist, level)
 
-    return raw_interval(dist, level)
+
+def _inner(dist, rule):
+    """The engine's exact ``INNER_LEVEL`` interval (its calibrated misspecification term included); None
+    for other estimators (:func:`make_unit` narrows their interval as a normal's)."""
+    if not isinstance(dist, Predictive):
+        return None
+    kappa = rule.factor if rule is not None and rule.kind == "kappa" else 0.0
+    return dist.interval(INNER_LEVEL, kappa)
 
 
 __all__ = ["DEFAULT_MAX_REL_ERROR", "DEFAULT_MIN_COVERAGE", "MIN_EFFECT", "MOVES_LEVEL", "STATUSES", "Verdict",

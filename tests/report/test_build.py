@@ -72,7 +72,8 @@ def test_size_verdicts_and_default_table_use_the_calibrated_default(tmp_path, mo
 
     rule = WidthRule("pooled-objectives", 0.9, 2.5, 50)
     monkeypatch.setattr(calibration, "default_estimator", lambda: "pooled-objectives")
-    monkeypatch.setattr(calibration, "width_rule", lambda name, level=0.9: rule if name == "pooled-objectives" else None)
+    monkeypatch.setattr(calibration, "width_rule",
+                        lambda name, level=0.9, axis="size": rule if (name, axis) == ("pooled-objectives", "size") else None)
     study = make_study(tmp_path / "study", n_sizes=5, checkpoints=3, failed=False)
     text = build_report(study, n_boot=N_BOOT).read_text()
     table = section(text, "### Default forecast (`pooled-objectives`) vs actual", "### Forecasts vs actual")

@@ -71,7 +71,8 @@ def test_verdict_table_has_a_row_per_metric_objective_and_eval_set(report):
                 for part in (size, exposure):
                     lines = [ln for ln in part.splitlines() if ln.startswith(row)]
                     assert len(lines) == 1, (row, part)
-                    assert lines[0].split(" | ")[4] in ("**yes**", "no")
+                    # one seed, 6 checkpoints: < 3 in the last 30% of training, so the noise is not measured
+                    assert lines[0].split(" | ")[4] in ("**yes**", "no", "not testable")
                     assert "mean |rel err|" in lines[0].replace("\\|", "|")  # the analyzer's reason
 
 

@@ -19,6 +19,8 @@ def test_scales_round_trip_and_pick_the_metric_range():
     assert E.scale_for("ce@64", [2.1, 1.9]).kind == "log"
     assert E.scale_for("query-ms-cpu", [3.0, 5.0]).kind == "log"  # a cost: positive
     assert E.scale_for("bleu-ish", [-1.0, 5.0]).kind == "identity"  # unknown and unbounded
+    assert E.scale_for("retained-ndcg@10", [0.8, 0.97]).kind == "logit"
+    assert E.scale_for("retained-ndcg@10", [0.8, 1.02]).kind == "log"  # a student above its teacher
     for scale, y in ((E.scale_for("ndcg@10", [0.3]), np.array([0.01, 0.3, 0.99])),
                      (pct, np.array([1.0, 50.0, 99.0])), (E.scale_for("ce@64", [2.0]), np.array([0.1, 2.0, 9.0]))):
         assert scale.back(scale.to(y)) == pytest.approx(y)
@@ -32,6 +34,7 @@ def test_scales_round_trip_and_pick_the_metric_range():
     ("ndcg@10", [0.70, 0.66, 0.63, 0.60]),       # falls: the law's direction is refused, the forecast flattens
     ("map", [0.93, 0.96, 0.98, 0.99]),           # near the top of its range
     ("ce@64", [2.0, 1.2, 0.6, 0.25]),            # an entropy racing to 0
+    ("retained-ndcg@10", [0.80, 0.90, 0.95, 0.98]),  # a student's share of its teacher's NDCG
 ])
 def test_forecasts_are_monotone_and_stay_in_range(metric, y):
     """Every target beyond the largest fitted size: forecasts ordered in size the metric's way (1B never
