@@ -20,7 +20,7 @@ CASES = [
     (TRAIN + ["--lr", "abc"], "--lr must be a number > 0, got 'abc'"),
     (TRAIN + ["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),
     (TRAIN + ["--precision", "fp7"], "unknown precision 'fp7'"),
-    (TRAIN + ["--warmup-steps", "-5"], "warmup_steps must be a non-negative integer, got -5"),
+    (TRAIN + ["--warmup-steps", "-5"], "--warmup-steps must be a non-negative integer, got -5"),
     (TRAIN + ["--weight-decay", "lots"], "--weight-decay must be a number >= 0, got 'lots'"),
     (TRAIN + ["--objective", "softmax"], "unknown objective 'softmax'"),
     (TRAIN + ["--ladder", "gpt"], "unknown ladder 'gpt'"),
@@ -29,13 +29,13 @@ CASES = [
     (TRAIN + ["--family", "bi"], "unknown model family 'bi'"),
     (TRAIN + ["--budget", "0"], "budget must be a positive integer or omitted, got 0"),
     (TRAIN + ["--rerank-k", "200"], "rerank_k (200) cannot exceed candidates_k (100)"),
-    (TRAIN + ["--eval", "nonsense"], "--eval 'nonsense': expected NAME=SPEC[:SPLIT]"),
+    (TRAIN + ["--eval", "nonsense"], "--eval must be NAME=SPEC[:SPLIT], got 'nonsense'"),
     (TRAIN + ["--eval", "x=/no/such/folder"], "/no/such/folder"),
     (TRAIN + ["--config", "{tmp}/missing.toml"], "config file not found: {tmp}/missing.toml"),
     (TRAIN + ["--config", "{tmp}/broken.toml"], "{tmp}/broken.toml: invalid TOML"),
     (TRAIN + ["--config", "{tmp}/unknown.toml"], "unknown key 'batch_sise'"),
     (["train", "--out", "{tmp}/a-file", "--data-root", "{shared}", "--ladder", "scratch", "--size", "L1-H64"],
-     "--out {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
+     "--out: {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
     (["train", "--out", "{tmp}/a-file/run", "--ladder", "scratch", "--size", "L1-H64"],
      "{tmp}/a-file exists and is not a folder"),
     (["train", "--ladder", "scratch"], "the following arguments are required: --out"),
@@ -44,7 +44,7 @@ CASES = [
     (["grid", "run", "{tmp}/exp-ten.toml", "--out", "{tmp}/study"],
      "eval 'cisi': max_queries must be a positive integer or omitted, got 'ten'"),
     (["grid", "run", "{tmp}/exp-nodomain.toml", "--out", "{tmp}/study"], "in_domain must be true or false, got 'no'"),
-    (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/study", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/study", "--workers", "0"], "--workers must be a positive integer, got 0"),
     (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/a-file"], "exists and is not a folder"),
     (["grid", "run", "{tmp}/exp.toml", "--executor", "kubernetes"], "invalid choice: 'kubernetes'"),
     (["grid", "status", "{tmp}"], "not a study folder (no cells/ inside)"),
@@ -54,14 +54,14 @@ CASES = [
     (["forecast", "{tmp}/missing.csv", "--metric", "ndcg@10", "--fit-max-params", "1e6"], "missing.csv"),
     (["forecast", "{tmp}/bad.csv", "--metric", "ndcg@10", "--fit-max-params", "1e6"], "params"),
     (["forecast", "{tmp}/good.csv", "--metric", "ndcg@11", "--fit-max-params", "2e6"], "ndcg@11"),
-    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "lots"], "not a number: 'lots'"),
-    (["verdicts", "{tmp}/good.csv", "--level", "1.5"], "level must be between 0 and 1, got 1.5"),
-    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "abc"], "not a number: 'abc'"),
+    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "lots"], "--fit-max-params must be a number > 0 (400e6, 400M, 1.5B), got 'lots'"),
+    (["verdicts", "{tmp}/good.csv", "--level", "1.5"], "--level must be a level in (0, 1), got 1.5"),
+    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "abc"], "--flops must be a number > 0 (400e6, 400M, 1.5B), got 'abc'"),
     (["backtest", "{tmp}/missing.csv"], "missing.csv"),
     # report
-    (["report", "{tmp}/no-study"], "no such study folder"),
+    (["report", "{tmp}/no-study"], "study folder not found: {tmp}/no-study"),
     (["report", "{tmp}/empty-study"], "no results.parquet and no cells/ to collect it from"),
-    (["report", "{tmp}/good-study", "--bootstrap", "-1"], "must be >= 0, got -1"),
+    (["report", "{tmp}/good-study", "--bootstrap", "-1"], "--bootstrap must be a non-negative integer, got -1"),
     (["report", "{tmp}/good-study", "--out", "{tmp}/a-file/REPORT.md"], "exists and is not a folder"),
 ]
 
@@ -119,7 +119,7 @@ def test_an_unwritable_out_is_one_line(tmp_path, shared_root, monkeypatch, capsy
     monkeypatch.setattr(rundir.RunFolder, "create", refuse)
     out = tmp_path / "run"
     code = main(["train", "--out", str(out), "--data-root", str(shared_root), "--ladder", "scratch", "--size",
-                 "L1-H64", "--steps", "1", "--eval", "cranfield-test=cranfield:test"])
+                 "L1-H64", "--steps", "1", "--warmup-steps", "0", "--eval", "cranfield-test=cranfield:test"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"error: {out}: Permission denied"
     assert not Path(out).exists()

@@ -34,7 +34,7 @@ from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
 from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
 
-Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
+Progress = Callable[[str, dict], None]  # (event, details): "warning", "prepared", "step", "eval", "done"
 COMPUTE_SAMPLE_STEPS = 16  # [grid] compute: FLOPs per step measured on the first steps' batches
 
 
@@ -103,6 +103,8 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
         return status
     emit = progress or (lambda event, details: None)
     prepared = prepare(config)  # user errors in the data surface before anything is written
+    for message in prepared.info["warnings"]:
+        emit("warning", {"run": config.run_id, "message": message})
     setup_process(config.threads)
     config = fixed_compute(config, prepared)  # [grid] compute: this cell's steps
     if not leader:

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rerank_scaling.cli import main
-from rerank_scaling.scaling.cli import parse_amount
+from rerank_scaling.values import parse_amount
 
 
 @pytest.fixture
