@@ -58,6 +58,32 @@ CASES = [
     (["verdicts", "{tmp}/good.csv", "--level", "1.5"], "--level must be a level in (0, 1), got 1.5"),
     (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "abc"], "--flops must be a number > 0 (400e6, 400M, 1.5B), got 'abc'"),
     (["backtest", "{tmp}/missing.csv"], "missing.csv"),
+    # every value outside its declared range, on any command (a few of the classes tests/test_every_value.py walks)
+    (TRAIN + ["--dropout", "1.5"], "--dropout must be a probability in [0, 1) or omitted, got 1.5"),
+    (TRAIN + ["--seed", "-1"], "--seed must be a seed (an integer in [0, 2^32)), got -1"),
+    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "2e6", "--seed", "-1"],
+     "--seed must be a seed (an integer in [0, 2^32)), got -1"),
+    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "1e15", "--tolerance", "-1"],
+     "--tolerance must be a number >= 0, got -1"),
+    (["backtest", "{tmp}/good.csv", "--holdouts", "0"], "--holdouts: each value must be a positive integer, got 0"),
+    (["verdicts", "{tmp}/good.csv", "--fit-max-params", "2e6", "--min-coverage", "3"],
+     "--min-coverage must be a fraction in [0, 1], got 3"),
+    # values only the table knows, checked against it before fitting
+    (["verdicts", "{tmp}/good.csv", "--fit-max-params", "2e6", "--eval-set", "nope"],
+     "--eval-set 'nope' is not in the table (it has: default)"),
+    (["backtest", "{tmp}/good.csv", "--metrics", "nope"], "--metrics 'nope' is not in the table (it has: ndcg@10)"),
+    # rows of a table, checked as data
+    (["forecast", "{tmp}/nan.csv", "--metric", "ndcg@10", "--fit-max-params", "2e6"],
+     "nan.csv: column 'value' has nan (row 3); every value must be a finite number"),
+    (["fit", "{tmp}/dup.csv", "--metric", "ndcg@10"], "dup.csv: rows 2 and 5 are one measurement"),
+    # settings in range that cannot mean anything
+    (TRAIN + ["--max-length", "4"], "max_length = 4 leaves no room for document tokens"),
+    (TRAIN + ["--ce-negatives", "200"], "ce_negatives draws 200 negatives from the candidates, but candidates_k = 100"),
+    # messages that say what is wrong
+    (TRAIN + ["--eval", "x=cranfield:valid"], "unknown split 'valid' of cranfield (splits: train, dev, test)"),
+    (TRAIN + ["--data-root", "{tmp}/empty-study"], "has no ir_datasets/ folder (expected {tmp}/empty-study/ir_datasets/"),
+    (TRAIN + ["--cache-dir", "{tmp}/a-file"], "cache_dir {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
+    (["grid", "run", "{tmp}/exp-name.toml", "--out", "{tmp}/study"], "eval 'a/b': name must be a name"),
     # report
     (["report", "{tmp}/no-study"], "study folder not found: {tmp}/no-study"),
     (["report", "{tmp}/empty-study"], "no results.parquet and no cells/ to collect it from"),
@@ -80,6 +106,9 @@ def files(tmp_path, shared_root):
     rows += [f"listwise,m{i},{n:.0f},ndcg@10,{0.3 + 0.02 * i}" for i, n in enumerate((1e6, 2e6, 4e6, 8e6))]
     (tmp_path / "good.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "bad.csv").write_text("\n".join(rows[:2] + ["listwise,m9,lots,ndcg@10,0.4"]) + "\n")
+    (tmp_path / "nan.csv").write_text("\n".join(rows[:3] + ["listwise,m2,4000000,ndcg@10,nan"]) + "\n")
+    (tmp_path / "dup.csv").write_text("\n".join(rows + [rows[2]]) + "\n")
+    (tmp_path / "exp-name.toml").write_text(text.replace('name = "cisi"', 'name = "a/b"'))
     study = tmp_path / "good-study"
     study.mkdir()
     import polars as pl
