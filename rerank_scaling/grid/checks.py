@@ -19,14 +19,16 @@ def _fail(experiment: Experiment, message: str) -> UserError:
 
 def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> dict[str, int]:
     """Load every collection and count training queries; fail on any bad budget or set."""
-    from rerank_scaling.pipeline.prepare import evaluation_key, evaluation_set, text_room, training_key, training_set
+    from rerank_scaling.pipeline.prepare import (evaluation_key, evaluation_set, held_out, text_room, training_key,
+                                                 training_set)
     from rerank_scaling.pipeline.teacher import warm_query_teacher
 
     available: dict[str, int] = {}
     seen_train, seen_eval, seen_teacher, seen_room = set(), set(), set(), set()
     warnings: list[str] = []
-    queries: dict[tuple, list[str]] = {}  # training / eval key -> its query texts
+    sets: dict[tuple, object] = {}  # training / eval key -> its training set / eval set
     for cell in experiment.cells if cells is None else cells:
+        warnings += cell.warnings()
         key = training_key(cell)
         if key not in seen_train:
             seen_train.add(key)
@@ -35,8 +37,8 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
             except UserError as exc:
                 raise _fail(experiment, str(exc)) from None
             available[cell.run_id] = len(tset.collection.queries)
-            queries[key] = list(tset.collection.queries.values())
-            warnings += [*cell.warnings(), *info["warnings"]]
+            sets[key] = tset
+            warnings += info["warnings"]
         corpora = {}
         for spec in cell.evals:
             ekey = evaluation_key(cell, spec)
@@ -47,13 +49,15 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
                 except UserError as exc:
                     raise _fail(experiment, f"eval '{spec.name}': {exc}") from None
                 corpora[id(evalset.collection.docs)] = evalset.collection.docs
-                queries[ekey] = list(evalset.collection.queries.values())
+                sets[ekey] = evalset
                 warnings += info["warnings"]
         room = (cell.family, cell.model, cell.max_length, cell.max_query_length, key,
                 *(evaluation_key(cell, s) for s in cell.evals))
         if room not in seen_room:
             seen_room.add(room)
-            texts = [*queries[key], *(q for s in cell.evals for q in queries[evaluation_key(cell, s)])]
+            evalsets = [sets[evaluation_key(cell, s)] for s in cell.evals]
+            texts = [q for part in (sets[key], *evalsets) for q in part.collection.queries.values()]
+            warnings += held_out(sets[key], evalsets)
             try:
                 warnings += text_room(cell, texts)
             except UserError as exc:

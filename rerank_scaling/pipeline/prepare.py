@@ -208,6 +208,18 @@ def _run_candidates(config: RunConfig, spec: EvalSpec, sub: Collection) -> tuple
     return cands, notes
 
 
+def held_out(train: TrainingSet, evalsets: list[EvalSet]) -> list[str]:
+    """A warning for each evaluation set that shares queries with the training set (same collection): its
+    scores are not held out (a train split of ``None`` trains on every judged query, test ones included)."""
+    seen = set(train.collection.queries)
+    out = []
+    for es in evalsets:
+        if es.collection.source == train.collection.source and (shared := seen & set(es.collection.queries)):
+            out.append(f"eval '{es.name}' shares {len(shared)} of its {len(es.collection.queries)} queries with the "
+                       "training set: its scores are not held out (see train_split)")
+    return out
+
+
 def text_room(config: RunConfig, queries: list[str]) -> list[str]:
     """Whether ``max_length`` / ``max_query_length`` leave room for text, counted with the model's own
     tokenizer and special tokens: :class:`UserError` when no query or document keeps a token of its own
@@ -250,6 +262,6 @@ def prepare(config: RunConfig) -> Prepared:
         eval_info[spec.name] = info
     queries = [*tset.collection.queries.values(), *(q for es in evalsets for q in es.collection.queries.values())]
     warnings = [*config.warnings(), *train_info["warnings"], *(w for i in eval_info.values() for w in i["warnings"]),
-                *text_room(config, queries)]
+                *held_out(tset, evalsets), *text_room(config, queries)]
     return Prepared(tset, evalsets, baseline,
                     {"train": train_info, "eval": eval_info, "warnings": list(dict.fromkeys(warnings))})

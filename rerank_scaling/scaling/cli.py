@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
-from rerank_scaling.errors import UserError
+from rerank_scaling.errors import UserError, warn
 from rerank_scaling.values import (AMOUNT, FRACTION, LEVEL, NON_NEGATIVE, NON_NEGATIVE_AMOUNT, OUTPUT_FILE, POSITIVE,
                                    POSITIVE_INT, SEED, Choice, ListOf, Number, PathValue, Text)
 
@@ -43,9 +44,14 @@ def _dump(obj) -> None:
     sys.stdout.write("\n")
 
 
-def in_table(table, args):
+def checked(table, args):
     """``table``, once the flags whose values only it knows (a metric, an eval set, an objective) name values
-    of its fitted rows: a value it lacks is an error naming the flag and listing what it has."""
+    of its fitted rows -- a value it lacks is an error naming the flag and listing what it has -- and with a
+    warning when --bootstrap is too small for --level to have interval ends of their own."""
+    level, n_boot = getattr(args, "level", None), getattr(args, "bootstrap", None)
+    if level and n_boot and n_boot * (1 - level) / 2 < 1:
+        warn(f"--bootstrap {n_boot} at --level {level:g}: no resample lies beyond either end of the interval, so "
+             f"its ends are the extreme resamples; use --bootstrap {math.ceil(2 / (1 - level) - 1e-9)} or more")
     rows = table.filter(~table["baseline"])
     for flag, column in (("metric", "metric"), ("metrics", "metric"), ("eval_set", "eval_set"),
                          ("objective", "objective")):
@@ -80,7 +86,7 @@ def _run_forecast(args) -> int:
     from rerank_scaling.scaling.forecast import forecast
     from rerank_scaling.scaling.table import load_results
 
-    table = in_table(load_results(args.results), args)
+    table = checked(load_results(args.results), args)
     if args.estimator is None and args.law is None:
         from rerank_scaling.scaling.calibration import default_estimator
 
@@ -126,14 +132,13 @@ def _run_estimator_forecast(args, table) -> int:
 
 
 def _run_fit(args) -> int:
-    import math
     import warnings
 
     from rerank_scaling.scaling import render
     from rerank_scaling.scaling.forecast import fit_groups
     from rerank_scaling.scaling.table import load_results
 
-    table = in_table(load_results(args.results), args)
+    table = checked(load_results(args.results), args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         groups = fit_groups(table, args.metric, math.inf if args.max_params is None else args.max_params,
@@ -168,7 +173,7 @@ def _run_verdicts(args) -> int:
     from rerank_scaling.scaling.table import load_results
     from rerank_scaling.scaling.verdicts import exposure_verdicts, verdicts
 
-    table = in_table(load_results(args.results), args)
+    table = checked(load_results(args.results), args)
     sizes = table.filter(~table["baseline"])["params"] if "baseline" in table.columns else table["params"]
     if args.fit_max_params is not None and sizes.len() and args.fit_max_params < sizes.min():
         print(f"warning: size check: --fit-max-params {args.fit_max_params:g} is below every model size "
@@ -209,7 +214,7 @@ def _run_allocate(args) -> int:
     from rerank_scaling.scaling.allocate import allocate
     from rerank_scaling.scaling.table import load_results
 
-    table = in_table(load_results(args.results), args)
+    table = checked(load_results(args.results), args)
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
         inference_queries=args.inference_queries, candidates=args.candidates, tokens_per_pair=args.tokens_per_pair,
@@ -230,12 +235,11 @@ def _run_backtest(args) -> int:
     from rerank_scaling.scaling import render
     from rerank_scaling.scaling.backtest import backtest, calibration_check, choose_default
 
-    if args.metrics:
-        import polars as pl
+    import polars as pl
 
-        from rerank_scaling.scaling.table import load_results
+    from rerank_scaling.scaling.table import load_results
 
-        in_table(pl.concat([load_results(t).select("metric", "baseline") for t in args.tables]), args)
+    checked(pl.concat([load_results(t).select("metric", "baseline") for t in args.tables]), args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bt = backtest(args.tables, metrics=args.metrics, estimators=args.estimators,

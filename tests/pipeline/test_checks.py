@@ -98,3 +98,31 @@ def test_a_data_root_without_the_layout_names_what_is_missing(tmp_path, shared_r
     with pytest.raises(UserError, match=f"data root '{tmp_path}' has no ir_datasets/ folder "
                                         f"\\(expected {tmp_path}/ir_datasets/cranfield/"):
         load_collection("cranfield", data_root=tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_an_eval_set_that_shares_training_queries_is_named(base):
+    prepared = prepare(dataclasses.replace(base, train_split=None, budget=None))
+    n = prepared.info["eval"]["cranfield-test"]["queries"]
+    assert f"eval 'cranfield-test' shares {n} of its {n} queries with the training set: its scores are not held " \
+           "out (see train_split)" in prepared.info["warnings"]
+    assert not any("shares" in w for w in prepare(base).info["warnings"])  # the train split is held apart
+
+
+def test_an_out_folder_holding_another_run_is_refused_before_anything(base, tmp_path):
+    import json
+
+    from rerank_scaling.pipeline.run import other_run, train_run
+    from rerank_scaling.rundir import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    saved = json.loads(json.dumps(base.to_dict()))
+    saved.pop("malloc_pin")  # a key this config.json predates: its default is what the run had
+    run.config.write_text(json.dumps(saved))
+    other_run(base, run)  # the same settings resume
+    before = sorted(p.name for p in run.path.iterdir())
+    with pytest.raises(UserError, match=f"{run.path} holds a run with lr = 5e-05, not 0.1: resume it with the same"):
+        train_run(dataclasses.replace(base, lr=0.1), run)
+    with pytest.raises(UserError, match="holds a run with malloc_pin = 'auto', not 'on'"):
+        other_run(dataclasses.replace(base, malloc_pin="on"), run)
+    assert sorted(p.name for p in run.path.iterdir()) == before
