@@ -78,9 +78,7 @@ def test_a_setting_derives_its_value_from_hint_and_bounds():
 
 @pytest.mark.parametrize(
     "changes,message",
-    [(dict(ce_negatives=200), "ce_negatives draws 200 negatives from the candidates, but candidates_k = 100"),
-     (dict(ce_variants=("ce@150",)), "ce_variants: 'ce@150' draws 150 negatives from the candidates"),
-     (dict(family="bi-encoder", objective="query-distill", teacher="x", mse_weight=0, cosine_weight=0),
+    [(dict(family="bi-encoder", objective="query-distill", teacher="x", mse_weight=0, cosine_weight=0),
       "mse_weight and cosine_weight are both 0, so the loss is 0"),
      (dict(split_fractions=(("train", 0.6), ("test", 0.6))), "split_fractions must be named fractions in (0, 1] that sum to 1"),
      (dict(split_fractions=(("train", 1.5),)), "split_fractions.train must be a number in (0, 1], got 1.5")],
@@ -95,5 +93,10 @@ def test_valid_but_doubtful_settings_are_warned():
     assert RunConfig(ladder="scratch", size="L1-H64", steps=5, warmup_steps=5).warnings() == [
         "warmup_steps = 5 >= steps = 5: the learning rate never reaches lr"]
     assert RunConfig(ladder="scratch", size="L1-H64", ce_variants=("ce-corpus@500",)).warnings() == []
+    assert RunConfig(ladder="scratch", size="L1-H64", candidates_k=20, rerank_k=10, ce_variants=("ce@31",)).warnings() \
+        == ["ce_negatives: ce@64 draws its 64 negatives from the candidates, but candidates_k = 20: each query gets "
+            "at most 20 (raise candidates_k, or use ce-corpus@64)",
+            "ce_variants 'ce@31': ce@31 draws its 31 negatives from the candidates, but candidates_k = 20: each query "
+            "gets at most 20 (raise candidates_k, or use ce-corpus@31)"]
     assert RunConfig.from_dict({"split_fractions": {"train": 0.5, "test": 0.5}}).fractions() == {"train": 0.5,
                                                                                                "test": 0.5}

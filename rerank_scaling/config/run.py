@@ -292,13 +292,6 @@ class RunConfig:
 
     def _check_depths(self) -> None:
         """Settings that are each in range but cannot mean anything together."""
-        for name in (f"ce@{self.ce_negatives}", *self.ce_variants):
-            source, m = CE_VARIANT.match(name).groups()
-            if source != "corpus" and int(m) > self.candidates_k:
-                key = "ce_negatives" if name == f"ce@{self.ce_negatives}" else f"ce_variants: '{name}'"
-                raise UserError(f"{key} draws {m} negatives from the candidates, but candidates_k = "
-                                f"{self.candidates_k}: {name} would not be what it says (raise candidates_k or use "
-                                f"ce-corpus@{m})")
         if distils_query_tower(self.objective) and self.mse_weight == 0 and self.cosine_weight == 0:
             raise UserError(f"objective '{self.objective}': mse_weight and cosine_weight are both 0, so the loss "
                             "is 0 and nothing is learned")
@@ -307,6 +300,13 @@ class RunConfig:
         """Settings that are valid and can mean something but probably are not what was meant (one line
         each); the pipeline shows them before training."""
         out = []
+        for name in (f"ce@{self.ce_negatives}", *self.ce_variants):
+            source, m = CE_VARIANT.match(name).groups()
+            if source != "corpus" and int(m) > self.candidates_k:
+                key = "ce_negatives" if name == f"ce@{self.ce_negatives}" else f"ce_variants '{name}'"
+                out.append(f"{key}: {name} draws its {m} negatives from the candidates, but candidates_k = "
+                           f"{self.candidates_k}: each query gets at most {self.candidates_k} (raise candidates_k, "
+                           f"or use ce-corpus@{m})")
         steps = self.steps if self.compute is None else None
         if steps is not None and self.warmup_steps >= steps:
             out.append(f"warmup_steps = {self.warmup_steps} >= steps = {steps}: the learning rate never reaches lr")

@@ -220,8 +220,8 @@ def load_ir_dataset(
         raise
     except Exception as exc:
         first = (str(exc).splitlines() or [""])[0][:200]
-        hint = (f"{data_root / 'ir_datasets' / top}/ is missing from the data root" if data_root is not None else
-                f"without internet pass --data-root with a folder holding ir_datasets/{top}/")
+        hint = f"without internet pass --data-root with a folder holding ir_datasets/{top}/" + (
+            f" ({data_root / 'ir_datasets' / top}/ is missing)" if data_root is not None else "")
         raise UserError(f"could not load ir_datasets id '{dataset_id}' ({type(exc).__name__}: {first}); {hint}") from None
     if home is None:
         info["ir_datasets_home"] = str(_IRDS_HOME) if _IRDS_HOME else ""
