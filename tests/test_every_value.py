@@ -90,16 +90,13 @@ def _argv(cmd: str, flag: str, text: str) -> list[str]:
 def files(tmp_path, shared_root):
     import polars as pl
 
-    from rerank_scaling.scaling.synthetic import synthetic_table
-
     (tmp_path / "a-file").write_text("not a folder\n")
     (tmp_path / "exp.toml").write_text(TINY.format(shared=shared_root, cache=tmp_path / "cache", steps=2))
     rows = ["objective,model,params,metric,value"]
     rows += [f"listwise,m{i},{n:.0f},ndcg@10,{0.3 + 0.02 * i}" for i, n in enumerate((1e6, 2e6, 4e6, 8e6))]
     (tmp_path / "good.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "good-study" / "cells").mkdir(parents=True)
-    synthetic_table(objectives=("listwise",), checkpoints=2, metrics=("ndcg@10",), seed=1).write_parquet(
-        tmp_path / "good-study" / "results.parquet")
+    pl.read_csv(tmp_path / "good.csv").write_parquet(tmp_path / "good-study" / "results.parquet")
     return tmp_path, shared_root, pl
 
 

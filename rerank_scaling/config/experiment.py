@@ -37,7 +37,8 @@ GRID_DEFAULTS = {"objectives": ["listwise"], "supervision": ["human"], "budgets"
 
 @dataclass(frozen=True)
 class StudyInfo:
-    name: str | None = setting(None, section="study", value=NAME, doc="the study folder's name (runs/<name>); default: the file's name")
+    name: str | None = setting(None, section="study", value=NAME,
+                               doc="the study folder's name (runs/<name>); default: the file's name")
     description: str = setting("", section="study")
 
     def __post_init__(self) -> None:

@@ -49,7 +49,8 @@ def setting(
     lists the values (``sizes = [...]``); ``flag``: offered by ``train`` as
     ``--field-name``; ``min`` / ``above``: inclusive / strict lower bounds; ``max`` / ``below``:
     inclusive / strict upper bounds; ``value``: a named value type of :mod:`rerank_scaling.values`
-    instead of bounds (``SEED``, ``PROBABILITY``, ``NAME``); ``choices``: the allowed values, read when checking (registries);
+    instead of bounds (``SEED``, ``PROBABILITY``, ``NAME``); ``choices``: the allowed values, read
+    when checking (registries);
     ``label``: what a bad value is called in the error (``unknown objective``);
     ``path``: a file or folder, resolved against the experiment file's folder;
     ``tables``: the field holds the section's tables themselves (``[[eval]]``);
@@ -131,11 +132,6 @@ def value_of(f: dataclasses.Field, hint: Any) -> Value:
     else:
         value = Text()
     return value.maybe() if none else value
-
-
-def describe(hint: Any, f: dataclasses.Field) -> str:
-    """How a value of this field is named in an error and in ``--help`` (``a positive integer``)."""
-    return value_of(f, hint).described()
 
 
 def check(f: dataclasses.Field, value: Any, hint: Any, name: str | None = None) -> Any:

@@ -124,9 +124,11 @@ class RunConfig:
     split_fractions: tuple[tuple[str, float], ...] = setting(
         (("train", 0.6), ("dev", 0.2), ("test", 0.2)), section="data", flag=False, value=SplitFractions())
     split_seed: int = setting(0, section="data", value=SEED, doc="fixed across runs so every run sees the same split")
-    data_root: str | None = setting(None, section="data", path=True, value=FOLDER, doc="folder laid out like ../shared (offline data)")
+    data_root: str | None = setting(None, section="data", path=True, value=FOLDER,
+                                    doc="folder laid out like ../shared (offline data)")
     cache_dir: str | None = setting(None, section="data", path=True, value=Text("a folder", example="{file}"),
-                                     doc="where loaders and BM25 keep their caches (default $RERANK_SCALING_CACHE or ~/.cache/rerank_scaling)")
+                                     doc="where loaders and BM25 keep their caches (default: $RERANK_SCALING_CACHE "
+                                         "or ~/.cache/rerank_scaling)")
     # the grid's axes
     family: str = setting("cross-encoder", section="grid", axis="families", choices=_families, label="model family",
                           doc="one family (family = ...) or several (families = [...]): each cell is of one")
@@ -151,7 +153,8 @@ class RunConfig:
     max_length: int = setting(256, section="train", min=1)
     max_query_length: int = setting(64, section="train", min=1)
     chunk_size: int | None = setting(None, section="train", min=1)
-    dropout: float | None = setting(None, section="train", value=PROBABILITY, doc="every dropout probability; None: the backbone's own")
+    dropout: float | None = setting(None, section="train", value=PROBABILITY,
+                                    doc="every dropout probability; None: the backbone's own")
     pooling: Pooling | None = setting(None, section="train", families=POOLED, label="pooling",
                                       doc="None: the ladder's default (mean for minilm, last for decoders, cls "
                                           "otherwise); last: bi-encoder only")
@@ -225,8 +228,8 @@ class RunConfig:
     eval_every: int = setting(25, section="train", min=1)
     metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train", value=METRIC_NAMES)
     ce_negatives: int = setting(64, section="train", min=1)
-    ce_variants: tuple[str, ...] = setting((), section="train",
-                                           value=ListOf(Text("a contrastive entropy (ce@M, ce-corpus@M)", example="ce@x")),
+    ce_variants: tuple[str, ...] = setting((), section="train", value=ListOf(Text(
+                                               "a contrastive entropy (ce@M, ce-corpus@M)", example="ce@x")),
                                            doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
@@ -287,10 +290,10 @@ class RunConfig:
         names = [e.name for e in self.evals]
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")
-        self._check_depths()
+        self._check_together()
         return self
 
-    def _check_depths(self) -> None:
+    def _check_together(self) -> None:
         """Settings that are each in range but cannot mean anything together."""
         if distils_query_tower(self.objective) and self.mse_weight == 0 and self.cosine_weight == 0:
             raise UserError(f"objective '{self.objective}': mse_weight and cosine_weight are both 0, so the loss "

@@ -222,7 +222,8 @@ def load_ir_dataset(
         first = (str(exc).splitlines() or [""])[0][:200]
         hint = f"without internet pass --data-root with a folder holding ir_datasets/{top}/" + (
             f" ({data_root / 'ir_datasets' / top}/ is missing)" if data_root is not None else "")
-        raise UserError(f"could not load ir_datasets id '{dataset_id}' ({type(exc).__name__}: {first}); {hint}") from None
+        raise UserError(f"could not load ir_datasets id '{dataset_id}' ({type(exc).__name__}: {first}); "
+                        f"{hint}") from None
     if home is None:
         info["ir_datasets_home"] = str(_IRDS_HOME) if _IRDS_HOME else ""
     return _assemble(dataset_id, dataset_id, docs, titles, raw_queries, raw_qrels, info)

@@ -358,7 +358,8 @@ def register(subparsers) -> None:
                    help="inference cost model: rerank (2*N*tokens-per-pair*candidates per query; default) or "
                         "retrieval (a bi-encoder: 2*N*query-tokens per query online, 2*N*doc-tokens*corpus-size "
                         "once offline)")
-    p.add_argument("--candidates", type=NON_NEGATIVE, default=100.0, help="rerank: candidates scored per query (default 100)")
+    p.add_argument("--candidates", type=NON_NEGATIVE, default=100.0,
+                   help="rerank: candidates scored per query (default 100)")
     p.add_argument("--tokens-per-pair", type=POSITIVE, default=None,
                    help="rerank: tokens per scored query-passage pair (default: tokens per example)")
     p.add_argument("--query-tokens", type=POSITIVE, default=None, help="retrieval: tokens of an encoded query")
