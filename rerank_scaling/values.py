@@ -374,9 +374,6 @@ NON_NEGATIVE_AMOUNT = Number(float, lo=0, amount=True, name="a number >= 0 (400e
 # a name that becomes a file or folder name and a table value: an eval set, a study
 NAME = Text("a name (letters, digits and - _ . + @, not starting with . or -)",
             pattern=r"[A-Za-z0-9_+@][A-Za-z0-9_.+@-]*", example="a/b")
-EXISTING_FILE = PathValue("file")
-EXISTING_FOLDER = PathValue("folder")
-EXISTING_PATH = PathValue("exists")
 OUTPUT_FOLDER = PathValue("output")
 OUTPUT_FILE = PathValue("output-file")
 
