@@ -164,7 +164,8 @@ def _check_numbers(df: pl.DataFrame, source: str) -> None:
         if len(bad):
             i = int(bad[0])
             what = "a model size is never negative (0 or empty: a baseline)" if col == "params" else "never negative"
-            raise UserError(f"{source}: column '{col}' has {s[i]:g} (row {i + 1}); {what}")
+            shown = f"{s[i]:.0f}" if float(s[i]).is_integer() else f"{s[i]:g}"
+            raise UserError(f"{source}: column '{col}' has {shown} (row {i + 1}); {what}")
 
 
 def _check_rows(df: pl.DataFrame, source: str) -> None:

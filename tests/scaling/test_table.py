@@ -101,7 +101,7 @@ def test_size_axis_column_is_optional_and_one_axis_per_table(tmp_path):
     [(dict(value=["0.51", "nan", "0.58", "0.30"]), "column 'value' has nan (row 2); every value must be a finite number"),
      (dict(params=["17e6", "17e6", "inf", "0"]), "column 'params' has inf (row 3); every value must be a finite"),
      (dict(params=["17e6", "17e6", "-32e6", "0"]),
-      "column 'params' has -3.2e+07 (row 3); a model size is never negative (0 or empty: a baseline)"),
+      "column 'params' has -32000000 (row 3); a model size is never negative (0 or empty: a baseline)"),
      (dict(step=["100", "-200", "200", "0"]), "column 'step' has -200 (row 2); never negative"),
      (dict(metric=["ndcg@10", " ", "ndcg@10", "ndcg@10"]), "column 'metric' is empty (row 2)"),
      (dict(step=["100", "100", "200", "0"]),
