@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import flag_error, help_text
 
 # module path of every sub-command owner, in the order shown by --help
 COMMAND_MODULES = (
@@ -24,11 +25,23 @@ COMMAND_MODULES = (
 )
 
 
+class _Help(argparse.HelpFormatter):
+    """Each flag's help ends with its declared range (``[a level in (0, 1)]``, :mod:`rerank_scaling.values`)."""
+
+    def _get_help_string(self, action):
+        return help_text(action.help, action.type)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (``error: <command>: <what>``), like every other error here."""
+    """argparse with a one-line error (``error: <command>: <what>``), like every other error here, and
+    every flag's range in its help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"error: {self.prog.removeprefix('rerank-scaling ')}: {' '.join(message.split())}"
+        self.exit(2, f"error: {self.prog.removeprefix('rerank-scaling ')}: {flag_error(' '.join(message.split()))}"
                      f" (see {self.prog} --help)\n")
 
 
@@ -54,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     keep_library_caches_in_cache()  # before any library that writes a cache of its own is imported
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)  # every flag's type and range is checked here (rerank_scaling.values)
+    except SystemExit as exc:  # --help, or a bad flag already reported on one line
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

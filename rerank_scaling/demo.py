@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import OUTPUT_FILE, OUTPUT_FOLDER, POSITIVE_INT, PathValue
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,11 +26,13 @@ def find_experiment(name: str = "demo.toml") -> Path:
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the default study (experiments/demo.toml) and write its report")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="study folder (default: runs/demo)")
-    p.add_argument("--report", type=Path, default=Path("reports/demo/REPORT.md"),
+    p.add_argument("--out", type=OUTPUT_FOLDER, default=Path("runs/demo"), help="study folder (default: runs/demo)")
+    p.add_argument("--report", type=OUTPUT_FILE, default=Path("reports/demo/REPORT.md"),
                    help="where the report goes (default: reports/demo/REPORT.md)")
-    p.add_argument("--experiment", type=Path, help="another experiment file (default: experiments/demo.toml)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: the file's [hardware] workers)")
+    p.add_argument("--experiment", type=PathValue("file", "experiment file"),
+                   help="another experiment file (default: experiments/demo.toml)")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="local worker processes (default: the file's [hardware] workers)")
     p.set_defaults(func=run_command)
 
 

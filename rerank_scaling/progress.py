@@ -18,15 +18,18 @@ class RunProgress:
         )
         self.task = None
 
-    def __enter__(self):
-        self.bar.__enter__()
+    def __enter__(self):  # the bar starts with the run's first step: an error before it is one line, nothing else
         return self
 
     def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
+        if self.task is not None:
+            self.bar.__exit__(*exc)
 
     def update(self, event: str, details: dict) -> None:
-        if event == "prepared":
+        if event == "warning":  # a doubtful setting or input, before training (pipeline.prepare)
+            self.console.print(f"warning: {details['message']}", markup=False, highlight=False, soft_wrap=True)
+        elif event == "prepared":
+            self.bar.__enter__()
             self.task = self.bar.add_task(details["run"], total=details["steps"],
                                           completed=details["resume_step"], last="")
         elif event == "step" and self.task is not None:

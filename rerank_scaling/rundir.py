@@ -46,6 +46,7 @@ from typing import Literal
 
 from rerank_scaling.data.util import atomic_write_text
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import output_path
 
 State = Literal["done", "failed", "running", "pending", "damaged"]
 PARQUET_MAGIC = b"PAR1"
@@ -111,17 +112,12 @@ def _torn_last_line(path: Path) -> bool:
 
 
 def output_folder(path: Path | str, flag: str = "--out") -> Path:
-    """``path`` as a folder the command may create or fill: an existing file there,
-    or a file where a parent folder should be, is a one-line error naming it."""
-    path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise UserError(f"{flag} {path}: {p} exists and is not a folder")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise UserError(f"{flag} {path}: {p} is not writable")
-            break
-    return path
+    """``path`` as a folder the command may create or fill (:func:`rerank_scaling.values.output_path`):
+    an existing file there, or a file where a parent folder should be, is a one-line error naming it."""
+    try:
+        return output_path(path)
+    except UserError as exc:
+        raise UserError(f"{flag} {exc}") from None
 
 
 def read_json(path: Path) -> dict:

@@ -20,7 +20,7 @@ CASES = [
     (TRAIN + ["--lr", "abc"], "--lr must be a number > 0, got 'abc'"),
     (TRAIN + ["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),
     (TRAIN + ["--precision", "fp7"], "unknown precision 'fp7'"),
-    (TRAIN + ["--warmup-steps", "-5"], "warmup_steps must be a non-negative integer, got -5"),
+    (TRAIN + ["--warmup-steps", "-5"], "--warmup-steps must be a non-negative integer, got -5"),
     (TRAIN + ["--weight-decay", "lots"], "--weight-decay must be a number >= 0, got 'lots'"),
     (TRAIN + ["--objective", "softmax"], "unknown objective 'softmax'"),
     (TRAIN + ["--ladder", "gpt"], "unknown ladder 'gpt'"),
@@ -29,13 +29,13 @@ CASES = [
     (TRAIN + ["--family", "bi"], "unknown model family 'bi'"),
     (TRAIN + ["--budget", "0"], "budget must be a positive integer or omitted, got 0"),
     (TRAIN + ["--rerank-k", "200"], "rerank_k (200) cannot exceed candidates_k (100)"),
-    (TRAIN + ["--eval", "nonsense"], "--eval 'nonsense': expected NAME=SPEC[:SPLIT]"),
+    (TRAIN + ["--eval", "nonsense"], "--eval must be NAME=SPEC[:SPLIT], got 'nonsense'"),
     (TRAIN + ["--eval", "x=/no/such/folder"], "/no/such/folder"),
     (TRAIN + ["--config", "{tmp}/missing.toml"], "config file not found: {tmp}/missing.toml"),
     (TRAIN + ["--config", "{tmp}/broken.toml"], "{tmp}/broken.toml: invalid TOML"),
     (TRAIN + ["--config", "{tmp}/unknown.toml"], "unknown key 'batch_sise'"),
     (["train", "--out", "{tmp}/a-file", "--data-root", "{shared}", "--ladder", "scratch", "--size", "L1-H64"],
-     "--out {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
+     "--out: {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
     (["train", "--out", "{tmp}/a-file/run", "--ladder", "scratch", "--size", "L1-H64"],
      "{tmp}/a-file exists and is not a folder"),
     (["train", "--ladder", "scratch"], "the following arguments are required: --out"),
@@ -44,7 +44,7 @@ CASES = [
     (["grid", "run", "{tmp}/exp-ten.toml", "--out", "{tmp}/study"],
      "eval 'cisi': max_queries must be a positive integer or omitted, got 'ten'"),
     (["grid", "run", "{tmp}/exp-nodomain.toml", "--out", "{tmp}/study"], "in_domain must be true or false, got 'no'"),
-    (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/study", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/study", "--workers", "0"], "--workers must be a positive integer, got 0"),
     (["grid", "run", "{tmp}/exp.toml", "--out", "{tmp}/a-file"], "exists and is not a folder"),
     (["grid", "run", "{tmp}/exp.toml", "--executor", "kubernetes"], "invalid choice: 'kubernetes'"),
     (["grid", "status", "{tmp}"], "not a study folder (no cells/ inside)"),
@@ -54,14 +54,41 @@ CASES = [
     (["forecast", "{tmp}/missing.csv", "--metric", "ndcg@10", "--fit-max-params", "1e6"], "missing.csv"),
     (["forecast", "{tmp}/bad.csv", "--metric", "ndcg@10", "--fit-max-params", "1e6"], "params"),
     (["forecast", "{tmp}/good.csv", "--metric", "ndcg@11", "--fit-max-params", "2e6"], "ndcg@11"),
-    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "lots"], "not a number: 'lots'"),
-    (["verdicts", "{tmp}/good.csv", "--level", "1.5"], "level must be between 0 and 1, got 1.5"),
-    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "abc"], "not a number: 'abc'"),
+    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "lots"], "--fit-max-params must be a number > 0 (400e6, 400M, 1.5B), got 'lots'"),
+    (["verdicts", "{tmp}/good.csv", "--level", "1.5"], "--level must be a level in (0, 1), got 1.5"),
+    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "abc"], "--flops must be a number > 0 (400e6, 400M, 1.5B), got 'abc'"),
     (["backtest", "{tmp}/missing.csv"], "missing.csv"),
+    # every value outside its declared range, on any command (a few of the classes tests/test_every_value.py walks)
+    (TRAIN + ["--dropout", "1.5"], "--dropout must be a probability in [0, 1) or omitted, got 1.5"),
+    (TRAIN + ["--seed", "-1"], "--seed must be a seed (an integer in [0, 2^32)), got -1"),
+    (["forecast", "{tmp}/good.csv", "--metric", "ndcg@10", "--fit-max-params", "2e6", "--seed", "-1"],
+     "--seed must be a seed (an integer in [0, 2^32)), got -1"),
+    (["allocate", "{tmp}/good.csv", "--metric", "ndcg@10", "--flops", "1e15", "--tolerance", "-1"],
+     "--tolerance must be a number >= 0, got -1"),
+    (["backtest", "{tmp}/good.csv", "--holdouts", "0"], "--holdouts: each value must be a positive integer, got 0"),
+    (["verdicts", "{tmp}/good.csv", "--fit-max-params", "2e6", "--min-coverage", "3"],
+     "--min-coverage must be a fraction in [0, 1], got 3"),
+    # values only the table knows, checked against it before fitting
+    (["verdicts", "{tmp}/good.csv", "--fit-max-params", "2e6", "--eval-set", "nope"],
+     "--eval-set 'nope' is not in the table (it has: default)"),
+    (["backtest", "{tmp}/good.csv", "--metrics", "nope"], "--metrics 'nope' is not in the table (it has: ndcg@10)"),
+    # rows of a table, checked as data
+    (["forecast", "{tmp}/nan.csv", "--metric", "ndcg@10", "--fit-max-params", "2e6"],
+     "nan.csv: column 'value' has nan (row 3); every value must be a finite number"),
+    (["fit", "{tmp}/dup.csv", "--metric", "ndcg@10"], "dup.csv: rows 2 and 5 are one measurement"),
+    # settings in range that cannot mean anything
+    (TRAIN + ["--max-length", "4"], "max_length = 4 leaves no room for document tokens"),
+    (TRAIN + ["--family", "bi-encoder", "--objective", "query-distill", "--teacher", "x", "--mse-weight", "0",
+              "--cosine-weight", "0"], "mse_weight and cosine_weight are both 0, so the loss is 0"),
+    # messages that say what is wrong
+    (TRAIN + ["--eval", "x=cranfield:valid"], "unknown split 'valid' of cranfield (splits: train, dev, test)"),
+    (TRAIN + ["--data-root", "{tmp}/empty-study"], "has no ir_datasets/ folder (expected {tmp}/empty-study/ir_datasets/"),
+    (TRAIN + ["--cache-dir", "{tmp}/a-file"], "cache_dir {tmp}/a-file: {tmp}/a-file exists and is not a folder"),
+    (["grid", "run", "{tmp}/exp-name.toml", "--out", "{tmp}/study"], "eval 'a/b': name must be a name"),
     # report
-    (["report", "{tmp}/no-study"], "no such study folder"),
+    (["report", "{tmp}/no-study"], "study folder not found: {tmp}/no-study"),
     (["report", "{tmp}/empty-study"], "no results.parquet and no cells/ to collect it from"),
-    (["report", "{tmp}/good-study", "--bootstrap", "-1"], "must be >= 0, got -1"),
+    (["report", "{tmp}/good-study", "--bootstrap", "-1"], "--bootstrap must be a non-negative integer, got -1"),
     (["report", "{tmp}/good-study", "--out", "{tmp}/a-file/REPORT.md"], "exists and is not a folder"),
 ]
 
@@ -80,6 +107,9 @@ def files(tmp_path, shared_root):
     rows += [f"listwise,m{i},{n:.0f},ndcg@10,{0.3 + 0.02 * i}" for i, n in enumerate((1e6, 2e6, 4e6, 8e6))]
     (tmp_path / "good.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "bad.csv").write_text("\n".join(rows[:2] + ["listwise,m9,lots,ndcg@10,0.4"]) + "\n")
+    (tmp_path / "nan.csv").write_text("\n".join(rows[:3] + ["listwise,m2,4000000,ndcg@10,nan"]) + "\n")
+    (tmp_path / "dup.csv").write_text("\n".join(rows + [rows[2]]) + "\n")
+    (tmp_path / "exp-name.toml").write_text(text.replace('name = "cisi"', 'name = "a/b"'))
     study = tmp_path / "good-study"
     study.mkdir()
     import polars as pl
@@ -119,7 +149,7 @@ def test_an_unwritable_out_is_one_line(tmp_path, shared_root, monkeypatch, capsy
     monkeypatch.setattr(rundir.RunFolder, "create", refuse)
     out = tmp_path / "run"
     code = main(["train", "--out", str(out), "--data-root", str(shared_root), "--ladder", "scratch", "--size",
-                 "L1-H64", "--steps", "1", "--eval", "cranfield-test=cranfield:test"])
+                 "L1-H64", "--steps", "1", "--warmup-steps", "0", "--eval", "cranfield-test=cranfield:test"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"error: {out}: Permission denied"
     assert not Path(out).exists()

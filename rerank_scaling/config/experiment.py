@@ -30,13 +30,15 @@ from typing import Any
 from rerank_scaling.config.fields import check, check_all, file_key, hints, meta, section_keys, setting, settings
 from rerank_scaling.config.run import EvalSpec, RunConfig, eval_spec
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import NAME
 
 GRID_DEFAULTS = {"objectives": ["listwise"], "supervision": ["human"], "budgets": ["all"], "seeds": [0]}
 
 
 @dataclass(frozen=True)
 class StudyInfo:
-    name: str | None = setting(None, section="study", doc="default: the file's name")
+    name: str | None = setting(None, section="study", value=NAME,
+                               doc="the study folder's name (runs/<name>); default: the file's name")
     description: str = setting("", section="study")
 
     def __post_init__(self) -> None:

@@ -5,8 +5,9 @@ metadata says where the key sits in an experiment file (``section`` and the
 key's name there), whether ``rerank-scaling train`` offers it as a flag, and
 its range. Everything else is derived from the fields: the experiment file's
 sections and keys, the CLI flags and their parsing, the report's settings
-table, and the type and range checks below, whose one error path names the
-file, key and value.
+table, and the type and range check: :func:`value_of` makes the field's
+:class:`~rerank_scaling.values.Value` once, and every consumer asks it (one error
+path naming the file, key and value).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, Literal, Union
 
-from rerank_scaling.errors import UserError
+from rerank_scaling.values import Bool, Choice, ListOf, Number, Text, Value
 
 
 def setting(
@@ -30,6 +31,9 @@ def setting(
     flag: bool = True,
     min: float | None = None,
     above: float | None = None,
+    max: float | None = None,
+    below: float | None = None,
+    value: Value | None = None,
     choices: Callable[[], Iterable[str]] | None = None,
     label: str | None = None,
     axis: str | None = None,
@@ -43,8 +47,10 @@ def setting(
     ``train``, ``hardware``, ``eval``, ``study``); ``key``: its name there when
     it differs from the field's; ``axis``: for grid axes, the plural key that
     lists the values (``sizes = [...]``); ``flag``: offered by ``train`` as
-    ``--field-name``; ``min`` / ``above``: inclusive / strict lower bounds;
-    ``choices``: the allowed values, read when checking (registries);
+    ``--field-name``; ``min`` / ``above``: inclusive / strict lower bounds; ``max`` / ``below``:
+    inclusive / strict upper bounds; ``value``: a named value type of :mod:`rerank_scaling.values`
+    instead of bounds (``SEED``, ``PROBABILITY``, ``NAME``); ``choices``: the allowed values, read
+    when checking (registries);
     ``label``: what a bad value is called in the error (``unknown objective``);
     ``path``: a file or folder, resolved against the experiment file's folder;
     ``tables``: the field holds the section's tables themselves (``[[eval]]``);
@@ -52,8 +58,8 @@ def setting(
     for another family is an error, and reports list it only for those families.
     """
     meta = {"section": section, "key": key, "doc": doc, "flag": flag, "min": min, "above": above,
-            "choices": choices, "label": label, "axis": axis, "path": path,
-            "tables": tables, "families": families}
+            "max": max, "below": below, "value": value, "choices": choices, "label": label, "axis": axis,
+            "path": path, "tables": tables, "families": families}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default")
     return dataclasses.field(default=default, metadata=meta)
@@ -101,72 +107,38 @@ def _optional(hint: Any) -> tuple[bool, Any]:
     return False, hint
 
 
-def describe(hint: Any, f: dataclasses.Field | None = None) -> str:
-    """How a value of this type is named in an error (``a positive integer``)."""
-    m = meta(f) if f is not None else {}
-    none, hint = _optional(hint)
-    if hint is int:
-        text = ("a positive integer" if m.get("min") == 1 else
-                "a non-negative integer" if m.get("min") == 0 else "an integer")
-    elif hint is float:
-        text = "a number > 0" if m.get("above") == 0 else ("a number >= 0" if m.get("min") == 0 else "a number")
-    elif hint is bool:
-        text = "true or false"
-    elif hint is str:
-        text = "a string"
-    elif typing.get_origin(hint) is Literal:
-        text = "one of " + ", ".join(map(str, typing.get_args(hint)))
-    elif typing.get_origin(hint) is tuple:
-        text = "a list"
+@cache
+def value_of(f: dataclasses.Field, hint: Any) -> Value:
+    """The field's value type (:mod:`rerank_scaling.values`): from its type hint and its declared
+    range (``min`` / ``above`` / ``max`` / ``below``), choices or ``value``. One object parses the
+    field's flag, checks a value from a file, and names the range in errors and ``--help``."""
+    m = meta(f)
+    none, inner = _optional(hint)
+    if m.get("value") is not None:
+        value = m["value"]
+    elif inner is bool:
+        value = Bool()
+    elif inner in (int, float):
+        lo = m.get("min") if m.get("above") is None else m["above"]
+        hi = m.get("max") if m.get("below") is None else m["below"]
+        value = Number(inner, lo=lo, hi=hi, lo_open=m.get("above") is not None, hi_open=m.get("below") is not None)
+    elif typing.get_origin(inner) is Literal:
+        value = Choice(typing.get_args(inner), label=m.get("label"))
+    elif m.get("choices") is not None:
+        value = Choice(m["choices"], label=m.get("label"))
+    elif typing.get_origin(inner) is tuple:
+        item = typing.get_args(inner)[0] if typing.get_args(inner) else Any
+        value = ListOf(Text() if item is str else Value())
     else:
-        text = getattr(hint, "__name__", str(hint))
-    return text + (" or omitted" if none else "")
+        value = Text()
+    return value.maybe() if none else value
 
 
 def check(f: dataclasses.Field, value: Any, hint: Any, name: str | None = None) -> Any:
     """``value`` checked against the field's type and range; returns it normalised
     (ints accepted for floats, lists for tuples). Raises :class:`UserError`
     ``"<name> must be <what>, got <value>"``."""
-    name = name or f.name
-    m = meta(f)
-    none, inner = _optional(hint)
-    if value is None:
-        if none:
-            return None
-        raise UserError(f"{name} must be {describe(hint, f)}, got None")
-    bad = UserError(f"{name} must be {describe(hint, f)}, got {value!r}")
-    choices = m.get("choices")
-    if inner is bool:
-        if not isinstance(value, bool):
-            raise bad
-    elif inner is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-    elif inner is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise bad
-        value = float(value)
-    elif inner is str:
-        if not isinstance(value, str):
-            raise bad
-    elif typing.get_origin(inner) is Literal:
-        allowed = typing.get_args(inner)
-        if value not in allowed:
-            raise UserError(f"unknown {m.get('label') or name} {value!r} (choose from {', '.join(map(str, allowed))})")
-    elif typing.get_origin(inner) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        value = tuple(value)
-    if choices is not None:
-        allowed = tuple(choices())
-        if value not in allowed:
-            raise UserError(f"unknown {m.get('label') or name} '{value}' (choose from {', '.join(allowed)})")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if m.get("min") is not None and value < m["min"]:
-            raise bad
-        if m.get("above") is not None and not value > m["above"]:
-            raise bad
-    return value
+    return value_of(f, hint).check(value, name or f.name)
 
 
 def check_all(obj: Any) -> None:
@@ -179,22 +151,5 @@ def check_all(obj: Any) -> None:
 
 
 def parse_text(f: dataclasses.Field, text: str, hint: Any, name: str) -> Any:
-    """A flag's text as the field's type (``none`` for None; ``a,b`` for a list)."""
-    none, inner = _optional(hint)
-    if text.strip().lower() in ("none", "null", "") and none:
-        return None
-    try:
-        if inner is bool:
-            lowered = text.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return lowered in ("true", "1", "yes")
-        if inner is int:
-            return int(text)
-        if inner is float:
-            return float(text)
-    except ValueError:
-        raise UserError(f"{name} must be {describe(hint, f)}, got '{text}'") from None
-    if typing.get_origin(inner) is tuple:
-        return tuple(t.strip() for t in text.split(",") if t.strip())
-    return text
+    """A flag's text as the field's type, checked (``none`` for None; ``a,b`` for a list)."""
+    return value_of(f, hint).parse(text, name)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from rerank_scaling.config.fields import check_all, hints, setting, settings
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import FRACTION, NAME, PROBABILITY, SEED, ListOf, Number, Text, Value
 
 DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
 # contrastive-entropy variants beside the base ce@<ce_negatives>: negatives from the candidate list
@@ -40,6 +41,35 @@ Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+
+
+# value types of keys whose domain only the data knows (checked when it is loaded, before a run starts);
+# the example is a value outside it, for the walk over every key (tests/test_every_value.py)
+COLLECTION = Text("an ir_datasets id or a BEIR folder", example="no-such-collection")
+SPLIT = Text("a split of the collection's judged queries (see split_fractions)", example="valid")
+FOLDER = Text("a folder", example="{missing}")
+METRIC_NAMES = ListOf(Text("a metric (ndcg@10, map, mrr@10, recall@100, p@10, ...)", example="bleu"))
+
+
+class SplitFractions(Value):
+    """``{train = 0.6, dev = 0.2, test = 0.2}`` (or a list of name, fraction pairs): each fraction in
+    (0, 1], together 1; normalised to a tuple of pairs."""
+
+    what = "named fractions in (0, 1] that sum to 1, e.g. {train = 0.6, dev = 0.2, test = 0.2}"
+    share = Number(float, lo=0, hi=1, lo_open=True)
+
+    def _check(self, value: Any, name: str) -> Any:
+        pairs = list(value.items()) if isinstance(value, dict) else value
+        if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or not pairs or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) and p[0] for p in pairs):
+            raise self._bad(name, value)
+        out = tuple((str(k), self.share.check(v, f"{name}.{k}")) for k, v in pairs)
+        if len({k for k, _ in out}) != len(out) or abs(sum(v for _, v in out) - 1) > 1e-6:
+            raise self._bad(name, value)
+        return out
+
+    def bad_values(self) -> list[Any]:
+        return [{"train": 0.6, "test": 0.6}, {"train": -1.0, "test": 2.0}, "train"]
 
 
 def _ladders() -> tuple[str, ...]:
@@ -74,9 +104,9 @@ class EvalSpec:
     official level is 2; the default 1 means "a grade <= 0 is non-relevant".
     """
 
-    name: str = setting(section="eval", doc="name of the set in tables")
-    collection: str = setting(section="eval", doc="ir_datasets id or BEIR folder")
-    split: str | None = setting(None, section="eval", doc="split of the judged queries (train/dev/test)")
+    name: str = setting(section="eval", value=NAME, doc="name of the set in tables and file names")
+    collection: str = setting(section="eval", value=COLLECTION, doc="ir_datasets id or BEIR folder")
+    split: str | None = setting(None, section="eval", value=SPLIT, doc="split of the judged queries (train/dev/test)")
     max_queries: int | None = setting(None, section="eval", min=1, doc="keep a seeded subset of this many")
     in_domain: bool = setting(False, section="eval", doc="the training domain")
     relevance_level: int = setting(1, section="eval", min=1,
@@ -89,22 +119,25 @@ class EvalSpec:
 @dataclass(frozen=True)
 class RunConfig:
     # data
-    train_collection: str = setting("cranfield", section="data")
-    train_split: str | None = setting("train", section="data", doc="None: every judged query")
+    train_collection: str = setting("cranfield", section="data", value=COLLECTION)
+    train_split: str | None = setting("train", section="data", value=SPLIT, doc="None: every judged query")
     split_fractions: tuple[tuple[str, float], ...] = setting(
-        (("train", 0.6), ("dev", 0.2), ("test", 0.2)), section="data", flag=False)
-    split_seed: int = setting(0, section="data", doc="fixed across runs so every run sees the same split")
-    data_root: str | None = setting(None, section="data", path=True, doc="folder laid out like ../shared (offline data)")
-    cache_dir: str | None = setting(None, section="data", path=True)
+        (("train", 0.6), ("dev", 0.2), ("test", 0.2)), section="data", flag=False, value=SplitFractions())
+    split_seed: int = setting(0, section="data", value=SEED, doc="fixed across runs so every run sees the same split")
+    data_root: str | None = setting(None, section="data", path=True, value=FOLDER,
+                                    doc="folder laid out like ../shared (offline data)")
+    cache_dir: str | None = setting(None, section="data", path=True, value=Text("a folder", example="{file}"),
+                                     doc="where loaders and BM25 keep their caches (default: $RERANK_SCALING_CACHE "
+                                         "or ~/.cache/rerank_scaling)")
     # the grid's axes
     family: str = setting("cross-encoder", section="grid", axis="families", choices=_families, label="model family",
                           doc="one family (family = ...) or several (families = [...]): each cell is of one")
     ladder: str = setting("minilm", section="grid", choices=_ladders, label="ladder")
-    size: str = setting("2L", section="grid", axis="sizes")
+    size: str = setting("2L", section="grid", axis="sizes", value=Text("a size of the ladder", example="9Z"))
     objective: str = setting("listwise", section="grid", axis="objectives", choices=_objectives, label="objective")
     supervision: Supervision = setting("human", section="grid", axis="supervision", label="supervision")
     budget: int | None = setting(None, section="grid", axis="budgets", min=1, doc="training queries; None: all")
-    seed: int = setting(0, section="grid", axis="seeds")
+    seed: int = setting(0, section="grid", axis="seeds", value=SEED)
     size_axis: SizeAxis = setting("non-embedding", section="grid", label="size axis",
                                   doc="what the params column holds: non-embedding parameters or the ladder's"
                                       " nominal size (ettin 17m = 17e6)")
@@ -112,6 +145,7 @@ class RunConfig:
     candidates_k: int = setting(100, section="candidates", key="k", min=1,
                                 doc="BM25 depth for training negatives and CE negatives")
     candidates_run: str | None = setting(None, section="candidates", key="run", path=True,
+                                         value=Text("a TREC run file", example="{missing}"),
                                          doc="a TREC run file to use instead of BM25 (eval sets)")
     rerank_k: int = setting(100, section="candidates", min=1, doc="how many candidates are reranked at evaluation")
     # model + objective
@@ -119,7 +153,8 @@ class RunConfig:
     max_length: int = setting(256, section="train", min=1)
     max_query_length: int = setting(64, section="train", min=1)
     chunk_size: int | None = setting(None, section="train", min=1)
-    dropout: float | None = setting(None, section="train", min=0, doc="every dropout probability; None: the backbone's own")
+    dropout: float | None = setting(None, section="train", value=PROBABILITY,
+                                    doc="every dropout probability; None: the backbone's own")
     pooling: Pooling | None = setting(None, section="train", families=POOLED, label="pooling",
                                       doc="None: the ladder's default (mean for minilm, last for decoders, cls "
                                           "otherwise); last: bi-encoder only")
@@ -141,7 +176,7 @@ class RunConfig:
                               doc="sparse: weight of the query regulariser (Zeng et al.: 0.05)")
     lambda_d: float = setting(0.04, section="train", families=SPARSE, min=0,
                               doc="sparse: weight of the document regulariser (Zeng et al.: 0.04)")
-    regularizer_warmup: float = setting(1 / 3, section="train", families=SPARSE, min=0,
+    regularizer_warmup: float = setting(1 / 3, section="train", families=SPARSE, value=FRACTION,
                                         doc="sparse: fraction of the steps over which the lambdas ramp up "
                                             "quadratically from 0 (Zeng et al.: 1/3; 0: none)")
     # decoder backbones and LoRA (retrievers; models.decoder)
@@ -152,7 +187,7 @@ class RunConfig:
                                         "full fine-tuning")
     lora_alpha: float | None = setting(None, section="train", families=RETRIEVERS, above=0,
                                        doc="LoRA scale alpha (updates are alpha / rank x B A); None: 2 x lora_rank")
-    lora_dropout: float = setting(0.0, section="train", families=RETRIEVERS, min=0,
+    lora_dropout: float = setting(0.0, section="train", families=RETRIEVERS, value=PROBABILITY,
                                   doc="dropout on the LoRA adapters' input")
     lora_targets: tuple[str, ...] = setting((), section="train", families=RETRIEVERS,
                                             doc="modules that get adapters (e.g. q_proj, v_proj); empty: every "
@@ -191,9 +226,10 @@ class RunConfig:
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
     eval_every: int = setting(25, section="train", min=1)
-    metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train")
+    metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train", value=METRIC_NAMES)
     ce_negatives: int = setting(64, section="train", min=1)
-    ce_variants: tuple[str, ...] = setting((), section="train",
+    ce_variants: tuple[str, ...] = setting((), section="train", value=ListOf(Text(
+                                               "a contrastive entropy (ce@M, ce-corpus@M)", example="ce@x")),
                                            doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
@@ -254,7 +290,30 @@ class RunConfig:
         names = [e.name for e in self.evals]
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")
+        self._check_together()
         return self
+
+    def _check_together(self) -> None:
+        """Settings that are each in range but cannot mean anything together."""
+        if distils_query_tower(self.objective) and self.mse_weight == 0 and self.cosine_weight == 0:
+            raise UserError(f"objective '{self.objective}': mse_weight and cosine_weight are both 0, so the loss "
+                            "is 0 and nothing is learned")
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid and can mean something but probably are not what was meant (one line
+        each); the pipeline shows them before training."""
+        out = []
+        for name in (f"ce@{self.ce_negatives}", *self.ce_variants):
+            source, m = CE_VARIANT.match(name).groups()
+            if source != "corpus" and int(m) > self.candidates_k:
+                key = "ce_negatives" if name == f"ce@{self.ce_negatives}" else f"ce_variants '{name}'"
+                out.append(f"{key}: {name} draws its {m} negatives from the candidates, but candidates_k = "
+                           f"{self.candidates_k}: each query gets at most {self.candidates_k} (raise candidates_k, "
+                           f"or use ce-corpus@{m})")
+        steps = self.steps if self.compute is None else None
+        if steps is not None and self.warmup_steps >= steps:
+            out.append(f"warmup_steps = {self.warmup_steps} >= steps = {steps}: the learning rate never reaches lr")
+        return out
 
     def _check_family(self) -> None:
         """The objective reads the family's score layout; bi-encoder keys need the bi-encoder."""
@@ -274,12 +333,8 @@ class RunConfig:
             raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
         if self.lora_rank is None and (self.lora_alpha is not None or self.lora_dropout or self.lora_targets):
             raise UserError("lora_alpha, lora_dropout and lora_targets need lora_rank (LoRA is off without it)")
-        if self.lora_dropout >= 1:
-            raise UserError(f"lora_dropout = {self.lora_dropout!r} is a probability (0 <= p < 1)")
         if self.lora_rank is not None and importlib.util.find_spec("peft") is None:
             raise UserError("lora_rank needs peft: pip install 'rerank-scaling[lora]'")
-        if self.regularizer_warmup > 1:
-            raise UserError(f"regularizer_warmup = {self.regularizer_warmup!r} is a fraction of the steps (0..1)")
         info = OBJECTIVES[self.objective]
         if info.families and self.family not in info.families:
             raise UserError(f"objective '{self.objective}' trains family {' / '.join(map(repr, info.families))} "
@@ -307,10 +362,6 @@ class RunConfig:
                 if not isinstance(data["evals"], (list, tuple)):
                     raise UserError(f"evals must be a list of tables, got {data['evals']!r}")
                 data["evals"] = tuple(eval_spec(e) for e in data["evals"])
-            if isinstance(data.get("split_fractions"), dict):
-                data["split_fractions"] = tuple(data["split_fractions"].items())
-            elif "split_fractions" in data:
-                data["split_fractions"] = tuple(tuple(x) for x in data["split_fractions"])
             return cls(**data)
         except UserError as exc:
             message = str(exc)

@@ -191,6 +191,9 @@ def load_ir_dataset(
         data_root = Path(data_root).expanduser()
         if not data_root.is_dir():
             raise UserError(f"data root '{data_root}' does not exist or is not a folder")
+        if not (data_root / "ir_datasets").is_dir():
+            raise UserError(f"data root '{data_root}' has no ir_datasets/ folder (expected "
+                            f"{data_root / 'ir_datasets' / top}/, laid out like ../shared)")
         src = data_root / "ir_datasets" / top
         if src.is_dir():
             home = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -217,10 +220,10 @@ def load_ir_dataset(
         raise
     except Exception as exc:
         first = (str(exc).splitlines() or [""])[0][:200]
-        raise UserError(
-            f"could not load ir_datasets id '{dataset_id}' ({type(exc).__name__}: {first});"
-            f" without internet pass --data-root with a folder holding ir_datasets/{top}/"
-        ) from None
+        hint = f"without internet pass --data-root with a folder holding ir_datasets/{top}/" + (
+            f" ({data_root / 'ir_datasets' / top}/ is missing)" if data_root is not None else "")
+        raise UserError(f"could not load ir_datasets id '{dataset_id}' ({type(exc).__name__}: {first}); "
+                        f"{hint}") from None
     if home is None:
         info["ir_datasets_home"] = str(_IRDS_HOME) if _IRDS_HOME else ""
     return _assemble(dataset_id, dataset_id, docs, titles, raw_queries, raw_qrels, info)

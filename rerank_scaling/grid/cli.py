@@ -12,6 +12,10 @@ from rerank_scaling.config import RunConfig, load_experiment
 from rerank_scaling.errors import UserError
 from rerank_scaling.models.ladder import LADDERS
 from rerank_scaling.rundir import StudyFolder, output_folder
+from rerank_scaling.values import OUTPUT_FOLDER, POSITIVE_INT, PathValue
+
+EXPERIMENT_FILE = PathValue("file", "experiment file")
+STUDY_FOLDER = PathValue("folder", "study folder")
 
 Executor = Literal["local", "slurm", "submitit-local", "submitit-debug"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
@@ -21,17 +25,17 @@ def register(sub) -> None:
     grid = sub.add_parser("grid", help="run, inspect and collect a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="GRID_COMMAND")
     p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
-    p.add_argument("experiment", type=Path)
-    p.add_argument("--out", type=Path, help="study folder (default: runs/<study name>)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: [hardware] workers)")
+    p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
+    p.add_argument("--out", type=OUTPUT_FOLDER, help="study folder (default: runs/<study name>)")
+    p.add_argument("--workers", type=POSITIVE_INT, help="local worker processes (default: [hardware] workers)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again (default: keep their failure)")
     p.set_defaults(func=run_command)
     p = gsub.add_parser("status", help="show the state of every cell")
-    p.add_argument("study", type=Path)
+    p.add_argument("study", type=STUDY_FOLDER, help="study folder")
     p.set_defaults(func=status_command)
     p = gsub.add_parser("collect", help="write STUDY/results.parquet from the finished cells")
-    p.add_argument("study", type=Path)
+    p.add_argument("study", type=STUDY_FOLDER, help="study folder")
     p.set_defaults(func=collect_command)
 
 

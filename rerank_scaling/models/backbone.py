@@ -8,6 +8,7 @@ see :mod:`rerank_scaling.models.decoder`).
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 import torch
 
@@ -67,6 +68,26 @@ def _from_pretrained(auto, path, config):
     model, info = auto.from_pretrained(path, config=config, output_loading_info=True)
     model.new_parameters = tuple(sorted(info.get("missing_keys", ())))
     return model
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(spec: ModelSpec):
+    """The tokenizer :func:`load_backbone` pairs with ``spec``, alone (no weights): for checks of the
+    settings against the texts before a run starts."""
+    from transformers import AutoTokenizer
+
+    spec.validate()
+    quiet_libraries()
+    if spec.ladder in ("minilm", "scratch", "llama"):
+        return AutoTokenizer.from_pretrained(minilm_path())
+    name = ETTIN_SIZES[spec.size] if spec.ladder == "ettin" else spec.size
+    if spec.ladder == "hf" and os.path.sep in name and not os.path.exists(name) and name.startswith((".", "/")):
+        raise UserError(f"model folder not found: {name}")
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as exc:
+        raise UserError(f"cannot load the tokenizer of '{name}' (no internet or not in the Hugging Face cache?): "
+                        f"{str(exc).splitlines()[0]}") from exc
 
 
 def load_backbone(spec: ModelSpec, seed: int = 0, pooling: str = "cls", dropout: float | None = None):

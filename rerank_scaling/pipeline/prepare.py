@@ -22,6 +22,16 @@ from rerank_scaling.evaluation.contrastive import ce_name, parse_variant, sample
 from rerank_scaling.evaluation.metrics import evaluate_per_query
 from rerank_scaling.evaluation.rerank import EvalSet
 from rerank_scaling.examples import TrainingSet, build_training_set
+from rerank_scaling.models import LAYOUTS
+from rerank_scaling.values import output_path
+
+# what a loader dropped from a collection (Collection.info), said as a warning with its count
+DROPPED = {
+    "qrels_unknown_docs_dropped": "judgments name a document not in the corpus",
+    "qrels_unknown_queries_dropped": "judgments name a query not in the query file",
+    "duplicate_doc_ids_dropped": "documents repeat an id seen before",
+    "empty_doc_ids_dropped": "documents have an empty id",
+}
 
 
 @dataclass
@@ -42,6 +52,11 @@ def _load(spec: str, data_root: str | None, cache_dir: str | None) -> Collection
 
 
 def load(config: RunConfig, spec: str) -> Collection:
+    if config.cache_dir:
+        try:
+            output_path(config.cache_dir)
+        except UserError as exc:
+            raise UserError(f"cache_dir {exc}") from None
     return _load(spec, config.data_root, config.cache_dir)
 
 
@@ -50,6 +65,12 @@ def split_of(config: RunConfig, collection: Collection, split: str) -> list[str]
     if split not in parts:
         raise UserError(f"unknown split '{split}' of {collection.name} (splits: {', '.join(parts)})")
     return parts[split]
+
+
+def dropped(collection: Collection) -> list[str]:
+    """One warning per kind of record the loader dropped from ``collection``, with its count."""
+    return [f"{collection.name}: {collection.info[key]} {what}; dropped" for key, what in DROPPED.items()
+            if collection.info.get(key)]
 
 
 def candidates_for(config: RunConfig, collection: Collection, queries: dict[str, str]) -> Ranking:
@@ -104,7 +125,14 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
     # an inverse-cloze query's source document holds the query verbatim: not a negative
     cands = {q: [(d, sc) for d, sc in lst if d != ict_source(q)] for q, lst in cands.items()}
     tset = build_training_set(train, cands, n_negatives=config.n_negatives, seed=config.seed)
-    info = {"train_queries": sorted(train.queries), **tset.info, "supervision": config.supervision}
+    warnings = dropped(coll)
+    short = tset.info["queries_with_short_candidate_pool"]
+    if short:
+        warnings.append(f"training set: {short} of {tset.info['queries']} queries have fewer than n_negatives = "
+                        f"{config.n_negatives} non-relevant candidates in their BM25 top {config.candidates_k}; "
+                        "their groups are topped up with random documents")
+    info = {"train_queries": sorted(train.queries), **tset.info, "supervision": config.supervision,
+            "warnings": warnings}
     return tset, info
 
 
@@ -115,15 +143,23 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
     qids = [q for q in qids if any(g >= level for g in coll.positives(q).values())]
     if spec.max_queries is not None and spec.max_queries < len(qids):
         qids = nested_budget(qids, spec.max_queries, seed=config.split_seed)
+    warnings = dropped(coll)
+    if spec.max_queries is not None and spec.max_queries > len(qids):
+        warnings.append(f"eval '{spec.name}': max_queries = {spec.max_queries} but only {len(qids)} queries have a "
+                        f"relevant document (grade >= {level}); all {len(qids)} are used")
     sub = coll.subset(qids, name=spec.name)
     if not sub.queries:
         raise UserError(f"evaluation set '{spec.name}' has no query with a relevant document"
                         f" (grade >= relevance_level {level})")
     if config.candidates_run:
-        run = read_trec_run(config.candidates_run)
-        cands = {q: run.get(q, [])[: config.candidates_k] for q in sub.queries}
+        cands, notes = _run_candidates(config, spec, sub)
+        warnings += notes
     else:
         cands = candidates_for(config, coll, sub.queries)
+    short = [len(lst) for lst in cands.values() if len(lst) < config.rerank_k]
+    if short:
+        warnings.append(f"eval '{spec.name}': {len(short)} of {len(cands)} queries have fewer than rerank_k = "
+                        f"{config.rerank_k} candidates (fewest {min(short)}); each is reranked at its own depth")
     top = {q: lst[: config.rerank_k] for q, lst in cands.items()}
     tail = {q: lst[config.rerank_k:] for q, lst in cands.items()}
     sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed,
@@ -142,11 +178,81 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
         "queries_without_candidates": sum(1 for lst in top.values() if not lst),
         "pairs_to_score": len(evalset.pairs()),
         "qids": qids,
+        "warnings": warnings,
     }
     return evalset, baseline, info
 
 
+def _run_candidates(config: RunConfig, spec: EvalSpec, sub: Collection) -> tuple[dict, list[str]]:
+    """An evaluation set's candidates from ``[candidates] run`` (a TREC run file): documents the corpus
+    lacks are dropped and counted; a run that names none of the set's queries is refused."""
+    run = read_trec_run(config.candidates_run)
+    hit = [q for q in sub.queries if run.get(q)]
+    if not hit:
+        raise UserError(f"{config.candidates_run}: names none of the {len(sub.queries)} queries of eval "
+                        f"'{spec.name}' (query ids such as {sorted(run)[:1] or ['none']} vs {sorted(sub.queries)[:1]})")
+    cands, unknown, notes = {}, 0, []
+    for q in sub.queries:
+        lst = [(d, sc) for d, sc in run.get(q, []) if d in sub.docs]
+        unknown += len(run.get(q, [])) - len(lst)
+        cands[q] = lst[: config.candidates_k]
+    if not any(cands.values()):
+        raise UserError(f"{config.candidates_run}: no candidate of eval '{spec.name}' is a document of its corpus "
+                        f"({unknown} unknown document ids)")
+    if unknown:
+        notes.append(f"{config.candidates_run}: {unknown} candidates of eval '{spec.name}' are not documents of its "
+                     "corpus; dropped")
+    if len(hit) < len(sub.queries):
+        notes.append(f"{config.candidates_run}: {len(sub.queries) - len(hit)} of {len(sub.queries)} queries of eval "
+                     f"'{spec.name}' have no candidate; they score 0")
+    return cands, notes
+
+
+def held_out(train: TrainingSet, evalsets: list[EvalSet]) -> list[str]:
+    """A warning for each evaluation set that shares queries with the training set (same collection): its
+    scores are not held out (a train split of ``None`` trains on every judged query, test ones included)."""
+    seen = set(train.collection.queries)
+    out = []
+    for es in evalsets:
+        if es.collection.source == train.collection.source and (shared := seen & set(es.collection.queries)):
+            out.append(f"eval '{es.name}' shares {len(shared)} of its {len(es.collection.queries)} queries with the "
+                       "training set: its scores are not held out (see train_split)")
+    return out
+
+
+def text_room(config: RunConfig, queries: list[str]) -> list[str]:
+    """Whether ``max_length`` / ``max_query_length`` leave room for text, counted with the model's own
+    tokenizer and special tokens: :class:`UserError` when no query or document keeps a token of its own
+    (the run could not mean anything), a warning with the count when some queries leave their document
+    none. A cross-encoder's pair is ``[CLS] query [SEP] document [SEP]`` cut to ``max_length`` after the
+    query is cut to ``max_query_length``; a retriever encodes each text alone, specials included."""
+    from rerank_scaling.models.backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(config.model)
+    a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("a", "b"))
+    if LAYOUTS[config.family] != "groups":  # each text encoded alone
+        special = len(tokenizer("a")["input_ids"]) - len(a)
+        for key, limit in (("max_length", config.max_length), ("max_query_length", config.max_query_length)):
+            if limit <= special:
+                raise UserError(f"{key} = {limit} leaves no room for text: the {special} special tokens take it all")
+        return []
+    special = len(tokenizer("a", "b")["input_ids"]) - len(a) - len(b)
+    lengths = [len(ids) for ids in tokenizer(list(queries), add_special_tokens=False, truncation=True,
+                                             max_length=config.max_query_length)["input_ids"]]
+    none_left = sum(config.max_length - special - n <= 0 for n in lengths)
+    if lengths and none_left == len(lengths):
+        raise UserError(f"max_length = {config.max_length} leaves no room for document tokens: {special} special "
+                        f"tokens and the query (up to max_query_length = {config.max_query_length}) fill it for "
+                        f"every query; raise max_length above {special + min(lengths)}")
+    if none_left:
+        return [f"max_length = {config.max_length} leaves no document token for {none_left} of {len(lengths)} "
+                f"queries (their query fills it); raise max_length or lower max_query_length"]
+    return []
+
+
 def prepare(config: RunConfig) -> Prepared:
+    """The run's data, checked: user errors are raised, and what is valid but doubtful is listed in
+    ``info["warnings"]`` (one line each, with counts) for the caller to show."""
     tset, train_info = training_set(config)
     evalsets, baseline, eval_info = [], {}, {}
     for spec in config.evals:
@@ -154,4 +260,8 @@ def prepare(config: RunConfig) -> Prepared:
         evalsets.append(es)
         baseline[spec.name] = base
         eval_info[spec.name] = info
-    return Prepared(tset, evalsets, baseline, {"train": train_info, "eval": eval_info})
+    queries = [*tset.collection.queries.values(), *(q for es in evalsets for q in es.collection.queries.values())]
+    warnings = [*config.warnings(), *train_info["warnings"], *(w for i in eval_info.values() for w in i["warnings"]),
+                *held_out(tset, evalsets), *text_room(config, queries)]
+    return Prepared(tset, evalsets, baseline,
+                    {"train": train_info, "eval": eval_info, "warnings": list(dict.fromkeys(warnings))})

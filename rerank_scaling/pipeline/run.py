@@ -10,6 +10,7 @@ recomputed).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import torch
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
 from rerank_scaling.config.run import distils_query_tower
+from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
 from rerank_scaling.evaluation.distilled import distilled_rows, teacher_reference
 from rerank_scaling.evaluation.metrics import mean_values
@@ -34,7 +36,7 @@ from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
 from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
 
-Progress = Callable[[str, dict], None]  # (event, details): "prepared", "step", "eval", "done"
+Progress = Callable[[str, dict], None]  # (event, details): "warning", "prepared", "step", "eval", "done"
 COMPUTE_SAMPLE_STEPS = 16  # [grid] compute: FLOPs per step measured on the first steps' batches
 
 
@@ -91,6 +93,21 @@ def fixed_compute(config: RunConfig, prepared: Prepared) -> RunConfig:
     return dataclasses.replace(config, steps=steps)
 
 
+def other_run(config: RunConfig, run: RunFolder) -> None:
+    """:class:`UserError` when ``run`` already holds a run of another config: resuming it would mix two runs,
+    and a finished one would be handed back as this one's result. A key its ``config.json`` predates (absent
+    there) counts only when set away from its default; ``steps`` is derived there when ``compute`` is set."""
+    saved = run.read_config()
+    if not saved:
+        return
+    now, defaults = (json.loads(json.dumps(c.to_dict())) for c in (config, RunConfig()))
+    for key, value in now.items():
+        old = saved.get(key, defaults[key])
+        if old != value and not (key == "steps" and config.compute is not None):
+            raise UserError(f"{run.path} holds a run with {key} = {old!r}, not {value!r}: resume it with the same "
+                            "settings, or give another --out")
+
+
 def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | None = None) -> dict:
     """Train and evaluate one run into ``folder``; returns its status dict."""
     config.validate()
@@ -98,11 +115,15 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     leader = process_rank() == 0  # with devices > 1, the other processes train and write nothing
     if leader:
         run.repair()  # a crash can tear a status, table, checkpoint or log line: resume from what is whole
+    if leader:
+        other_run(config, run)
     status = run.read_status()
     if status and status.get("state") == "done":
         return status
     emit = progress or (lambda event, details: None)
     prepared = prepare(config)  # user errors in the data surface before anything is written
+    for message in prepared.info["warnings"]:
+        emit("warning", {"run": config.run_id, "message": message})
     setup_process(config.threads)
     config = fixed_compute(config, prepared)  # [grid] compute: this cell's steps
     if not leader:

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from rerank_scaling.scaling.cli import parse_amount
-
-
-def _n_boot(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from rerank_scaling.values import AMOUNT, NON_NEGATIVE_INT, OUTPUT_FILE, PathValue
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write a study's REPORT.md and figures from its collected results")
-    p.add_argument("study", type=Path, help="study folder (results.parquet, or cells/ to collect first)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("study", type=PathValue("folder", "study folder"),
+                   help="study folder (results.parquet, or cells/ to collect first)")
+    p.add_argument("--out", type=OUTPUT_FILE, default=None,
                    help="markdown file to write (default: STUDY/REPORT.md); figures go to figures/ beside it")
-    p.add_argument("--fit-max-params", type=parse_amount, default=None,
+    p.add_argument("--fit-max-params", type=AMOUNT, default=None,
                    help="fit laws on models with at most this many non-embedding parameters, e.g. 20M "
                         "(default: the second-largest size, so the largest is held out)")
-    p.add_argument("--bootstrap", type=_n_boot, default=300, help="bootstrap resamples (default 300; seeded)")
+    p.add_argument("--bootstrap", type=NON_NEGATIVE_INT, default=300, help="bootstrap resamples (default 300; seeded)")
     p.set_defaults(func=run_command)
 
 

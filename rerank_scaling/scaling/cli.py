@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import math
 import sys
 
-from rerank_scaling.errors import UserError
+from rerank_scaling.errors import UserError, warn
+from rerank_scaling.values import (AMOUNT, FRACTION, LEVEL, NON_NEGATIVE, NON_NEGATIVE_AMOUNT, OUTPUT_FILE, POSITIVE,
+                                   POSITIVE_INT, SEED, Choice, ListOf, Number, PathValue, Text)
 
 # mirrors of the analyzer's constants (tests/scaling/test_cli.py checks they agree)
 LAW_CHOICES = ("auto", "cv", "size", "fang", "loglinear", "bounded", "joint", "joint-fang")
@@ -29,34 +31,39 @@ EXPOSURE_ESTIMATOR_NAMES = ("mixture", "curve-fit", "carry-forward", "loglinear"
 ENGINE_NAMES = ("loglinear-scaled", "mixture", "mixture-pooled", "mixture-shared")
 FAST_ESTIMATORS = (*ENGINE_NAMES, "curve-fit", "carry-forward", "loglinear")  # backtest's default set
 
-_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_amount(text: str) -> float:
-    """``400e6``, ``400M``, ``1.5B``, ``3e17`` -> float."""
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[+-]?\d+)?)\s*([kmbgt]?)\s*", text.lower())
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (e.g. 400e6 or 400M)")
-    try:
-        return float(m.group(1)) * _SUFFIX.get(m.group(2), 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _level(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"level must be between 0 and 1, got {text}")
-    return value
-
-
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+# every flag's type and range (rerank_scaling.values; the help text shows it); values only a table can
+# check (a metric, an eval set, an objective) are checked against the table before anything is fitted
+METRIC = Text("a metric of the table", example="no-such-metric")
+METRICS = ListOf(METRIC)
+EVAL_SET = Text("an eval set of the table", example="no-such-set")
+OBJECTIVE = Text("an objective of the table", example="no-such-objective")
+TABLE = PathValue("exists", "results table or study folder")
+OPEN_FRACTION = Number(float, lo=0, hi=1, lo_open=True, hi_open=True)
 
 
 def _dump(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def checked(table, args):
+    """``table``, once the flags whose values only it knows (a metric, an eval set, an objective) name values
+    of its fitted rows -- a value it lacks is an error naming the flag and listing what it has -- and with a
+    warning when --bootstrap is too small for --level to have interval ends of their own."""
+    level, n_boot = getattr(args, "level", None), getattr(args, "bootstrap", None)
+    if level and n_boot and n_boot * (1 - level) / 2 < 1:
+        warn(f"--bootstrap {n_boot} at --level {level:g}: no resample lies beyond either end of the interval, so "
+             f"its ends are the extreme resamples; use --bootstrap {math.ceil(2 / (1 - level) - 1e-9)} or more")
+    rows = table.filter(~table["baseline"])
+    for flag, column in (("metric", "metric"), ("metrics", "metric"), ("eval_set", "eval_set"),
+                         ("objective", "objective")):
+        given = getattr(args, flag, None)
+        have = sorted(str(v) for v in rows[column].unique().drop_nulls()) if column in rows.columns else []
+        for value in [given] if isinstance(given, str) else given or ():
+            if value not in have:
+                raise UserError(f"--{flag.replace('_', '-')} '{value}' is not in the table (it has: "
+                                f"{', '.join(have) or 'no fitted row'})")
+    return table
 
 
 def _report_skipped(caught) -> None:
@@ -67,10 +74,10 @@ def _report_skipped(caught) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="study folder (DIR/results.parquet) or a .parquet/.csv table")
-    p.add_argument("--eval-set", default=None, help="only this evaluation set (default: each one)")
-    p.add_argument("--level", type=_level, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("results", type=TABLE, help="study folder (DIR/results.parquet) or a .parquet/.csv table")
+    p.add_argument("--eval-set", type=EVAL_SET, default=None, help="only this evaluation set (default: each one)")
+    p.add_argument("--level", type=LEVEL, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -84,7 +91,7 @@ def _run_forecast(args) -> int:
     from rerank_scaling.scaling.estimate import estimator_forecasts
     from rerank_scaling.scaling.table import load_results
 
-    table = load_results(args.results)
+    table = checked(load_results(args.results), args)
     if args.law is not None and args.estimator is None:
         name, rule = f"law:{args.law}", None
     else:
@@ -104,14 +111,13 @@ def _run_forecast(args) -> int:
 
 
 def _run_fit(args) -> int:
-    import math
     import warnings
 
     from rerank_scaling.scaling import render
     from rerank_scaling.scaling.forecast import fit_groups
     from rerank_scaling.scaling.table import load_results
 
-    table = load_results(args.results)
+    table = checked(load_results(args.results), args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         groups = fit_groups(table, args.metric, math.inf if args.max_params is None else args.max_params,
@@ -146,7 +152,7 @@ def _run_verdicts(args) -> int:
     from rerank_scaling.scaling.table import load_results
     from rerank_scaling.scaling.verdicts import exposure_verdicts, verdicts
 
-    table = load_results(args.results)
+    table = checked(load_results(args.results), args)
     sizes = table.filter(~table["baseline"])["params"] if "baseline" in table.columns else table["params"]
     if args.fit_max_params is not None and sizes.len() and args.fit_max_params < sizes.min():
         print(f"warning: size check: --fit-max-params {args.fit_max_params:g} is below every model size "
@@ -185,7 +191,7 @@ def _run_allocate(args) -> int:
     from rerank_scaling.scaling.allocate import allocate
     from rerank_scaling.scaling.table import load_results
 
-    table = load_results(args.results)
+    table = checked(load_results(args.results), args)
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
         inference_queries=args.inference_queries, candidates=args.candidates, tokens_per_pair=args.tokens_per_pair,
@@ -203,9 +209,14 @@ def _run_allocate(args) -> int:
 def _run_backtest(args) -> int:
     import warnings
 
+    import polars as pl
+
     from rerank_scaling.scaling import render
     from rerank_scaling.scaling.backtest import backtest, calibration_json
+    from rerank_scaling.scaling.table import load_results
 
+    checked(pl.concat([load_results(t).select("metric", "baseline")
+                       for t in (*args.tables, *(args.controls or ()))]), args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bt = backtest(args.tables, controls=args.controls or (), metrics=args.metrics,
@@ -245,20 +256,20 @@ def register(subparsers) -> None:
                               description="Fit a size law on runs with params <= --fit-max-params and "
                                           "forecast every larger model, with prediction intervals.")
     _common(p)
-    p.add_argument("--metric", required=True, help="metric to forecast, e.g. ndcg@10")
-    p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 400e6")
+    p.add_argument("--metric", type=METRIC, required=True, help="metric to forecast, e.g. ndcg@10")
+    p.add_argument("--fit-max-params", type=AMOUNT, required=True, help="largest size fitted, e.g. 400e6")
     p.add_argument("--law", choices=LAW_CHOICES, default=None,
                    help="fit this law instead of the default estimator: auto (a+b*N^c, bias-corrected), cv "
                         "(lowest leave-largest-out error), a size law, or joint/joint-fang (N x D law on every "
                         "checkpoint of the fitted runs, forecast at the larger model's final exposure)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--evidence", choices=("final", "late"), default="final",
                    help="per-run value: final checkpoint (default) or mean of the late checkpoints")
     p.add_argument("--loss", choices=("linear", "huber"), default="linear", help="fit loss (default linear)")
     p.add_argument("--no-bias-correction", action="store_true", help="report the raw law fit")
-    p.add_argument("--predict-params", type=lambda s: [parse_amount(x) for x in _list(s)], default=[],
+    p.add_argument("--predict-params", type=ListOf(AMOUNT), default=[],
                    help="extra sizes to forecast, e.g. 1e9,3e9")
-    p.add_argument("--objective", default=None, help="only this objective")
+    p.add_argument("--objective", type=OBJECTIVE, default=None, help="only this objective")
     p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
                    help="forecast with an estimator the backtest scores; default: the one the real-ladder backtest "
                         "chose (scaling/README.md), its interval calibrated on real ladders")
@@ -273,16 +284,16 @@ def register(subparsers) -> None:
                                           "beta, delta), with bootstrap intervals and R^2, to compare exponents "
                                           "with a paper's.")
     _common(p)
-    p.add_argument("--metric", required=True, help="metric to fit, e.g. ce@15")
+    p.add_argument("--metric", type=METRIC, required=True, help="metric to fit, e.g. ce@15")
     p.add_argument("--law", choices=FIT_LAW_CHOICES, default="auto",
                    help="law (default auto); data laws (data, data-fang, data-loglinear) are fitted per model")
     p.add_argument("--data", choices=DATA_AXES, default="exposure",
                    help="what D is for data and joint laws: exposure (examples seen, every checkpoint a point; "
                         "default) or budget (training queries: each run's final value a point, runs that differ "
                         "only in budget fitted together)")
-    p.add_argument("--max-params", type=parse_amount, default=None, help="fit only runs up to this size (default all)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--objective", default=None, help="only this objective")
+    p.add_argument("--max-params", type=AMOUNT, default=None, help="fit only runs up to this size (default all)")
+    p.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--objective", type=OBJECTIVE, default=None, help="only this objective")
     p.set_defaults(func=_run_fit)
 
     p = subparsers.add_parser("verdicts", help="which metrics extrapolate (size and exposure checks)",
@@ -293,21 +304,21 @@ def register(subparsers) -> None:
                                           "cover and score no worse than the carry-forward's; a metric that does "
                                           "not move is 'not informative'.")
     _common(p)
-    p.add_argument("--fit-max-params", type=parse_amount, required=True, help="largest size fitted, e.g. 150e6")
-    p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all in the table)")
+    p.add_argument("--fit-max-params", type=AMOUNT, required=True, help="largest size fitted, e.g. 150e6")
+    p.add_argument("--metrics", type=METRICS, default=None, help="comma-separated (default: all in the table)")
     p.add_argument("--law", choices=LAW_CHOICES[:6], default=None,
                    help="judge this size law's forecasts (raw bootstrap intervals) instead of the default estimator's")
     p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default=None,
                    help="judge this estimator's forecasts (default: the estimator the real-ladder backtest chose, "
                         "with its calibrated intervals)")
     p.add_argument("--uncalibrated", action="store_true", help="with an estimator: its raw intervals")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    p.add_argument("--max-rel-error", type=float, default=None,
+    p.add_argument("--bootstrap", type=POSITIVE_INT, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--max-rel-error", type=POSITIVE, default=None,
                    help="also require mean |relative error| <= this (default: off; the rule compares the error "
                         "with the carry-forward and log-linear forecasts instead)")
-    p.add_argument("--min-coverage", type=float, default=DEFAULT_MIN_COVERAGE,
+    p.add_argument("--min-coverage", type=FRACTION, default=DEFAULT_MIN_COVERAGE,
                    help=f"smallest share of actuals inside their interval that passes (default {DEFAULT_MIN_COVERAGE})")
-    p.add_argument("--exposure-fraction", type=float, default=0.5,
+    p.add_argument("--exposure-fraction", type=OPEN_FRACTION, default=0.5,
                    help="exposure check fits checkpoints with D <= this x final D (default 0.5)")
     p.add_argument("--no-exposure", action="store_true", help="skip the exposure check")
     p.set_defaults(func=_run_verdicts)
@@ -316,27 +327,28 @@ def register(subparsers) -> None:
                               description="Fit the joint law and find the (N, D) that maximises the metric "
                                           "for a budget of 6*N*tokens training (+ inference) FLOPs.")
     _common(p)
-    p.add_argument("--metric", required=True, help="metric to optimise, e.g. ndcg@10")
-    p.add_argument("--flops", type=parse_amount, required=True, help="total FLOP budget, e.g. 1e18")
-    p.add_argument("--tokens-per-example", type=float, default=None,
+    p.add_argument("--metric", type=METRIC, required=True, help="metric to optimise, e.g. ndcg@10")
+    p.add_argument("--flops", type=AMOUNT, required=True, help="total FLOP budget, e.g. 1e18")
+    p.add_argument("--tokens-per-example", type=POSITIVE, default=None,
                    help="training tokens per example (default: tokens_seen / examples_seen from the table)")
-    p.add_argument("--inference-queries", type=parse_amount, default=0.0,
+    p.add_argument("--inference-queries", type=NON_NEGATIVE_AMOUNT, default=0.0,
                    help="queries served over the model's life (reranked, or encoded online by a retriever)")
     p.add_argument("--stage", choices=STAGES, default="rerank",
                    help="inference cost model: rerank (2*N*tokens-per-pair*candidates per query; default) or "
                         "retrieval (a bi-encoder: 2*N*query-tokens per query online, 2*N*doc-tokens*corpus-size "
                         "once offline)")
-    p.add_argument("--candidates", type=float, default=100.0, help="rerank: candidates scored per query (default 100)")
-    p.add_argument("--tokens-per-pair", type=float, default=None,
+    p.add_argument("--candidates", type=NON_NEGATIVE, default=100.0,
+                   help="rerank: candidates scored per query (default 100)")
+    p.add_argument("--tokens-per-pair", type=POSITIVE, default=None,
                    help="rerank: tokens per scored query-passage pair (default: tokens per example)")
-    p.add_argument("--query-tokens", type=float, default=None, help="retrieval: tokens of an encoded query")
-    p.add_argument("--doc-tokens", type=float, default=None, help="retrieval: tokens of an encoded document")
-    p.add_argument("--corpus-size", type=parse_amount, default=0.0,
+    p.add_argument("--query-tokens", type=POSITIVE, default=None, help="retrieval: tokens of an encoded query")
+    p.add_argument("--doc-tokens", type=POSITIVE, default=None, help="retrieval: tokens of an encoded document")
+    p.add_argument("--corpus-size", type=NON_NEGATIVE_AMOUNT, default=0.0,
                    help="retrieval: documents encoded offline once (default 0)")
-    p.add_argument("--objective", default=None, help="only this objective")
+    p.add_argument("--objective", type=OBJECTIVE, default=None, help="only this objective")
     p.add_argument("--law", choices=JOINT_LAWS, default="joint", help="joint law (default joint)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
-    p.add_argument("--tolerance", type=float, default=0.25,
+    p.add_argument("--bootstrap", type=POSITIVE_INT, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--tolerance", type=NON_NEGATIVE, default=0.25,
                    help="grid checkpoints within this relative compute distance are listed (default 0.25)")
     p.set_defaults(func=_run_allocate)
 
@@ -348,25 +360,26 @@ def register(subparsers) -> None:
                                           "median width and interval score relative to carry-forward's; choose the "
                                           "default inside the leave-one-ladder-out loop. --controls ladders "
                                           "(negative controls) are scored with widths from the scaling ladders.")
-    p.add_argument("tables", nargs="+", help="scaling ladders: tidy tables (.parquet/.csv) or study folders")
-    p.add_argument("--controls", nargs="+", default=None,
+    p.add_argument("tables", nargs="+", type=TABLE, help="scaling ladders: tidy tables (.parquet/.csv) or study folders")
+    p.add_argument("--controls", nargs="+", type=TABLE, default=None,
                    help="negative-control ladders (models that do not scale): scored, never calibrating")
-    p.add_argument("--metrics", type=_list, default=None, help="comma-separated (default: all)")
-    p.add_argument("--estimators", type=_list, default=None,
+    p.add_argument("--metrics", type=METRICS, default=None, help="comma-separated (default: all)")
+    p.add_argument("--estimators", type=ListOf(Choice(ESTIMATOR_NAMES, "estimator")), default=None,
                    help=f"size estimators (default: {', '.join(FAST_ESTIMATORS)}; all: {', '.join(ESTIMATOR_NAMES)})")
-    p.add_argument("--candidates", type=_list, default=None,
+    p.add_argument("--candidates", type=ListOf(Choice(ESTIMATOR_NAMES, "estimator")), default=None,
                    help=f"estimators the default is chosen among, simplest first (default: {', '.join(ENGINE_NAMES)})")
     p.add_argument("--exposure", action="store_true", help="also hide each model's last 1 and 2 checkpoints")
-    p.add_argument("--exposure-estimators", type=_list, default=None,
+    p.add_argument("--exposure-estimators", type=ListOf(Choice(EXPOSURE_ESTIMATOR_NAMES, "exposure estimator")),
+                   default=None,
                    help=f"exposure estimators (default all: {', '.join(EXPOSURE_ESTIMATOR_NAMES)})")
-    p.add_argument("--holdouts", type=lambda s: [int(x) for x in _list(s)], default=[1, 2],
+    p.add_argument("--holdouts", type=ListOf(POSITIVE_INT), default=[1, 2],
                    help="how many largest sizes / last checkpoints to hide, each separately (default 1,2)")
-    p.add_argument("--level", type=_level, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples per fit of the bootstrap "
-                                                              "estimators (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--cases", default=None, help="also write every case to this CSV")
-    p.add_argument("--write-calibration", default=None, metavar="FILE",
+    p.add_argument("--level", type=LEVEL, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--bootstrap", type=POSITIVE_INT, default=200, help="bootstrap resamples per fit of the bootstrap "
+                                                                       "estimators (default 200)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
+    p.add_argument("--cases", type=OUTPUT_FILE, default=None, help="also write every case to this CSV")
+    p.add_argument("--write-calibration", type=OUTPUT_FILE, default=None, metavar="FILE",
                    help="write the chosen default, every estimator's calibrated width and the default's trust "
                         "record to FILE (the analyzer reads rerank_scaling/scaling/calibration.json)")
     p.add_argument("--json", action="store_true", help="print JSON (summary, widths, choice) instead of tables")

@@ -17,6 +17,14 @@ their ``params`` are not on one axis.
 * ``run`` -- kept if given, else built from objective/model/params/supervision/budget/seed;
 * ``baseline`` -- ``model == "bm25"`` or null/zero ``params``: never fitted.
 
+Every row is checked as data before anything is fitted (:func:`normalise`): a
+non-numeric or non-finite number, a negative size, exposure or count, an empty
+metric, an unreadable ``in_domain``, and two rows of the same run, eval set,
+metric and checkpoint (one would count twice) are each an error naming the
+file, row and column. Nothing is dropped silently: rows of a model without a
+size (treated as baselines) and checkpoints at exposure 0 (which the exposure
+laws cannot use) are counted in a one-line warning.
+
 Row numbers in error messages count data rows from 1 (the header is not a row).
 """
 
@@ -26,12 +34,16 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank_scaling.errors import UserError
+from rerank_scaling.errors import UserError, warn
 
 REQUIRED = ("objective", "model", "params", "metric", "value")
 NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
 TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis", "family")
 NULL_TOKENS = ("", "na", "n/a", "null", "none")
+TRUE_TOKENS, FALSE_TOKENS = ("true", "1", "yes", "t", "y"), ("false", "0", "no", "f", "n")
+# what identifies one measurement: two rows equal on these would count one checkpoint twice
+ROW_KEY = ("ladder", "family", "objective", "supervision", "eval_set", "budget", "seed", "run", "model", "params", "metric",
+           "exposure")
 # What sets one curve apart from another, stated once: a condition (model family,
 # objective, supervision, eval set) and, within it, the data budget. Verdicts and
 # allocation compare laws per condition; fits are per condition x budget.
@@ -97,15 +109,21 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
     if len(nulls):
         raise UserError(f"{source}: column 'value' is empty (row {int(nulls[0]) + 1})")
     for col in ("objective", "model", "metric"):
-        nulls = df[col].is_null().arg_true()
+        nulls = (df[col].is_null() | (df[col].str.strip_chars() == "")).arg_true()
         if len(nulls):
             raise UserError(f"{source}: column '{col}' is empty (row {int(nulls[0]) + 1})")
+    _check_numbers(df, source)
     if "eval_set" not in df.columns:
         df = df.with_columns(eval_set=pl.lit("default"))
     df = df.with_columns(pl.col("eval_set").fill_null("default"), pl.col("metric").str.strip_chars())
     if "in_domain" in df.columns and df["in_domain"].dtype != pl.Boolean:
         lowered = df["in_domain"].cast(pl.Utf8).str.to_lowercase().str.strip_chars()
-        df = df.with_columns(in_domain=lowered.is_in(["true", "1", "yes", "t", "y"]))
+        bad = (lowered.is_not_null() & ~lowered.is_in([*TRUE_TOKENS, *FALSE_TOKENS, *NULL_TOKENS])).arg_true()
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(f"{source}: column 'in_domain' has {df['in_domain'][i]!r} (row {i + 1}); "
+                            "expected true or false")
+        df = df.with_columns(in_domain=lowered.is_in(TRUE_TOKENS))
     exposure = pl.lit(None, dtype=pl.Float64)
     if "step" in df.columns:
         exposure = pl.col("step")
@@ -128,7 +146,47 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
         if len(axes) > 1:
             raise UserError(f"{source}: column 'size_axis' mixes {axes[0]!r} and {axes[1]!r}: params are not"
                             " on one axis (keep the rows of one)")
+    _check_rows(df, source)
     return df
+
+
+def _check_numbers(df: pl.DataFrame, source: str) -> None:
+    """Every number finite; sizes, exposures and counts not negative (file, row and column named)."""
+    for col in (c for c in NUMERIC if c in df.columns):
+        s = df[col]
+        bad = (s.is_not_null() & (s.is_nan() | s.is_infinite())).arg_true()
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(f"{source}: column '{col}' has {s[i]} (row {i + 1}); every value must be a finite number")
+        if col == "value":
+            continue
+        bad = (s.is_not_null() & (s < 0)).arg_true()
+        if len(bad):
+            i = int(bad[0])
+            what = "a model size is never negative (0 or empty: a baseline)" if col == "params" else "never negative"
+            shown = f"{s[i]:.0f}" if float(s[i]).is_integer() else f"{s[i]:g}"
+            raise UserError(f"{source}: column '{col}' has {shown} (row {i + 1}); {what}")
+
+
+def _check_rows(df: pl.DataFrame, source: str) -> None:
+    """Two rows of one measurement are an error; rows no law uses are counted in a warning."""
+    rows = df.with_row_index("_row").filter(~pl.col("baseline"))
+    key = [c for c in ROW_KEY if c in rows.columns]
+    dup = rows.filter(pl.len().over(key) > 1)
+    if dup.height:
+        first = dup.row(0, named=True)
+        same = dup.filter(pl.all_horizontal(pl.col(c).eq_missing(first[c]) for c in key))["_row"].to_list()
+        where = ", ".join(f"{c} {first[c]!r}" for c in ("run", "eval_set", "metric", "exposure") if c in key)
+        raise UserError(f"{source}: rows {same[0] + 1} and {same[1] + 1} are one measurement ({where}): it would "
+                        "count twice (remove one, or tell them apart with a seed, run or step column)")
+    unsized = df.filter(pl.col("baseline") & (pl.col("model").str.to_lowercase() != "bm25"))
+    if unsized.height:
+        models = sorted(unsized["model"].unique().to_list())
+        warn(f"{source}: {unsized.height} rows of {len(models)} model(s) without a size (params empty or 0, e.g. "
+             f"{models[0]!r}) are baselines: shown, never fitted")
+    start = rows.filter(pl.col("exposure") == 0).height
+    if start:
+        warn(f"{source}: {start} rows are at exposure 0 (evaluated before training): the exposure laws skip them")
 
 
 def group_columns(df: pl.DataFrame) -> list[str]:

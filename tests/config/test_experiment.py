@@ -45,7 +45,7 @@ def test_experiment_expands_into_validated_cells(write_experiment):
          "size_axis 'nominal': model 'minilm-1L' has no nominal size"),
         ("workers = 1", "workers = 0", "hardware.workers must be a positive integer, got 0"),
         ("k = 20", "k = 5", "rerank_k (8) cannot exceed candidates_k (5)"),
-        ('seeds = [0]', 'seeds = [0.5]', "grid.seeds: each value must be an integer, got 0.5"),
+        ('seeds = [0]', 'seeds = [0.5]', "grid.seeds: each value must be a seed (an integer in [0, 2^32)), got 0.5"),
     ],
 )
 def test_malformed_experiments_fail_with_one_line_naming_key_and_value(write_experiment, old, new, message):

@@ -78,7 +78,7 @@ def test_check_normalises_good_values(name, value, expected):
      ("ladder", "gpt", "unknown ladder 'gpt'"),
      ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder, sparse)"),
      ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
-     ("train_collection", 3, "train_collection must be a string, got 3")],
+     ("train_collection", 3, "train_collection must be an ir_datasets id or a BEIR folder, got 3")],
 )
 def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
     with pytest.raises(UserError) as err:

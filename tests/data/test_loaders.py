@@ -179,10 +179,12 @@ def test_download_failure_is_a_user_error(monkeypatch, tmp_path: Path):
 
     monkeypatch.setattr(ir_datasets, "load", lambda _id: Offline())
     monkeypatch.setattr(loaders, "_import_ir_datasets", lambda home: ir_datasets)
+    (tmp_path / "ir_datasets").mkdir()  # a data root of the right layout, without this collection
     with pytest.raises(UserError) as err:
         load_collection("antique/test", data_root=tmp_path, cache_dir=tmp_path)
     msg = str(err.value)
     assert "'antique/test'" in msg and "--data-root" in msg and "ConnectionError" in msg
+    assert f"({tmp_path}/ir_datasets/antique/ is missing)" in msg
     assert "\n" not in msg
 
 

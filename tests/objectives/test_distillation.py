@@ -57,7 +57,7 @@ def test_registry_and_config_rules():
         RunConfig(family="cross-encoder", objective="kl", teacher="x")
     with pytest.raises(UserError, match="lambda_q = 0.1 applies to family 'sparse' only"):
         RunConfig(family="bi-encoder", objective="infonce", lambda_q=0.1)
-    with pytest.raises(UserError, match="regularizer_warmup = 2"):
+    with pytest.raises(UserError, match=r"regularizer_warmup must be a fraction in \[0, 1\], got 2"):
         RunConfig(family="sparse", objective="infonce", regularizer_warmup=2)
     with pytest.raises(UserError, match="pooling = 'mean' applies to family 'cross-encoder' / 'bi-encoder' only"):
         RunConfig(family="sparse", objective="infonce", pooling="mean")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rerank_scaling.cli import main
-from rerank_scaling.scaling.cli import parse_amount
+from rerank_scaling.values import parse_amount
 
 
 @pytest.fixture
@@ -88,3 +88,13 @@ def test_skipped_group_is_reported(tmp_path, capsys):
     captured = capsys.readouterr()
     assert {r["objective"] for r in json.loads(captured.out)} == {"listwise"}
     assert "warning: skipped: map, objective=pointwise" in captured.err
+
+
+def test_a_bootstrap_too_small_for_the_level_is_warned(csv_path, capsys):
+    assert main(["fit", str(csv_path), "--metric", "ndcg@10", "--law", "loglinear", "--bootstrap", "19",
+                 "--level", "0.9", "--json"]) == 0
+    assert ("warning: --bootstrap 19 at --level 0.9: no resample lies beyond either end of the interval, so its "
+            "ends are the extreme resamples; use --bootstrap 20 or more") in capsys.readouterr().err
+    assert main(["fit", str(csv_path), "--metric", "ndcg@10", "--law", "loglinear", "--bootstrap", "20",
+                 "--json"]) == 0
+    assert "--bootstrap" not in capsys.readouterr().err

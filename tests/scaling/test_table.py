@@ -1,5 +1,7 @@
 """Reading tables: one-line UserErrors naming file and column; derived columns."""
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -92,3 +94,43 @@ def test_size_axis_column_is_optional_and_one_axis_per_table(tmp_path):
     assert one["size_axis"].to_list()[:3] == ["nominal"] * 3
     with pytest.raises(UserError, match="results.csv: column 'size_axis' mixes 'nominal' and 'non-embedding'"):
         load_results(_csv(tmp_path, size_axis=["nominal", "nominal", "non-embedding", ""]))
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [(dict(value=["0.51", "nan", "0.58", "0.30"]), "column 'value' has nan (row 2); every value must be a finite number"),
+     (dict(params=["17e6", "17e6", "inf", "0"]), "column 'params' has inf (row 3); every value must be a finite"),
+     (dict(params=["17e6", "17e6", "-32e6", "0"]),
+      "column 'params' has -32000000 (row 3); a model size is never negative (0 or empty: a baseline)"),
+     (dict(step=["100", "-200", "200", "0"]), "column 'step' has -200 (row 2); never negative"),
+     (dict(metric=["ndcg@10", " ", "ndcg@10", "ndcg@10"]), "column 'metric' is empty (row 2)"),
+     (dict(step=["100", "100", "200", "0"]),
+      "rows 1 and 2 are one measurement (run 'listwise__m-17m__17000000', eval_set 'default', metric 'ndcg@10', "
+      "exposure 100.0): it would count twice"),
+     (dict(in_domain=["yes", "maybe", "no", "no"]), "column 'in_domain' has 'maybe' (row 2); expected true or false")],
+)
+def test_every_row_is_checked_as_data_naming_file_row_and_column(tmp_path, changes, message):
+    with pytest.raises(UserError) as err:
+        load_results(_csv(tmp_path, **changes))
+    assert str(err.value).startswith(f"results.csv: {message}"), str(err.value)
+
+
+def test_rows_no_law_uses_are_counted_not_dropped_silently(tmp_path, capsys):
+    df = load_results(_csv(tmp_path, model=["m-17m", "m-17m", "m-32m", "random"], step=["0", "200", "200", "0"]))
+    err = capsys.readouterr().err
+    assert "warning: results.csv: 1 rows of 1 model(s) without a size (params empty or 0, e.g. 'random') are " \
+           "baselines: shown, never fitted" in err
+    assert "warning: results.csv: 1 rows are at exposure 0 (evaluated before training): the exposure laws skip them" \
+           in err
+    assert df.height == 4  # nothing dropped
+
+
+LADDERS = Path(__file__).resolve().parents[2] / "reports" / "ladders"
+
+
+@pytest.mark.parametrize("path", sorted([*LADDERS.glob("published/*.csv"), *LADDERS.glob("*/results.parquet")]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_published_and_our_ladder_tables_pass_the_checks(path, capsys):
+    df = load_results(path)
+    assert df.height and (df.filter(~pl.col("baseline"))["params"] > 0).all()
+    assert "warning" not in capsys.readouterr().err
