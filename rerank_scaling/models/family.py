@@ -73,12 +73,28 @@ class ModelFamily(Protocol):
         """A model written by :meth:`Model.save`."""
 
 
+FAMILY_FILE = "family.json"  # beside a saved model's weights: its family and the settings its load needs
+
+
+def write_family_file(folder: Path, family: str, settings: dict) -> None:
+    """``family.json`` of a model saved into ``folder``: ``{"family": family, **settings}``."""
+    (Path(folder) / FAMILY_FILE).write_text(json.dumps({"family": family, **settings}, indent=2) + "\n")
+
+
+def read_family_file(folder: Path, family: str) -> dict:
+    """The settings a ``family`` model saved into ``folder`` (``ValueError`` when it is another family's)."""
+    info = json.loads((Path(folder) / FAMILY_FILE).read_text())
+    if info.get("family") != family:
+        raise ValueError(f"{folder}: not a {family} ({FAMILY_FILE} says {info.get('family')!r})")
+    return info
+
+
 def saved_model_folder(source: str) -> Path | None:
-    """The folder a family's ``save`` wrote (``family.json`` beside the weights) behind ``source``: a
+    """The folder a family's ``save`` wrote (:data:`FAMILY_FILE` beside the weights) behind ``source``: a
     run folder (its ``model/``) or that folder itself; None for a hub id or a plain Hugging Face folder."""
     path = Path(source)
     for folder in (path / "model", path):
-        if (folder / "family.json").is_file():
+        if (folder / FAMILY_FILE).is_file():
             return folder
     return None
 
@@ -95,7 +111,7 @@ def check_hub_source(source: str) -> None:
 
 def saved_family(folder: Path) -> str | None:
     """The family a saved model folder names."""
-    return json.loads((Path(folder) / "family.json").read_text()).get("family")
+    return json.loads((Path(folder) / FAMILY_FILE).read_text()).get("family")
 
 
 def model_fingerprint(source: str) -> str:

@@ -50,7 +50,8 @@ from rerank_scaling.data.util import atomic_write_bytes, default_cache_dir
 from rerank_scaling.errors import UserError
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
 from rerank_scaling.models.bi_encoder import BiEncoder
-from rerank_scaling.models.family import check_hub_source, model_fingerprint, saved_family, saved_model_folder
+from rerank_scaling.models.family import (FAMILY_FILE, check_hub_source, model_fingerprint, saved_family,
+                                          saved_model_folder)
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class QueryStudent(BiEncoder):
 
     def save(self, folder: Path) -> None:
         super().save(folder)
-        path = Path(folder) / "family.json"
+        path = Path(folder) / FAMILY_FILE
         info = json.loads(path.read_text())
         info["query_distill"] = {"teacher": self.teacher_source, "fingerprint": self.fingerprint,
                                  "max_length": self.teacher.texts.max_length,
