@@ -8,7 +8,6 @@ parallel find them ready.
 from __future__ import annotations
 
 from rerank_scaling.config import Experiment, RunConfig
-from rerank_scaling.config.run import distils_query_tower
 from rerank_scaling.errors import UserError
 
 
@@ -19,7 +18,7 @@ def _fail(experiment: Experiment, message: str) -> UserError:
 def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> dict[str, int]:
     """Load every collection and count training queries; fail on any bad budget or set."""
     from rerank_scaling.pipeline.prepare import evaluation_key, evaluation_set, training_key, training_set
-    from rerank_scaling.pipeline.teacher import warm_query_teacher
+    from rerank_scaling.pipeline.teacher import embeds_teacher_queries, warm_query_teacher
 
     available: dict[str, int] = {}
     seen_train, seen_eval, seen_teacher = set(), set(), set()
@@ -43,7 +42,7 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
                     raise _fail(experiment, f"eval '{spec.name}': {exc}") from None
                 corpora[id(evalset.collection.docs)] = evalset.collection.docs
         teacher = (cell.teacher, cell.cache_dir, cell.max_length, cell.max_query_length, key)
-        if distils_query_tower(cell.objective) and teacher not in seen_teacher:
+        if embeds_teacher_queries(cell) and teacher not in seen_teacher:
             seen_teacher.add(teacher)
             warm_query_teacher(cell, training_set(cell)[0], list(corpora.values()))
     return available

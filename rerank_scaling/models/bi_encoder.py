@@ -176,29 +176,28 @@ class BiEncoderFamily:
     """Dense retrieval: ``sim(E_q(q), E_d(d)) / tau`` trained with in-batch (contrastive) objectives."""
 
     name = "bi-encoder"
-    layout = "in-batch"
 
     def build(self, config) -> BiEncoder:
-        from rerank_scaling.config.run import distils_query_tower
         from rerank_scaling.objectives import OBJECTIVES
 
-        if distils_query_tower(config.objective):  # ScalingNote: a query tower only
+        if "teacher_embeddings" in OBJECTIVES[config.objective].requires:  # ScalingNote: a query tower only
             from rerank_scaling.models.query_distill import build_student
 
             return build_student(config)
+        own = config.family_settings
         backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
         # a decoder reads its last token by default (under causal attention the only one that sees the text)
-        pooling = config.pooling or ("last" if is_causal(backbone) else default_pooling(config.ladder))
-        if config.bidirectional:
+        pooling = own.pooling or ("last" if is_causal(backbone) else default_pooling(config.ladder))
+        if own.bidirectional:
             make_bidirectional(backbone, config.model.name)
-        doc = copy.deepcopy(backbone) if config.towers == "separate" else None
+        doc = copy.deepcopy(backbone) if own.towers == "separate" else None
         torch.manual_seed(config.seed)  # the projection's (and LoRA adapters') initial weights
-        return BiEncoder(backbone, tokenizer, doc, pooling=pooling, projection=config.projection,
-                         similarity=config.similarity, temperature=config.temperature,
+        return BiEncoder(backbone, tokenizer, doc, pooling=pooling, projection=own.projection,
+                         similarity=own.similarity, temperature=own.temperature,
                          max_length=config.max_length, max_query_length=config.max_query_length,
                          negatives=OBJECTIVES[config.objective].negatives,
-                         corpus_negatives=config.corpus_negatives, seed=config.seed,
-                         lora=lora_settings(config), bidirectional=config.bidirectional)
+                         corpus_negatives=own.corpus_negatives, seed=config.seed,
+                         lora=lora_settings(own), bidirectional=own.bidirectional)
 
     def load(self, folder: Path) -> BiEncoder:
         from transformers import AutoModel, AutoTokenizer

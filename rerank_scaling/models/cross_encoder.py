@@ -197,11 +197,11 @@ class CrossEncoderFamily:
     """``score(q, d) = head(encoder([CLS] q [SEP] d [SEP]))`` over query groups."""
 
     name = "cross-encoder"
-    layout = "groups"
 
     def build(self, config) -> CrossEncoder:
         return load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
-                                  pooling=config.pooling, chunk_size=config.chunk_size, dropout=config.dropout)
+                                  pooling=config.family_settings.pooling, chunk_size=config.chunk_size,
+                                  dropout=config.dropout)
 
     def load(self, folder: Path) -> CrossEncoder:
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer

@@ -221,18 +221,19 @@ class TeacherRetriever:
 
 def build_student(config) -> QueryStudent:
     """The config's ladder rung as a query tower for ``config.teacher``, projected to its width if needed."""
+    own = config.family_settings
     teacher = load_dual_tower(config.teacher, config.max_length, config.max_query_length)
     width = embedding_width(teacher)
-    if config.projection is not None and config.projection != width:
-        raise UserError(f"projection = {config.projection}: a query-distill student projects to its teacher's "
+    if own.projection is not None and own.projection != width:
+        raise UserError(f"projection = {own.projection}: a query-distill student projects to its teacher's "
                         f"width ({width})")
-    if config.temperature is not None and config.temperature != teacher.temperature:
-        raise UserError(f"temperature = {config.temperature}: a query-distill student scores with its teacher's "
+    if own.temperature is not None and own.temperature != teacher.temperature:
+        raise UserError(f"temperature = {own.temperature}: a query-distill student scores with its teacher's "
                         f"temperature ({teacher.temperature})")
     backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
-    projection = config.projection or (width if backbone.config.hidden_size != width else None)
+    projection = own.projection or (width if backbone.config.hidden_size != width else None)
     torch.manual_seed(config.seed)  # the projection's initial weights
     return QueryStudent(backbone, tokenizer, teacher=teacher, teacher_source=config.teacher,
                         fingerprint=model_fingerprint(config.teacher), cache_dir=config.cache_dir,
-                        pooling=config.pooling or default_pooling(config.ladder), projection=projection,
+                        pooling=own.pooling or default_pooling(config.ladder), projection=projection,
                         max_query_length=config.max_query_length)

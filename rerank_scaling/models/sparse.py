@@ -205,21 +205,20 @@ class SparseFamily:
     """SPLADE sparse retrieval: ``w(q) . w(d)`` over the vocabulary, trained with in-batch objectives."""
 
     name = "sparse"
-    layout = "in-batch"
 
     def build(self, config) -> SparseEncoder:
         from rerank_scaling.objectives import OBJECTIVES
 
+        own = config.family_settings
         mlm, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mlm", dropout=config.dropout)
-        if config.bidirectional:
+        if own.bidirectional:
             make_bidirectional(mlm, config.model.name)
         torch.manual_seed(config.seed)  # LoRA adapters' initial weights
         return SparseEncoder(mlm, tokenizer, max_length=config.max_length, max_query_length=config.max_query_length,
-                             negatives=OBJECTIVES[config.objective].negatives, corpus_negatives=config.corpus_negatives,
-                             seed=config.seed, regularizer=config.regularizer, lambda_q=config.lambda_q,
-                             lambda_d=config.lambda_d, regularizer_warmup=round(config.regularizer_warmup * config.steps),
-                             chunk_size=config.chunk_size, lora=lora_settings(config),
-                             bidirectional=config.bidirectional)
+                             negatives=OBJECTIVES[config.objective].negatives, corpus_negatives=own.corpus_negatives,
+                             seed=config.seed, regularizer=own.regularizer, lambda_q=own.lambda_q,
+                             lambda_d=own.lambda_d, regularizer_warmup=round(own.regularizer_warmup * config.steps),
+                             chunk_size=config.chunk_size, lora=lora_settings(own), bidirectional=own.bidirectional)
 
     def load(self, folder: Path) -> SparseEncoder:
         from transformers import AutoConfig, AutoTokenizer

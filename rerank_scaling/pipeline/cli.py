@@ -1,8 +1,9 @@
 """`rerank-scaling train`: one run, from flags or a TOML table.
 
-Every flag is derived from a :class:`RunConfig` field (``--batch-size`` for
-``batch_size``); its text is parsed by the field's type and checked like any
-other value of the config.
+Every flag is derived from a :class:`RunConfig` field or a model family's own
+setting (``--batch-size`` for ``batch_size``, ``--towers`` for the bi-encoder's
+``towers``); its text is parsed by the field's type and checked like any other
+value of the config.
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ from pathlib import Path
 
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.config.fields import hints, meta, parse_text, settings
+from rerank_scaling.config.run import family_fields
 from rerank_scaling.errors import UserError
 from rerank_scaling.rundir import output_folder
 
 
 def flag_fields():
-    return [f for f in settings(RunConfig) if meta(f)["flag"]]
+    """The common settings' flags, then the families' own (a name several families own is one flag)."""
+    return [f for f in (*settings(RunConfig), *family_fields()) if meta(f)["flag"]]
+
+
+def _hint(name: str):
+    """The type a flag's text is parsed as (a family's own key: as its first owner declares it)."""
+    from rerank_scaling.models import FAMILIES, owners
+
+    return hints(RunConfig)[name] if name in hints(RunConfig) else hints(FAMILIES[owners(name)[0]].settings)[name]
 
 
 def flag_name(name: str) -> str:
@@ -60,7 +70,7 @@ def config_from_args(args) -> RunConfig:
     for f in flag_fields():
         text = getattr(args, f.name)
         if text is not None:
-            data[f.name] = parse_text(f, text, hints(RunConfig)[f.name], flag_name(f.name))
+            data[f.name] = parse_text(f, text, _hint(f.name), flag_name(f.name))
     if args.eval:
         train = data.get("train_collection", RunConfig.train_collection)
         data["evals"] = [parse_eval(e, train) for e in args.eval]

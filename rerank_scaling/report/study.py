@@ -16,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank_scaling.config import Experiment, distils, load_experiment
+from rerank_scaling.config import Experiment, load_experiment
 from rerank_scaling.errors import UserError
+from rerank_scaling.objectives import OBJECTIVES
 from rerank_scaling.results import read_table
 from rerank_scaling.report.wording import Wording, wording
 from rerank_scaling.rundir import CellState, RunFolder, StudyFolder, read_json
@@ -184,7 +185,8 @@ class Study:
         with what its run folder says about it (model, objective, steps, its own final ndcg@10 and BM25's)."""
         taught: dict[str, set[str]] = {}
         for c in self.configs():
-            if c.get("teacher") and distils(str(c.get("objective"))):
+            objective = OBJECTIVES.get(str(c.get("objective")))
+            if c.get("teacher") and objective is not None and objective.distils:
                 taught.setdefault(str(c["teacher"]), set()).add(str(c["objective"]))
         return [_teacher(src, tuple(sorted(objs)), self.folder) for src, objs in sorted(taught.items())]
 

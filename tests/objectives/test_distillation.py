@@ -56,11 +56,11 @@ def test_registry_and_config_rules():
     with pytest.raises(UserError, match="does not train family 'cross-encoder'"):
         RunConfig(family="cross-encoder", objective="kl", teacher="x")
     with pytest.raises(UserError, match="lambda_q = 0.1 applies to family 'sparse' only"):
-        RunConfig(family="bi-encoder", objective="infonce", lambda_q=0.1)
+        RunConfig.from_dict(dict(family="bi-encoder", objective="infonce", lambda_q=0.1))
     with pytest.raises(UserError, match="regularizer_warmup = 2"):
-        RunConfig(family="sparse", objective="infonce", regularizer_warmup=2)
+        RunConfig.from_dict(dict(family="sparse", objective="infonce", regularizer_warmup=2))
     with pytest.raises(UserError, match="pooling = 'mean' applies to family 'cross-encoder' / 'bi-encoder' only"):
-        RunConfig(family="sparse", objective="infonce", pooling="mean")
+        RunConfig.from_dict(dict(family="sparse", objective="infonce", pooling="mean"))
 
 
 def test_regularisers_by_hand_and_the_quadratic_warmup():

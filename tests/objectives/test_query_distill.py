@@ -28,14 +28,14 @@ def test_the_loss_is_mse_plus_one_minus_cosine_by_hand():
 
 
 def test_the_weights_are_the_configs():
-    config = RunConfig(family="bi-encoder", objective="query-distill", teacher="some/teacher", mse_weight=0.25,
-                       cosine_weight=3.0)
+    config = RunConfig.from_dict(dict(family="bi-encoder", objective="query-distill", teacher="some/teacher", mse_weight=0.25,
+                       cosine_weight=3.0))
     objective = get_objective("query-distill", config)
     assert (objective.mse_weight, objective.cosine_weight) == (0.25, 3.0)
     loss = objective(STUDENT, torch.zeros(2), teacher_embeddings=TEACHER)
     assert float(loss) == pytest.approx(_by_hand(0.25, 3.0), rel=1e-6)
-    only_cos = get_objective("query-distill", RunConfig(family="bi-encoder", objective="query-distill",
-                                                        teacher="t", mse_weight=0.0))
+    only_cos = get_objective("query-distill", RunConfig.from_dict(dict(family="bi-encoder", objective="query-distill",
+                                                        teacher="t", mse_weight=0.0)))
     # cosine alone ignores the norm: a student twice the teacher's scale has no loss
     assert float(only_cos(2 * TEACHER, torch.zeros(2), teacher_embeddings=TEACHER)) == pytest.approx(0, abs=1e-6)
 
@@ -61,16 +61,16 @@ def test_a_width_mismatch_is_named():
 
 
 def test_query_distill_trains_bi_encoders_only_and_needs_a_teacher():
-    assert OBJECTIVES["query-distill"].families == ("bi-encoder",)
-    with pytest.raises(UserError, match="trains family 'bi-encoder' only, not 'sparse'"):
+    assert OBJECTIVES["query-distill"].kind == "query-distillation"
+    with pytest.raises(UserError, match="does not train family 'sparse'.*; it trains family 'bi-encoder'"):
         RunConfig(family="sparse", objective="query-distill", teacher="t")
     with pytest.raises(UserError, match="does not train family 'cross-encoder'"):
         RunConfig(family="cross-encoder", objective="query-distill", teacher="t")
     with pytest.raises(UserError, match="distils a teacher"):
         RunConfig(family="bi-encoder", objective="query-distill")
     with pytest.raises(UserError, match="towers must stay 'shared'"):
-        RunConfig(family="bi-encoder", objective="query-distill", teacher="t", towers="separate")
+        RunConfig.from_dict(dict(family="bi-encoder", objective="query-distill", teacher="t", towers="separate"))
     with pytest.raises(UserError, match="mse_weight"):
-        RunConfig(family="bi-encoder", objective="query-distill", teacher="t", mse_weight=-1.0)
+        RunConfig.from_dict(dict(family="bi-encoder", objective="query-distill", teacher="t", mse_weight=-1.0))
     with pytest.raises(UserError, match="latency_queries.*bi-encoder"):
-        RunConfig(family="cross-encoder", latency_queries=5)
+        RunConfig.from_dict(dict(family="cross-encoder", latency_queries=5))

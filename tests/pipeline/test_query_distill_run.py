@@ -29,12 +29,12 @@ def teacher(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def student_config(shared_root, teacher, tmp_path_factory):
-    return RunConfig(family="bi-encoder", objective="query-distill", teacher=str(teacher), ladder="scratch",
+    return RunConfig.from_dict(dict(family="bi-encoder", objective="query-distill", teacher=str(teacher), ladder="scratch",
                      size="L1-H64", steps=8, eval_every=4, batch_size=8, n_negatives=1, max_length=48,
                      max_query_length=24, candidates_k=50, rerank_k=10, ce_negatives=5, lr=2e-3, warmup_steps=0,
                      budget=40, supervision="mixed", latency_queries=6, save_model=True,
                      data_root=str(shared_root), cache_dir=str(tmp_path_factory.mktemp("cache")),
-                     evals=(EvalSpec("cranfield-test", "cranfield", "test", 8, True),))
+                     evals=(EvalSpec("cranfield-test", "cranfield", "test", 8, True),)))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_the_student_searches_the_teachers_cached_index(student_config, run, sha
         return real(self, texts, kind, batch_size, normalize)
 
     monkeypatch.setattr(BiEncoder, "encode", teacher_encode)
-    other = RunConfig(**{**student_config.__dict__, "size": "L1-H32", "save_model": False, "steps": 2,
+    other = RunConfig.from_dict({**student_config.to_dict(), "size": "L1-H32", "save_model": False, "steps": 2,
                          "eval_every": 2})
     assert train_run(other, folder.parent / "other")["state"] == "done"
     assert len(list(student.cache.folder.glob("*.pt"))) == 2  # the index and the training targets
@@ -120,9 +120,9 @@ def test_a_teacher_that_is_not_a_bi_encoder_is_a_one_line_error(tmp_path):
 
 def test_a_projection_or_temperature_other_than_the_teachers_is_refused(student_config):
     with pytest.raises(UserError, match="projects to its teacher's width \\(384\\)"):
-        build_student(RunConfig(**{**student_config.__dict__, "projection": 128}))
+        build_student(RunConfig.from_dict({**student_config.to_dict(), "projection": 128}))
     with pytest.raises(UserError, match="teacher's temperature"):
-        build_student(RunConfig(**{**student_config.__dict__, "temperature": 0.5}))
+        build_student(RunConfig.from_dict({**student_config.to_dict(), "temperature": 0.5}))
 
 
 def test_the_report_shows_each_student_against_its_teacher(run, tmp_path):
@@ -151,7 +151,7 @@ def test_grid_checks_fill_the_teachers_caches_before_any_cell(student_config, tm
     from rerank_scaling.config import Experiment, Hardware, StudyInfo
     from rerank_scaling.grid.checks import check_data
 
-    config = RunConfig(**{**student_config.__dict__, "cache_dir": str(tmp_path / "cache")})
+    config = RunConfig.from_dict({**student_config.to_dict(), "cache_dir": str(tmp_path / "cache")})
     check_data(Experiment("q", tmp_path / "q.toml", "", [config], Hardware(), config.evals, StudyInfo()))
     student = build_student(config)
     texts = _training_queries(config)
