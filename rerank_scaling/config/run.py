@@ -239,9 +239,6 @@ class RunConfig:
         if info.distils and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
-        if "teacher_embeddings" in info.requires and self.value("towers") != "shared":
-            raise UserError(f"objective '{self.objective}' trains a query tower only (the documents are the "
-                            "teacher's): towers must stay 'shared'")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, flat: the family's own keys where ``family_settings`` sits (as ``config.json`` has them)."""

@@ -59,7 +59,8 @@ class RetrieverSettings(FamilySettings):
     """Keys of every retriever built on :mod:`rerank_scaling.models.base`."""
 
     corpus_negatives: int = setting(256, section="train", min=1,
-                                    doc="infonce-corpus: random corpus documents shared by each batch (Fang et al.: 256)")
+                                    doc="infonce-corpus: random corpus documents shared by each batch "
+                                        "(Fang et al.: 256)")
     bidirectional: bool = setting(False, section="train",
                                   doc="decoder backbones: remove the causal mask (Zeng et al., LLM2Vec)")
     lora_rank: int | None = setting(None, section="train", min=1,
@@ -95,13 +96,6 @@ class BiEncoderSettings(RetrieverSettings):
                                                    doc="bi-encoder score: cosine or dot, divided by the temperature")
     temperature: float | None = setting(None, section="train", above=0,
                                         doc="scores are sim / temperature; None: 0.05 (cosine), 1 (dot)")
-    mse_weight: float = setting(1.0, section="train", min=0,
-                                doc="query-distill: weight of the MSE between student and teacher query embeddings")
-    cosine_weight: float = setting(1.0, section="train", min=0,
-                                   doc="query-distill: weight of 1 - cosine(student, teacher) query embeddings")
-    latency_queries: int = setting(100, section="train", min=1,
-                                   doc="query-distill: queries timed one at a time (batch 1) for the median "
-                                       "query-encoding latency, after 10 untimed ones")
 
 
 @dataclass(frozen=True)
@@ -124,6 +118,25 @@ class SparseSettings(RetrieverSettings):
 
 
 @dataclass(frozen=True)
+class QueryDistillSettings(FamilySettings):
+    pooling: Literal["mean", "cls", "last"] | None = setting(
+        None, section="train", label="pooling", doc="the query tower's pooling; None: the ladder's default")
+    projection: int | None = setting(None, section="train", min=1,
+                                     doc="query-distill: may only name the teacher's width (the student projects "
+                                         "to it when its hidden size differs)")
+    temperature: float | None = setting(None, section="train", above=0,
+                                        doc="query-distill: may only repeat the teacher's (the index is searched as "
+                                            "the teacher searches it)")
+    mse_weight: float = setting(1.0, section="train", min=0,
+                                doc="query-distill: weight of the MSE between student and teacher query embeddings")
+    cosine_weight: float = setting(1.0, section="train", min=0,
+                                   doc="query-distill: weight of 1 - cosine(student, teacher) query embeddings")
+    latency_queries: int = setting(100, section="train", min=1,
+                                   doc="query-distill: queries timed one at a time (batch 1) for the median "
+                                       "query-encoding latency, after 10 untimed ones")
+
+
+@dataclass(frozen=True)
 class FamilyInfo:
     name: str
     target: str  # "module:Class" of its ModelFamily
@@ -142,9 +155,11 @@ FAMILIES: dict[str, FamilyInfo] = {info.name: info for info in (
     FamilyInfo("cross-encoder", "rerank_scaling.models.cross_encoder:CrossEncoderFamily", "rerank", "groups",
                ("reranking",), CrossEncoderSettings, ("reranker", "rerankers")),
     FamilyInfo("bi-encoder", "rerank_scaling.models.bi_encoder:BiEncoderFamily", "retrieval", "in-batch",
-               ("contrastive", "distillation", "query-distillation"), BiEncoderSettings, ("bi-encoder", "bi-encoders")),
+               ("contrastive", "distillation"), BiEncoderSettings, ("bi-encoder", "bi-encoders")),
     FamilyInfo("sparse", "rerank_scaling.models.sparse:SparseFamily", "retrieval", "in-batch",
                ("contrastive", "distillation"), SparseSettings, ("sparse retriever", "sparse retrievers")),
+    FamilyInfo("query-distill", "rerank_scaling.models.query_distill:QueryDistillFamily", "retrieval", "in-batch",
+               ("query-distillation",), QueryDistillSettings, ("distilled query tower", "distilled query towers")),
 )}
 
 

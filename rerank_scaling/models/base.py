@@ -8,7 +8,8 @@
   texts, ``[CLS] text [SEP]``, with the same cache.
 * Pooled towers (:class:`Tower`): a backbone, its pooling (``mean``, ``cls``,
   ``last``) and an optional projection; BERT backbones run our packed forward
-  (:mod:`rerank_scaling.models.packed`).
+  (:mod:`rerank_scaling.models.packed`). :func:`encode_sorted` encodes many texts
+  longest first in batches (dynamic padding), without gradients.
 * Retrievers (:class:`InBatchRetriever`): the ``"in-batch"`` training batch --
   each query against every document of the batch: the groups' positives,
   their hard negatives when the objective's ``negatives`` include ``"hard"``,
@@ -27,7 +28,8 @@ A saved model's ``family.json`` is written and read by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -162,6 +164,11 @@ class Tower(torch.nn.Module):
         #: run BERT backbones through the packed (and, for CLS, pruned) forward; False: Hugging Face's
         self.fast_path = True
 
+    @property
+    def width(self) -> int:
+        """The dimension of its embeddings."""
+        return self.projection.out_features if self.projection is not None else self.backbone.config.hidden_size
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"]
         if self.fast_path and self._runner is not None and bool(mask[:, 0].all()):
@@ -179,6 +186,33 @@ class Tower(torch.nn.Module):
             else:  # the last real token (right or left padding)
                 pooled = last_token(hidden, mask)
         return self.projection(pooled) if self.projection is not None else pooled
+
+
+@torch.inference_mode()
+def encode_sorted(model: torch.nn.Module, texts: TextTokenizer, items: Sequence[str], is_query: bool, batch_size: int,
+                  forward: Callable[[dict], torch.Tensor], width: int, runner: BertRunner | None = None
+                  ) -> torch.Tensor:
+    """``forward(batch)`` of every text of ``items`` (``[n, width]`` float32 on ``model``'s device, in input
+    order): longest texts first in batches of ``batch_size`` (dynamic padding), no gradients, ``model`` in
+    eval mode meanwhile; a ``runner`` stacks its weights once (:meth:`BertRunner.frozen`)."""
+    was_training = model.training
+    if was_training:  # (a walk over every module: skipped when already in eval mode, as timed queries are)
+        model.eval()
+    encoded = texts.encode(items, is_query)
+    device = next(model.parameters()).device
+    order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+    out = torch.zeros(0, width, device=device)
+    with runner.frozen() if runner is not None else nullcontext():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in texts.collate([encoded[i] for i in idx]).items()}
+            emb = forward(batch).float()
+            if not start:
+                out = emb.new_empty(len(encoded), emb.shape[1])
+            out[torch.as_tensor(idx, device=device)] = emb
+    if was_training:
+        model.train()
+    return out
 
 
 class InBatchRetriever:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,10 @@ import torch
 import torch.nn.functional as F
 
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
-from rerank_scaling.models.base import InBatchRetriever, TextTokenizer, Tower, lora_settings
+from rerank_scaling.models.base import InBatchRetriever, TextTokenizer, Tower, encode_sorted, lora_settings
 from rerank_scaling.models.decoder import is_causal, make_bidirectional, merged
 from rerank_scaling.models.family import read_family_file, write_family_file
-from rerank_scaling.models.ladder import default_pooling
+from rerank_scaling.models.ladder import ModelSpec, default_pooling
 
 POOLINGS = ("mean", "cls", "last")
 SIMILARITIES = ("cosine", "dot")
@@ -109,33 +108,17 @@ class BiEncoder(InBatchRetriever, torch.nn.Module):
         """Scores ``[nq, nd]`` of embedded queries against embedded docs: ``q . d / tau``."""
         return queries @ docs.T / self.temperature
 
-    @torch.inference_mode()
+    @property
+    def width(self) -> int:
+        """The dimension of its embeddings."""
+        return self.towers[0].width
+
     def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
         """Embeddings ``[n, d]`` (float32, on the model's device) in input order; longest texts
         first in batches of ``batch_size`` (dynamic padding), no gradients; ``normalize`` as :meth:`embed`."""
-        was_training = self.training
-        if was_training:  # (a walk over every module: skipped when already in eval mode, as timed queries are)
-            self.eval()
-        encoded = self.texts.encode(texts, kind == "query")
-        device = next(self.parameters()).device
-        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
-        out = None
         tower = self.tower(kind)
-        runner = tower._runner
-        with runner.frozen() if runner is not None else nullcontext():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in self.texts.collate([encoded[i] for i in idx]).items()}
-                emb = self.embed(batch, kind, normalize).float()
-                if out is None:
-                    out = emb.new_empty(len(encoded), emb.shape[1])
-                out[torch.as_tensor(idx, device=device)] = emb
-        if was_training:
-            self.train()
-        if out is None:
-            dim = self.projection_dim or self.towers[0].backbone.config.hidden_size
-            return torch.zeros(0, dim, device=device)
-        return out
+        return encode_sorted(self, self.texts, texts, kind == "query", batch_size,
+                             lambda batch: self.embed(batch, kind, normalize), self.width, tower._runner)
 
     # --- the model-family contract (rerank_scaling.models.family.Model) ---
 
@@ -177,13 +160,16 @@ class BiEncoderFamily:
 
     name = "bi-encoder"
 
+    def from_encoder(self, source: str, max_length: int = 256, max_query_length: int = 64) -> BiEncoder:
+        """A Hugging Face encoder (hub id or folder) as a bi-encoder, as sentence-transformers' usual models
+        are: one shared tower, mean pooling, cosine / 0.05."""
+        backbone, tokenizer = load_backbone(ModelSpec("hf", source), pooling="mean")
+        return BiEncoder(backbone, tokenizer, pooling="mean", similarity="cosine", max_length=max_length,
+                         max_query_length=max_query_length)
+
     def build(self, config) -> BiEncoder:
         from rerank_scaling.objectives import OBJECTIVES
 
-        if "teacher_embeddings" in OBJECTIVES[config.objective].requires:  # ScalingNote: a query tower only
-            from rerank_scaling.models.query_distill import build_student
-
-            return build_student(config)
         own = config.family_settings
         backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
         # a decoder reads its last token by default (under causal attention the only one that sees the text)
@@ -204,21 +190,15 @@ class BiEncoderFamily:
 
         folder = Path(folder)
         info = read_family_file(folder, self.name)
-        cls, extra = BiEncoder, {}
-        if "query_distill" in info:  # a distilled query tower over its teacher's documents
-            from rerank_scaling.models.query_distill import QueryStudent
-
-            cls, extra = QueryStudent, QueryStudent.saved_teacher(info["query_distill"])
         query = AutoModel.from_pretrained(folder / "query")
         doc = AutoModel.from_pretrained(folder / "doc") if info["towers"] == "separate" else None
         for backbone in (query, doc) if info.get("bidirectional") else ():
             if backbone is not None:
                 make_bidirectional(backbone, str(folder))
-        model = cls(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
-                    projection=info["projection"], similarity=info["similarity"],
-                    temperature=info["temperature"], max_length=info["max_length"],
-                    max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")),
-                    **extra)
+        model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
+                          projection=info["projection"], similarity=info["similarity"],
+                          temperature=info["temperature"], max_length=info["max_length"],
+                          max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))
         for name, tower in zip(("query", "doc"), model.towers):
             if tower.projection is not None:
                 tower.projection.load_state_dict(

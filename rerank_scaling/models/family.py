@@ -88,9 +88,15 @@ def write_family_file(folder: Path, family: str, settings: dict) -> None:
 def read_family_file(folder: Path, family: str) -> dict:
     """The settings a ``family`` model saved into ``folder`` (``ValueError`` when it is another family's)."""
     info = json.loads((Path(folder) / FAMILY_FILE).read_text())
-    if info.get("family") != family:
-        raise ValueError(f"{folder}: not a {family} ({FAMILY_FILE} says {info.get('family')!r})")
+    if _family_of(info) != family:
+        raise ValueError(f"{folder}: not a {family} ({FAMILY_FILE} says {_family_of(info)!r})")
     return info
+
+
+def _family_of(info: dict) -> str | None:
+    """The family a ``family.json`` names; a query-distill student saved while it was a kind of bi-encoder
+    (``"family": "bi-encoder"`` with a ``query_distill`` entry) is a ``query-distill`` model."""
+    return "query-distill" if "query_distill" in info else info.get("family")
 
 
 def saved_model_folder(source: str) -> Path | None:
@@ -115,7 +121,7 @@ def check_hub_source(source: str) -> None:
 
 def saved_family(folder: Path) -> str | None:
     """The family a saved model folder names."""
-    return json.loads((Path(folder) / FAMILY_FILE).read_text()).get("family")
+    return _family_of(json.loads((Path(folder) / FAMILY_FILE).read_text()))
 
 
 def model_fingerprint(source: str) -> str:
