@@ -354,7 +354,3 @@ def train_settings(family: str | None = None) -> tuple[str, ...]:
         elif meta(f).get("section") == "train":
             out.append(f.name)
     return tuple(out)
-
-
-def run_field_hint(name: str):
-    return hints(RunConfig)[name]

@@ -18,8 +18,7 @@ replacement from the query's candidate list minus its relevant documents
 seeded by a stable hash of ``(seed, qid)`` over the doc_id-sorted pool: every
 model is scored on the SAME negatives, whatever the order of the candidate
 list, so values are comparable across models.  With fewer than ``m``
-candidates available, all are used (``len(negatives) < m``; see
-:func:`contrastive_summary`).  Positives are all relevant documents of the
+candidates available, all are used (``len(negatives) < m``).  Positives are all relevant documents of the
 qrels, even those missing from the candidate list (a model can score any
 document).  Queries with no relevant document, or no available negative, are
 left out (they carry no contrastive signal).
@@ -92,16 +91,6 @@ def sample_contrastive_sets(
         negatives = pool if len(pool) <= m else rng.sample(pool, m)
         out[qid] = ContrastiveSet(positives=positives, negatives=sorted(negatives))
     return out
-
-
-def contrastive_summary(sets: dict[str, ContrastiveSet], m: int) -> dict[str, float]:
-    """Counts for reports: queries, positives, and queries with fewer than ``m`` negatives."""
-    return {
-        "queries": len(sets),
-        "positives": sum(len(s.positives) for s in sets.values()),
-        "queries_short_of_negatives": sum(1 for s in sets.values() if len(s.negatives) < m),
-        "mean_negatives": (sum(len(s.negatives) for s in sets.values()) / len(sets)) if sets else 0.0,
-    }
 
 
 def _logsumexp(xs: list[float]) -> float:

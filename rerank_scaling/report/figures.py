@@ -203,7 +203,7 @@ def size_figure(study: Study, analysis: Analysis, eval_set: str, metric: str, pa
 
 
 def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> None:
-    rows = study.rerankers.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
+    rows = study.trained.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
                                   & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
     objectives = sorted(rows["objective"].unique().to_list())
     fig, axes = _figure(max(len(objectives), 1))
