@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from rerank_scaling.config.fields import check, check_all, hints, meta, setting, settings
 from rerank_scaling.errors import UserError
+from rerank_scaling.evaluation.contrastive import parse_variant
+from rerank_scaling.evaluation.metrics import DEFAULT_METRICS, ranx_metric_name
 
-DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
-# contrastive-entropy variants beside the base ce@<ce_negatives>: negatives from the candidate list
-# (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
-CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
-# a query-distill student's rows (evaluation.distilled): retained-<metric> = student / teacher, and
-# query-ms-<device> = its median query-encoding latency
-RETAINED_PREFIX, LATENCY_PREFIX = "retained-", "query-ms-"
 
 # weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
 Supervision = Literal["human", "weak", "mixed", "ict"]
@@ -202,10 +196,14 @@ class RunConfig:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:
             raise UserError("at least one evaluation set is needed")
-        for name in self.ce_variants:
-            if not CE_VARIANT.match(name):
+        for name in self.metrics:
+            ranx_metric_name(name)  # an unknown rank metric fails here, not at the first evaluation
+        for name in self.ce_variants:  # beside the base ce@<ce_negatives> (evaluation.contrastive)
+            try:
+                parse_variant(name)
+            except ValueError:
                 raise UserError(f"ce_variants: '{name}' is not a contrastive-entropy name "
-                                "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)")
+                                "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)") from None
             if name in (f"ce@{self.ce_negatives}", f"ce-candidates@{self.ce_negatives}"):
                 raise UserError(f"ce_variants: '{name}' is the base contrastive entropy already (ce_negatives)")
         if self.batch_size % self.devices:

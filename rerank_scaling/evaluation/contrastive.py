@@ -32,6 +32,15 @@ from dataclasses import dataclass
 
 from rerank_scaling.data.types import Ranking
 from rerank_scaling.data.util import stable_hash
+from rerank_scaling.evaluation.registry import MetricInfo, parse
+
+# ce@M: M negatives from the candidate list (ce-candidates@M is the same); ce-corpus@M: from the whole corpus
+METRICS = (
+    MetricInfo("ce", "quality", -1, (0.0, None), "cutoff", doc="contrastive entropy, negatives from the candidates"),
+    MetricInfo("ce-candidates", "quality", -1, (0.0, None), "cutoff-required", doc="ce@M, spelled out"),
+    MetricInfo("ce-corpus", "quality", -1, (0.0, None), "cutoff-required",
+               doc="contrastive entropy, negatives from the whole corpus (Fang et al.)"),
+)
 
 
 @dataclass(frozen=True)
@@ -48,13 +57,11 @@ def ce_name(m: int) -> str:
 
 
 def parse_variant(name: str) -> tuple[str, int]:
-    """``ce@31`` -> ("candidates", 31); ``ce-corpus@256`` -> ("corpus", 256)."""
-    from rerank_scaling.config.run import CE_VARIANT
-
-    match = CE_VARIANT.match(name)
-    if not match:
+    """``ce@31`` -> ("candidates", 31); ``ce-corpus@256`` -> ("corpus", 256); ``ValueError`` for another name."""
+    parsed = parse(name)
+    if parsed is None or parsed.info not in METRICS or f"{parsed.info.name}@{parsed.k}" != name:
         raise ValueError(f"not a contrastive-entropy name: {name!r}")
-    return match.group(1) or "candidates", int(match.group(2))
+    return ("corpus" if parsed.info.name == "ce-corpus" else "candidates"), parsed.k
 
 
 def sample_contrastive_sets(

@@ -104,6 +104,8 @@ def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
      (["--family", "bi-encoder", "--objective", "infonce", "--pooling", "max"],
       "unknown pooling 'max' (choose from mean, cls, last)"),
      (["--lambda-q", "0.1"], "lambda_q = 0.1 applies to family 'sparse' only"),
+     (["--metrics", "ndgc@10,map"], "unknown metric 'ndgc@10' (valid: ndcg, ndcg@k"),  # before any training
+     (["--ce-variants", "ce-bm25@8"], "ce_variants: 'ce-bm25@8' is not a contrastive-entropy name"),
      (["--steps", "0"], "steps must be a positive integer, got 0")],
 )
 def test_bad_train_flags_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):
