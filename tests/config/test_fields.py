@@ -85,7 +85,7 @@ def test_check_normalises_good_values(name, value, expected):
      ("lr", float("nan"), "lr must be a number > 0, got nan"),
      ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, marginmse, kl, cl-kd, query-distill, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
-     ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder, sparse, query-distill)"),
+     ("family", "bi", f"unknown model family 'bi' (choose from {', '.join(FAMILIES)})"),
      ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
      ("train_collection", 3, "train_collection must be a string, got 3")],
 )

@@ -24,7 +24,7 @@ def model(request):
 
 
 def test_registry_names_the_families():
-    assert set(FAMILIES) == {"cross-encoder", "bi-encoder", "sparse", "query-distill"}
+    assert {"cross-encoder", "bi-encoder", "sparse", "query-distill"} <= set(FAMILIES)  # a new family: one entry
     assert FAMILIES["cross-encoder"].stage == "rerank" and FAMILIES["cross-encoder"].layout == "groups"
     with pytest.raises(UserError, match="unknown model family 'splade'"):
         get_family("splade")
