@@ -137,6 +137,15 @@ class QueryDistillSettings(FamilySettings):
 
 
 @dataclass(frozen=True)
+class LateInteractionSettings(RetrieverSettings):
+    projection: int = setting(128, section="train", min=1,
+                              doc="late-interaction: each token's vector is projected to this many dimensions "
+                                  "(ColBERT: 128)")
+    temperature: float = setting(1.0, section="train", above=0,
+                                 doc="late-interaction: scores are MaxSim / temperature (1: ColBERT's)")
+
+
+@dataclass(frozen=True)
 class FamilyInfo:
     name: str
     target: str  # "module:Class" of its ModelFamily
@@ -160,6 +169,9 @@ FAMILIES: dict[str, FamilyInfo] = {info.name: info for info in (
                ("contrastive", "distillation"), SparseSettings, ("sparse retriever", "sparse retrievers")),
     FamilyInfo("query-distill", "rerank_scaling.models.query_distill:QueryDistillFamily", "retrieval", "in-batch",
                ("query-distillation",), QueryDistillSettings, ("distilled query tower", "distilled query towers")),
+    FamilyInfo("late-interaction", "rerank_scaling.models.late_interaction:LateInteractionFamily", "retrieval",
+               "in-batch", ("contrastive",), LateInteractionSettings,
+               ("late-interaction retriever", "late-interaction retrievers")),
 )}
 
 
