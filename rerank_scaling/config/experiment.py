@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +59,14 @@ class Hardware:
         check_all(self)
 
 
-def _family_keys() -> dict[str, set[str]]:
-    """``section -> keys`` the model families own (their settings classes)."""
-    out: dict[str, set[str]] = {}
+@cache
+def sections() -> dict[str, set[str]]:
+    """``section -> keys`` an experiment file may hold: the common settings' and the model families' own
+    (read when a file is, not on import: the family registry imports this package's ``fields``)."""
+    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware)
     for f in family_fields():
         out.setdefault(meta(f)["section"], set()).add(file_key(f))
     return out
-
-
-SECTIONS: dict[str, set[str]] = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware)
-for _section, _keys in _family_keys().items():
-    SECTIONS.setdefault(_section, set()).update(_keys)
 
 
 @dataclass
@@ -120,14 +118,14 @@ def read_toml(path: Path) -> dict:
 
 def _check_layout(path: Path, raw: dict) -> None:
     for section, value in raw.items():
-        if section not in SECTIONS:
-            raise _fail(path, f"unknown section [{section}] (sections: {', '.join(SECTIONS)})")
+        if section not in sections():
+            raise _fail(path, f"unknown section [{section}] (sections: {', '.join(sections())})")
         if section == "eval" and not isinstance(value, list):
             raise _fail(path, "evaluation sets are given as [[eval]] tables")
         for table in value if section == "eval" else [value]:
             if not isinstance(table, dict):
                 raise _fail(path, f"[{section}] must be a table")
-            unknown = sorted(set(table) - SECTIONS[section])
+            unknown = sorted(set(table) - sections()[section])
             if unknown:
                 raise _fail(path, f"unknown key '{unknown[0]}' in [{section}]")
 

@@ -6,7 +6,7 @@ import pytest
 
 from rerank_scaling.cli import build_parser, main
 from rerank_scaling.config import EvalSpec, RunConfig, train_settings
-from rerank_scaling.config.experiment import SECTIONS, Hardware, StudyInfo
+from rerank_scaling.config.experiment import Hardware, StudyInfo, sections
 from rerank_scaling.config.fields import check, hints, meta, parse_text, section_keys, setting, settings
 from rerank_scaling.errors import UserError
 from rerank_scaling.models import FAMILIES
@@ -31,7 +31,7 @@ def test_every_setting_has_one_home_in_the_experiment_file():
                 shared = cls in families and owners.get(key, "").split(".")[0] in {c.__name__ for c in families}
                 assert key not in owners or shared, f"{key} declared by {owners.get(key)} and {cls.__name__}.{f.name}"
                 owners[key] = f"{cls.__name__}.{f.name}"
-    assert {(s, k) for s, keys in SECTIONS.items() for k in keys} == set(owners)
+    assert {(s, k) for s, keys in sections().items() for k in keys} == set(owners)
     assert ("candidates", "k") in owners and ("hardware", "threads_per_worker") in owners
     assert ("grid", "sizes") in owners and ("train", "steps") in owners
 
