@@ -7,10 +7,11 @@ import torch
 
 from rerank_scaling.config import RunConfig
 from rerank_scaling.errors import UserError
-from rerank_scaling.examples import Group
 from rerank_scaling.models import FAMILIES, get_family
 from rerank_scaling.models.backbone import parameter_counts
 from rerank_scaling.models.late_interaction import TokenEmbeddings, maxsim
+
+from cranfield_groups import judged
 
 
 def build(**kw):
@@ -43,19 +44,8 @@ def test_maxsim_by_hand_and_in_blocks():
     torch.testing.assert_close(maxsim(q[1:], d[2:5]), expected[1:, 2:5])
 
 
-def _judged(cranfield, n):
-    out = []
-    for qid in sorted(cranfield.queries, key=int):
-        pos = sorted(d for d, g in cranfield.qrels.get(qid, {}).items() if g > 0)
-        if pos:
-            negs = [d for d in sorted(cranfield.docs, key=int) if d not in cranfield.qrels[qid]][:2]
-            out.append(Group(qid, (pos[0], *negs), (cranfield.qrels[qid][pos[0]], 0, 0)))
-        if len(out) == n:
-            return out
-
-
 def test_in_batch_scores_are_the_maxsim_of_every_query_and_column(model, cranfield):
-    groups = _judged(cranfield, 3)
+    groups = judged(cranfield, 3)
     batch = model.training_batch(groups, cranfield)
     assert batch["targets"].tolist() == [0, 3, 6] and batch["labels"].shape == (3, 9)
     with torch.no_grad():
