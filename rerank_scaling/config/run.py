@@ -24,7 +24,6 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.contrastive import parse_variant
 from rerank_scaling.evaluation.metrics import DEFAULT_METRICS, ranx_metric_name
 
-
 # weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
 Supervision = Literal["human", "weak", "mixed", "ict"]
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES

@@ -43,9 +43,6 @@ class FamilySettings:
     def validate(self) -> None:
         """Rules between this family's values (raise :class:`UserError`)."""
 
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass(frozen=True)
 class CrossEncoderSettings(FamilySettings):
@@ -154,10 +151,6 @@ class FamilyInfo:
     objectives: tuple[str, ...]  # the objective kinds it trains (ObjectiveInfo.kind)
     settings: type[FamilySettings]
     noun: tuple[str, str]  # (singular, plural) in reports
-
-    @property
-    def first_stage(self) -> bool:
-        return self.stage == "retrieval"
 
 
 FAMILIES: dict[str, FamilyInfo] = {info.name: info for info in (
