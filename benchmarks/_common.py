@@ -107,7 +107,7 @@ def load_config(args, **overrides):
         seed=args.seed,
     )
     base.update(overrides)
-    return RunConfig(**base).validate()
+    return RunConfig.from_dict(base).validate()
 
 
 def build_models(config, args, with_st: bool = True):

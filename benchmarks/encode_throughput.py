@@ -13,7 +13,7 @@ on both sides. Embeddings must agree to float tolerance.
 
 Both sort texts by length before batching (ST by characters, ours by
 tokens); ours adds a packed forward that skips padding
-(``rerank_scaling/models/cross_encoder.py``, ``_BertRunner``).
+(``rerank_scaling/models/packed.py``, ``BertRunner``).
 
     python benchmarks/encode_throughput.py                   # 400 of the 1,400 documents
     python benchmarks/encode_throughput.py --docs 1400 --layers 6

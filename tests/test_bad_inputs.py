@@ -78,7 +78,7 @@ CASES = [
     (["fit", "{tmp}/dup.csv", "--metric", "ndcg@10"], "dup.csv: rows 2 and 5 are one measurement"),
     # settings in range that cannot mean anything
     (TRAIN + ["--max-length", "4"], "max_length = 4 leaves no room for document tokens"),
-    (TRAIN + ["--family", "bi-encoder", "--objective", "query-distill", "--teacher", "x", "--mse-weight", "0",
+    (TRAIN + ["--family", "query-distill", "--objective", "query-distill", "--teacher", "x", "--mse-weight", "0",
               "--cosine-weight", "0"], "mse_weight and cosine_weight are both 0, so the loss is 0"),
     # messages that say what is wrong
     (TRAIN + ["--eval", "x=cranfield:valid"], "unknown split 'valid' of cranfield (splits: train, dev, test)"),

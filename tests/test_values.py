@@ -78,14 +78,14 @@ def test_a_setting_derives_its_value_from_hint_and_bounds():
 
 @pytest.mark.parametrize(
     "changes,message",
-    [(dict(family="bi-encoder", objective="query-distill", teacher="x", mse_weight=0, cosine_weight=0),
+    [(dict(family="query-distill", objective="query-distill", teacher="x", mse_weight=0, cosine_weight=0),
       "mse_weight and cosine_weight are both 0, so the loss is 0"),
      (dict(split_fractions=(("train", 0.6), ("test", 0.6))), "split_fractions must be named fractions in (0, 1] that sum to 1"),
      (dict(split_fractions=(("train", 1.5),)), "split_fractions.train must be a number in (0, 1], got 1.5")],
 )
 def test_settings_in_range_that_cannot_mean_anything_together_are_refused(changes, message):
     with pytest.raises(UserError) as err:
-        RunConfig(ladder="scratch", size="L1-H64", **changes)
+        RunConfig.from_dict(dict(ladder="scratch", size="L1-H64", **changes))
     assert message in str(err.value)
 
 

@@ -6,9 +6,10 @@ Sections and keys are derived from the typed configuration
 it sits. Grid axes are lists (``families``, ``sizes``, ``budgets``, ``objectives``,
 ``supervision``, ``seeds``) whose product is the set of cells; an axis of one value
 may be given under the field's own key instead (``family = "sparse"``). A key
-declared for some families only (``setting(families=...)``) goes to the cells of
-those families: in a file of several families it does not reach the others' cells,
-and it is an error only when no family of the file takes it. ``[grid] compute``
+a family owns (its registry entry's ``settings``, :data:`rerank_scaling.models.FAMILIES`)
+sits in its section like any other and goes to the cells of the families that own it:
+in a file of several families it does not reach the others' cells, and it is an
+error only when no family of the file takes it. ``[grid] compute``
 derives each cell's steps, so it excludes ``[train] steps``. The file is
 validated whole before any data is read; every error names the file, the key
 and the value.
@@ -24,11 +25,12 @@ import dataclasses
 import itertools
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from rerank_scaling.config.fields import check, check_all, file_key, hints, meta, section_keys, setting, settings
-from rerank_scaling.config.run import EvalSpec, RunConfig, eval_spec
+from rerank_scaling.config.run import EvalSpec, RunConfig, eval_spec, family_fields
 from rerank_scaling.errors import UserError
 from rerank_scaling.values import NAME
 
@@ -59,7 +61,14 @@ class Hardware:
         check_all(self)
 
 
-SECTIONS: dict[str, set[str]] = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware)
+@cache
+def sections() -> dict[str, set[str]]:
+    """``section -> keys`` an experiment file may hold: the common settings' and the model families' own
+    (read when a file is, not on import: the family registry imports this package's ``fields``)."""
+    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware)
+    for f in family_fields():
+        out.setdefault(meta(f)["section"], set()).add(file_key(f))
+    return out
 
 
 @dataclass
@@ -111,14 +120,14 @@ def read_toml(path: Path) -> dict:
 
 def _check_layout(path: Path, raw: dict) -> None:
     for section, value in raw.items():
-        if section not in SECTIONS:
-            raise _fail(path, f"unknown section [{section}] (sections: {', '.join(SECTIONS)})")
+        if section not in sections():
+            raise _fail(path, f"unknown section [{section}] (sections: {', '.join(sections())})")
         if section == "eval" and not isinstance(value, list):
             raise _fail(path, "evaluation sets are given as [[eval]] tables")
         for table in value if section == "eval" else [value]:
             if not isinstance(table, dict):
                 raise _fail(path, f"[{section}] must be a table")
-            unknown = sorted(set(table) - SECTIONS[section])
+            unknown = sorted(set(table) - sections()[section])
             if unknown:
                 raise _fail(path, f"unknown key '{unknown[0]}' in [{section}]")
 
@@ -187,6 +196,8 @@ def _axis_values(path: Path, grid: dict, f: dataclasses.Field, ladder: str) -> l
 
 def load_experiment(path: Path | str) -> Experiment:
     """Parse and validate an experiment file into its grid cells (no data loaded yet)."""
+    from rerank_scaling.models import FAMILIES, owners
+
     path = Path(path)
     raw = read_toml(path)
     _check_layout(path, raw)
@@ -230,12 +241,24 @@ def load_experiment(path: Path | str) -> Experiment:
         raise _fail(path, "[grid] compute derives each cell's steps: remove [train] steps (or compute)")
     values = [_axis_values(path, grid, f, ladder) for f in axes]
     families = values[[f.name for f in axes].index("family")]
-    only = {f.name: meta(f)["families"] for f in settings(RunConfig) if meta(f).get("families") and f.name in common}
-    for name, takers in only.items():
-        if not set(takers) & set(families):
-            raise _fail(path, f"{meta(next(f for f in settings(RunConfig) if f.name == name))['section']}.{name} "
-                        f"applies to family {' / '.join(repr(x) for x in takers)} only, and the grid has "
-                        f"{' / '.join(repr(x) for x in families)}")
+    only: dict[str, tuple[str, ...]] = {}  # a family's own key -> the families that own it
+    for f in family_fields():
+        table, name = raw.get(meta(f)["section"], {}), f"{meta(f)['section']}.{file_key(f)}"
+        if file_key(f) not in table:
+            continue
+        only[f.name] = owners(f.name)
+        takers = [family for family in only[f.name] if family in families]
+        if not takers:
+            raise _fail(path, f"{name} applies to family {' / '.join(repr(x) for x in only[f.name])} only, and "
+                        f"the grid has {' / '.join(repr(x) for x in families)}")
+        for family in takers:  # each family that takes it checks it (a family's own choices may differ)
+            own = FAMILIES[family].settings
+            try:
+                common[f.name] = check(next(g for g in settings(own) if g.name == f.name), table[file_key(f)],
+                                       hints(own)[f.name], name=name)
+            except UserError as exc:
+                message = str(exc)
+                raise _fail(path, message if message.startswith(name) else f"{name}: {message}") from None
     cells = []
     for combo in itertools.product(*values):
         cfg = {**common, **{f.name: v for f, v in zip(axes, combo)}}

@@ -39,7 +39,6 @@ def setting(
     axis: str | None = None,
     path: bool = False,
     tables: bool = False,
-    families: tuple[str, ...] | None = None,
 ) -> Any:
     """A configuration field.
 
@@ -53,13 +52,13 @@ def setting(
     when checking (registries);
     ``label``: what a bad value is called in the error (``unknown objective``);
     ``path``: a file or folder, resolved against the experiment file's folder;
-    ``tables``: the field holds the section's tables themselves (``[[eval]]``);
-    ``families``: the model families the key applies to (None: every family) -- setting it
-    for another family is an error, and reports list it only for those families.
+    ``tables``: the field holds the section's tables themselves (``[[eval]]``).
+    A key of one model family only is declared the same way, in the family's settings class
+    (:data:`rerank_scaling.models.FAMILIES`).
     """
     meta = {"section": section, "key": key, "doc": doc, "flag": flag, "min": min, "above": above,
             "max": max, "below": below, "value": value, "choices": choices, "label": label, "axis": axis,
-            "path": path, "tables": tables, "families": families}
+            "path": path, "tables": tables}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default")
     return dataclasses.field(default=default, metadata=meta)

@@ -1,41 +1,32 @@
-"""The typed configuration of one run (a grid cell): every key declared once, here.
+"""The typed configuration of one run (a grid cell): the common settings, declared once here, and the
+section of its model family.
 
 Each field says where it sits in an experiment file and how it is checked
 (see :mod:`rerank_scaling.config.fields`); the experiment parser, the
 ``train`` flags and the report's settings table are derived from these
-fields. Torch-free: the analysis side reads configs too.
+fields. The keys only one family reads (a bi-encoder's ``towers``, a sparse
+encoder's ``lambda_q``) are that family's: declared with it in its registry
+entry (:data:`rerank_scaling.models.FAMILIES`, ``settings``) and held in
+:attr:`RunConfig.family_settings`. Files keep them where they always were (in
+``[train]``, and flat in ``config.json``): :meth:`RunConfig.from_dict` hands each
+key to its owner. Torch-free: the analysis side reads configs too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rerank_scaling.config.fields import check_all, hints, setting, settings
+from rerank_scaling.config.fields import check, check_all, hints, meta, setting, settings
 from rerank_scaling.errors import UserError
-from rerank_scaling.values import FRACTION, NAME, PROBABILITY, SEED, ListOf, Number, Text, Value
-
-DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")
-# contrastive-entropy variants beside the base ce@<ce_negatives>: negatives from the candidate list
-# (``ce@31``, as the reranking study) or from the whole corpus (``ce-corpus@256``, as Fang et al.)
-CE_VARIANT = re.compile(r"^ce(?:-(candidates|corpus))?@([1-9]\d*)$")
-# a query-distill student's rows (evaluation.distilled): retained-<metric> = student / teacher, and
-# query-ms-<device> = its median query-encoding latency
-RETAINED_PREFIX, LATENCY_PREFIX = "retained-", "query-ms-"
+from rerank_scaling.evaluation.contrastive import parse_variant
+from rerank_scaling.evaluation.metrics import DEFAULT_METRICS, ranx_metric_name
+from rerank_scaling.values import NAME, PROBABILITY, SEED, ListOf, Number, Text, Value
 
 # weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
 Supervision = Literal["human", "weak", "mixed", "ict"]
-Pooling = Literal["cls", "mean", "last"]  # last: the last real token (bi-encoders of decoders)
-Towers = Literal["shared", "separate"]
-Similarity = Literal["cosine", "dot"]
-Regularizer = Literal["flops", "l1"]  # objectives.regularizers.REGULARIZERS
-BI = ("bi-encoder",)  # keys of the bi-encoder family only (setting(families=...))
-SPARSE = ("sparse",)
-RETRIEVERS = ("bi-encoder", "sparse")
-POOLED = ("cross-encoder", "bi-encoder")  # families whose pooling is a choice (sparse always max-pools)
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -155,43 +146,8 @@ class RunConfig:
     chunk_size: int | None = setting(None, section="train", min=1)
     dropout: float | None = setting(None, section="train", value=PROBABILITY,
                                     doc="every dropout probability; None: the backbone's own")
-    pooling: Pooling | None = setting(None, section="train", families=POOLED, label="pooling",
-                                      doc="None: the ladder's default (mean for minilm, last for decoders, cls "
-                                          "otherwise); last: bi-encoder only")
-    # bi-encoder (family = "bi-encoder"): towers, projection, similarity; max_length is the document's length
-    towers: Towers = setting("shared", section="train", families=BI, label="towers",
-                             doc="bi-encoder: one tower for queries and documents, or a separate document tower")
-    projection: int | None = setting(None, section="train", families=BI, min=1,
-                                     doc="bi-encoder: a linear projection to this many dimensions; None: none")
-    similarity: Similarity = setting("cosine", section="train", families=BI, label="similarity",
-                                     doc="bi-encoder score: cosine or dot, divided by the temperature")
-    temperature: float | None = setting(None, section="train", families=BI, above=0,
-                                        doc="bi-encoder: scores are sim / temperature; None: 0.05 (cosine), 1 (dot)")
-    corpus_negatives: int = setting(256, section="train", families=RETRIEVERS, min=1,
-                                    doc="infonce-corpus: random corpus documents shared by each batch (Fang et al.: 256)")
-    # sparse encoder (family = "sparse"): the sparsity regulariser added to the loss
-    regularizer: Regularizer = setting("flops", section="train", families=SPARSE, label="regularizer",
-                                       doc="sparse: flops (sum_j mean_i |w_ij| squared) or l1, on queries and docs")
-    lambda_q: float = setting(0.05, section="train", families=SPARSE, min=0,
-                              doc="sparse: weight of the query regulariser (Zeng et al.: 0.05)")
-    lambda_d: float = setting(0.04, section="train", families=SPARSE, min=0,
-                              doc="sparse: weight of the document regulariser (Zeng et al.: 0.04)")
-    regularizer_warmup: float = setting(1 / 3, section="train", families=SPARSE, value=FRACTION,
-                                        doc="sparse: fraction of the steps over which the lambdas ramp up "
-                                            "quadratically from 0 (Zeng et al.: 1/3; 0: none)")
-    # decoder backbones and LoRA (retrievers; models.decoder)
-    bidirectional: bool = setting(False, section="train", families=RETRIEVERS,
-                                  doc="decoder backbones: remove the causal mask (Zeng et al., LLM2Vec)")
-    lora_rank: int | None = setting(None, section="train", families=RETRIEVERS, min=1,
-                                    doc="train LoRA adapters of this rank on a frozen backbone (peft); None: "
-                                        "full fine-tuning")
-    lora_alpha: float | None = setting(None, section="train", families=RETRIEVERS, above=0,
-                                       doc="LoRA scale alpha (updates are alpha / rank x B A); None: 2 x lora_rank")
-    lora_dropout: float = setting(0.0, section="train", families=RETRIEVERS, value=PROBABILITY,
-                                  doc="dropout on the LoRA adapters' input")
-    lora_targets: tuple[str, ...] = setting((), section="train", families=RETRIEVERS,
-                                            doc="modules that get adapters (e.g. q_proj, v_proj); empty: every "
-                                                "linear layer of the transformer")
+    # the family's own keys (models.FAMILIES[family].settings; the report's settings table lists them here)
+    family_settings: Any = dataclasses.field(default=None)
     # distillation objectives (marginmse, kl, cl-kd)
     teacher: str | None = setting(None, section="train",
                                   doc="the teacher of distillation objectives (other objectives ignore it): a run "
@@ -199,14 +155,6 @@ class RunConfig:
                                       "id or folder (./x, ../x, /x: against the experiment file's folder); "
                                       "query-distill: a bi-encoder's (a run folder, a saved bi-encoder, or a "
                                       "Hugging Face encoder, mean-pooled, cosine)")
-    # query-distill (ScalingNote): a small query tower learns the teacher's query embeddings
-    mse_weight: float = setting(1.0, section="train", families=BI, min=0,
-                                doc="query-distill: weight of the MSE between student and teacher query embeddings")
-    cosine_weight: float = setting(1.0, section="train", families=BI, min=0,
-                                   doc="query-distill: weight of 1 - cosine(student, teacher) query embeddings")
-    latency_queries: int = setting(100, section="train", families=BI, min=1,
-                                   doc="query-distill: queries timed one at a time (batch 1) for the median "
-                                       "query-encoding latency, after 10 untimed ones")
     # optimisation
     steps: int = setting(100, section="train", min=1, doc="optimizer steps (derived from compute when it is set)")
     compute: float | None = setting(None, section="grid", above=0,
@@ -243,7 +191,20 @@ class RunConfig:
                                      "`devices`)")
 
     def __post_init__(self) -> None:
+        from rerank_scaling.models import family_info
+
+        own = family_info(self.family).settings if isinstance(self.family, str) else None
+        if self.family_settings is None and own is not None:
+            object.__setattr__(self, "family_settings", own())
+        elif own is not None and type(self.family_settings) is not own:
+            raise UserError(f"family_settings: a {type(self.family_settings).__name__}, but family "
+                            f"'{self.family}' takes a {own.__name__}")
         self.validate()
+
+    def value(self, key: str) -> Any:
+        """A setting by its name, common or the family's own."""
+        own = {f.name for f in dataclasses.fields(self.family_settings)}
+        return getattr(self.family_settings if key in own else self, key)
 
     @property
     def model(self):
@@ -270,10 +231,14 @@ class RunConfig:
             raise UserError(f"rerank_k ({self.rerank_k}) cannot exceed candidates_k ({self.candidates_k})")
         if not self.evals:
             raise UserError("at least one evaluation set is needed")
-        for name in self.ce_variants:
-            if not CE_VARIANT.match(name):
+        for name in self.metrics:
+            ranx_metric_name(name)  # an unknown rank metric fails here, not at the first evaluation
+        for name in self.ce_variants:  # beside the base ce@<ce_negatives> (evaluation.contrastive)
+            try:
+                parse_variant(name)
+            except ValueError:
                 raise UserError(f"ce_variants: '{name}' is not a contrastive-entropy name "
-                                "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)")
+                                "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)") from None
             if name in (f"ce@{self.ce_negatives}", f"ce-candidates@{self.ce_negatives}"):
                 raise UserError(f"ce_variants: '{name}' is the base contrastive entropy already (ce_negatives)")
         if self.batch_size % self.devices:
@@ -290,22 +255,15 @@ class RunConfig:
         names = [e.name for e in self.evals]
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")
-        self._check_together()
         return self
-
-    def _check_together(self) -> None:
-        """Settings that are each in range but cannot mean anything together."""
-        if distils_query_tower(self.objective) and self.mse_weight == 0 and self.cosine_weight == 0:
-            raise UserError(f"objective '{self.objective}': mse_weight and cosine_weight are both 0, so the loss "
-                            "is 0 and nothing is learned")
 
     def warnings(self) -> list[str]:
         """Settings that are valid and can mean something but probably are not what was meant (one line
         each); the pipeline shows them before training."""
         out = []
         for name in (f"ce@{self.ce_negatives}", *self.ce_variants):
-            source, m = CE_VARIANT.match(name).groups()
-            if source != "corpus" and int(m) > self.candidates_k:
+            source, m = parse_variant(name)
+            if source != "corpus" and m > self.candidates_k:
                 key = "ce_negatives" if name == f"ce@{self.ce_negatives}" else f"ce_variants '{name}'"
                 out.append(f"{key}: {name} draws its {m} negatives from the candidates, but candidates_k = "
                            f"{self.candidates_k}: each query gets at most {self.candidates_k} (raise candidates_k, "
@@ -316,48 +274,55 @@ class RunConfig:
         return out
 
     def _check_family(self) -> None:
-        """The objective reads the family's score layout; bi-encoder keys need the bi-encoder."""
-        from rerank_scaling.models import LAYOUTS
+        """The family trains the objective's kind; the family's own keys are checked by its settings."""
+        from rerank_scaling.models import FAMILIES
         from rerank_scaling.objectives import OBJECTIVES
 
-        layout = LAYOUTS[self.family]
-        if OBJECTIVES[self.objective].layout != layout:
-            fits = ", ".join(n for n, o in OBJECTIVES.items() if o.layout == layout)
-            raise UserError(f"objective '{self.objective}' does not train family '{self.family}' (choose from {fits})")
-        for f in settings(RunConfig):
-            families = f.metadata.get("families")
-            if families and self.family not in families and getattr(self, f.name) != f.default:
-                raise UserError(f"{f.name} = {getattr(self, f.name)!r} applies to family "
-                                f"{' / '.join(repr(x) for x in families)} only")
-        if self.family != "bi-encoder" and self.pooling == "last":
-            raise UserError("pooling = 'last' applies to family 'bi-encoder' only")
-        if self.lora_rank is None and (self.lora_alpha is not None or self.lora_dropout or self.lora_targets):
-            raise UserError("lora_alpha, lora_dropout and lora_targets need lora_rank (LoRA is off without it)")
-        if self.lora_rank is not None and importlib.util.find_spec("peft") is None:
-            raise UserError("lora_rank needs peft: pip install 'rerank-scaling[lora]'")
-        info = OBJECTIVES[self.objective]
-        if info.families and self.family not in info.families:
-            raise UserError(f"objective '{self.objective}' trains family {' / '.join(map(repr, info.families))} "
-                            f"only, not '{self.family}'")
-        if distils(self.objective) and not self.teacher:
+        family, info = FAMILIES[self.family], OBJECTIVES[self.objective]
+        if info.kind not in family.objectives:
+            fits = ", ".join(n for n, o in OBJECTIVES.items() if o.kind in family.objectives)
+            takers = [n for n, f in FAMILIES.items() if info.kind in f.objectives]
+            raise UserError(f"objective '{self.objective}' does not train family '{self.family}' (choose from {fits})"
+                            + (f"; it trains family {' / '.join(map(repr, takers))}" if takers else ""))
+        self.family_settings.validate()
+        if info.distils and not self.teacher:
             raise UserError(f"objective '{self.objective}' distils a teacher: set teacher (a run folder with model/,"
                             " a saved model or a cross-encoder id)")
-        if distils_query_tower(self.objective) and self.towers != "shared":
-            raise UserError(f"objective '{self.objective}' trains a query tower only (the documents are the "
-                            "teacher's): towers must stay 'shared'")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain values, flat: the family's own keys where ``family_settings`` sits (as ``config.json`` has them)."""
+        out: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(self).items():
+            if name == "family_settings":
+                out.update(value)
+            else:
+                out[name] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "RunConfig":
-        """A checked config from plain values (config.json, TOML, flags); errors start with ``where``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        """A checked config from flat plain values (config.json, TOML, flags); errors start with ``where``.
+
+        Each key of a family goes to the family's section; a key of other families only is refused unless it
+        has an owner's default (a ``config.json`` written before families owned their keys holds every key)."""
+        from rerank_scaling.models import family_info, owners
+
+        data = dict(data)
+        common = {f.name for f in dataclasses.fields(cls)} - {"family_settings"}
+        unknown = sorted(k for k in set(data) - common if not owners(k))
         if unknown:
             raise UserError(f"{where}: unknown key '{unknown[0]}'")
-        data = dict(data)
         try:
+            family = data.get("family", cls.family)
+            check(next(f for f in settings(cls) if f.name == "family"), family, str)
+            own_class = family_info(family).settings
+            own = {f.name: f for f in dataclasses.fields(own_class)}
+            mine = {k: data.pop(k) for k in list(data) if k in own}
+            for key in [k for k in data if k not in common]:
+                value, takers = data.pop(key), owners(key)
+                if not any(_is_default(owner, key, value) for owner in takers):
+                    raise UserError(f"{key} = {value!r} applies to family {' / '.join(repr(x) for x in takers)} only")
+            data["family_settings"] = own_class(**mine)
             if "evals" in data:
                 if not isinstance(data["evals"], (list, tuple)):
                     raise UserError(f"evals must be a list of tables, got {data['evals']!r}")
@@ -400,31 +365,37 @@ def eval_spec(raw: Any) -> EvalSpec:
     return EvalSpec(**raw)
 
 
-def distils(objective: str) -> bool:
-    """Whether ``objective`` learns from a teacher (its ``requires`` names ``teacher_scores`` -- MarginMSE, KL,
-    CL+KD -- or ``teacher_embeddings`` -- ScalingNote's query-distill): the cells that read ``[train] teacher``;
-    an unknown name does not."""
-    from rerank_scaling.objectives import OBJECTIVES
+def _is_default(family: str, key: str, value: Any) -> bool:
+    """``value`` (a plain one: a list for a tuple) is ``family``'s default of its own ``key``."""
+    from rerank_scaling.models import FAMILIES
 
-    info = OBJECTIVES.get(objective)
-    return info is not None and bool({"teacher_scores", "teacher_embeddings"} & set(info.requires))
+    own = FAMILIES[family].settings
+    f = next(f for f in dataclasses.fields(own) if f.name == key)
+    try:
+        return check(f, value, hints(own)[key]) == f.default
+    except UserError:
+        return False
 
 
-def distils_query_tower(objective: str) -> bool:
-    """Whether ``objective`` learns a teacher's query embeddings (``requires`` ``teacher_embeddings``:
-    ScalingNote's query-distill), so its model is a query tower over the teacher's document index."""
-    from rerank_scaling.objectives import OBJECTIVES
+def family_fields(family: str | None = None) -> list[dataclasses.Field]:
+    """The settings of ``family``'s own section (None: of every family, each name once)."""
+    from rerank_scaling.models import FAMILIES
 
-    info = OBJECTIVES.get(objective)
-    return info is not None and "teacher_embeddings" in info.requires
+    out: dict[str, dataclasses.Field] = {}
+    for name, info in FAMILIES.items():
+        if family in (None, name):
+            for f in settings(info.settings):
+                out.setdefault(f.name, f)
+    return list(out.values())
 
 
 def train_settings(family: str | None = None) -> tuple[str, ...]:
-    """The [train] keys, in declaration order (the report's settings table); with ``family``, only
-    the keys that apply to it."""
-    return tuple(f.name for f in settings(RunConfig) if f.metadata["section"] == "train"
-                 and (family is None or not f.metadata.get("families") or family in f.metadata["families"]))
-
-
-def run_field_hint(name: str):
-    return hints(RunConfig)[name]
+    """The [train] keys in declaration order (the report's settings table), the family's own where
+    ``family_settings`` sits; with ``family``, only the keys that apply to it (None: every family's)."""
+    out = []
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "family_settings":
+            out += [g.name for g in family_fields(family) if meta(g)["section"] == "train"]
+        elif meta(f).get("section") == "train":
+            out.append(f.name)
+    return tuple(out)

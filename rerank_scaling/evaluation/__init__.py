@@ -5,7 +5,6 @@ from rerank_scaling.evaluation.contrastive import (
     ce_name,
     contrastive_entropy,
     contrastive_entropy_per_query,
-    contrastive_summary,
     sample_contrastive_sets,
 )
 from rerank_scaling.evaluation.metrics import DEFAULT_METRICS, evaluate, evaluate_per_query, ranx_metric_name
@@ -16,7 +15,6 @@ __all__ = [
     "ce_name",
     "contrastive_entropy",
     "contrastive_entropy_per_query",
-    "contrastive_summary",
     "evaluate",
     "evaluate_per_query",
     "ranx_metric_name",

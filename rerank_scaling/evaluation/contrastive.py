@@ -18,8 +18,7 @@ replacement from the query's candidate list minus its relevant documents
 seeded by a stable hash of ``(seed, qid)`` over the doc_id-sorted pool: every
 model is scored on the SAME negatives, whatever the order of the candidate
 list, so values are comparable across models.  With fewer than ``m``
-candidates available, all are used (``len(negatives) < m``; see
-:func:`contrastive_summary`).  Positives are all relevant documents of the
+candidates available, all are used (``len(negatives) < m``).  Positives are all relevant documents of the
 qrels, even those missing from the candidate list (a model can score any
 document).  Queries with no relevant document, or no available negative, are
 left out (they carry no contrastive signal).
@@ -33,6 +32,15 @@ from dataclasses import dataclass
 
 from rerank_scaling.data.types import Ranking
 from rerank_scaling.data.util import stable_hash
+from rerank_scaling.evaluation.registry import MetricInfo, parse
+
+# ce@M: M negatives from the candidate list (ce-candidates@M is the same); ce-corpus@M: from the whole corpus
+METRICS = (
+    MetricInfo("ce", "quality", -1, (0.0, None), "cutoff", doc="contrastive entropy, negatives from the candidates"),
+    MetricInfo("ce-candidates", "quality", -1, (0.0, None), "cutoff-required", doc="ce@M, spelled out"),
+    MetricInfo("ce-corpus", "quality", -1, (0.0, None), "cutoff-required",
+               doc="contrastive entropy, negatives from the whole corpus (Fang et al.)"),
+)
 
 
 @dataclass(frozen=True)
@@ -49,13 +57,11 @@ def ce_name(m: int) -> str:
 
 
 def parse_variant(name: str) -> tuple[str, int]:
-    """``ce@31`` -> ("candidates", 31); ``ce-corpus@256`` -> ("corpus", 256)."""
-    from rerank_scaling.config.run import CE_VARIANT
-
-    match = CE_VARIANT.match(name)
-    if not match:
+    """``ce@31`` -> ("candidates", 31); ``ce-corpus@256`` -> ("corpus", 256); ``ValueError`` for another name."""
+    parsed = parse(name)
+    if parsed is None or parsed.info not in METRICS or f"{parsed.info.name}@{parsed.k}" != name:
         raise ValueError(f"not a contrastive-entropy name: {name!r}")
-    return match.group(1) or "candidates", int(match.group(2))
+    return ("corpus" if parsed.info.name == "ce-corpus" else "candidates"), parsed.k
 
 
 def sample_contrastive_sets(
@@ -92,16 +98,6 @@ def sample_contrastive_sets(
         negatives = pool if len(pool) <= m else rng.sample(pool, m)
         out[qid] = ContrastiveSet(positives=positives, negatives=sorted(negatives))
     return out
-
-
-def contrastive_summary(sets: dict[str, ContrastiveSet], m: int) -> dict[str, float]:
-    """Counts for reports: queries, positives, and queries with fewer than ``m`` negatives."""
-    return {
-        "queries": len(sets),
-        "positives": sum(len(s.positives) for s in sets.values()),
-        "queries_short_of_negatives": sum(1 for s in sets.values() if len(s.negatives) < m),
-        "mean_negatives": (sum(len(s.negatives) for s in sets.values()) / len(sets)) if sets else 0.0,
-    }
 
 
 def _logsumexp(xs: list[float]) -> float:

@@ -18,6 +18,10 @@ searches its teacher's document index. Beside its usual first-stage rows
   its tokenisation is cached beforehand (the same WordPiece for every student),
   so it is not counted. CPU timings use the process's threads (``[hardware]
   threads_per_worker``) and depend on what else runs on the machine.
+
+The two families of names are declared here (:data:`METRICS`) for the analysis
+side, which imports this module without torch: torch and the evaluation of a
+checkpoint are imported by the functions that use them.
 """
 
 from __future__ import annotations
@@ -25,19 +29,28 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+from rerank_scaling.evaluation.registry import MetricInfo
 
-from rerank_scaling.config.run import LATENCY_PREFIX
-from rerank_scaling.config.run import RETAINED_PREFIX as RETAINED
-from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
-from rerank_scaling.evaluation.rerank import EvalSet
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
+    from rerank_scaling.evaluation.rerank import EvalSet
+
+RETAINED, LATENCY_PREFIX = "retained-", "query-ms-"
+METRICS = (
+    MetricInfo(RETAINED, "quality", 1, (0.0, None), "prefix", doc="retained-<metric>: student / teacher",
+               usual=(0.0, 1.0)),
+    MetricInfo(LATENCY_PREFIX, "cost", -1, (0.0, None), "prefix",
+               doc="query-ms-<device>: median ms to encode one query (batch 1)"),
+)
 WARMUP = 10
 
 
 def latency_metric(device: torch.device | str) -> str:
-    return LATENCY_PREFIX + torch.device(device).type
+    """``query-ms-<device type>`` (``cpu``, ``cuda``) of a device or its name (``cuda:0``)."""
+    return LATENCY_PREFIX + (getattr(device, "type", None) or str(device).partition(":")[0])
 
 
 def latency_texts(evalsets: Sequence[EvalSet], n: int) -> list[str]:
@@ -50,6 +63,8 @@ def latency_texts(evalsets: Sequence[EvalSet], n: int) -> list[str]:
 def query_latency_ms(encoder, texts: Sequence[str], warmup: int = WARMUP) -> float:
     """Median ms of ``encoder.encode([text], "query", batch_size=1)`` over ``texts`` after
     ``warmup`` untimed calls (tokenisation warmed first, so not timed)."""
+    import torch
+
     warm = getattr(encoder, "warm", None)
     if warm is not None:
         warm(list(dict.fromkeys(texts)), ())
@@ -72,6 +87,8 @@ def teacher_reference(student, evalsets: list[EvalSet], metrics: tuple[str, ...]
                       latency_queries: int) -> dict:
     """The teacher measured as its students are: ``values`` (eval set -> metric -> value) over the same
     cached index, ``query_ms`` on the same device, its query tower's parameters."""
+    from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
+
     retriever = student.teacher_retriever()
     rows, _, _ = evaluate_checkpoint(retriever, evalsets, metrics, {}, batch_size, depth=depth)
     values: dict[str, dict[str, float]] = {}

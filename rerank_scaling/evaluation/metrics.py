@@ -27,47 +27,53 @@ Conventions
 
 Metric names: ``ndcg``, ``ndcg@k``, ``map``, ``map@k``, ``mrr``, ``mrr@k``,
 ``recall``, ``recall@k``, ``p@k`` (or ``precision@k``), ``r-precision``,
-``hit_rate@k``.
+``hit_rate@k``; each declared (:data:`METRICS`: a quality in [0, 1], higher is
+better) for the analysis side (:mod:`rerank_scaling.evaluation.registry`).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 
-from rerank_scaling.config.run import DEFAULT_METRICS
 from rerank_scaling.data.types import Ranking, rank
 from rerank_scaling.data.util import keep_library_caches_in_cache
 from rerank_scaling.errors import UserError
+from rerank_scaling.evaluation.registry import MetricInfo
 
-_BASES = {
-    "ndcg": "ndcg",
-    "map": "map",
-    "mrr": "mrr",
-    "recall": "recall",
-    "p": "precision",
-    "precision": "precision",
-    "r-precision": "r-precision",
-    "hit_rate": "hit_rate",
-}
-_NEEDS_K = {"p", "precision", "hit_rate"}
-_NO_K = {"r-precision"}
+DEFAULT_METRICS = ("ndcg@10", "map", "mrr@10", "recall@100", "p@10")  # every run's, unless [train] metrics says
+
+
+def _rank_metric(name: str, form: str = "cutoff", set_based: bool = False, doc: str = "") -> MetricInfo:
+    return MetricInfo(name, "quality", 1, (0.0, 1.0), form, set_based, doc)
+
+
+METRICS = (
+    _rank_metric("ndcg", doc="NDCG, linear gain (the grade), log2 discount"),
+    _rank_metric("map", doc="mean average precision (over the whole list; map@k cuts it)"),
+    _rank_metric("mrr", doc="reciprocal rank of the first relevant document (within the top k)"),
+    _rank_metric("recall", set_based=True, doc="relevant documents in the top k over all relevant ones"),
+    _rank_metric("p", "cutoff-required", set_based=True, doc="precision at k"),
+    _rank_metric("precision", "cutoff-required", set_based=True, doc="precision at k"),
+    _rank_metric("r-precision", "exact", doc="precision at R, the query's number of relevant documents"),
+    _rank_metric("hit_rate", "cutoff-required", set_based=True, doc="a relevant document in the top k"),
+)
+_RANX = {"p": "precision"}  # our names that ranx spells otherwise
 _VALID = "ndcg, ndcg@k, map, map@k, mrr, mrr@k, recall, recall@k, p@k, precision@k, r-precision, hit_rate@k"
 
 
 def ranx_metric_name(name: str) -> str:
-    """Map one of our metric names to ranx's; :class:`UserError` for an unknown name."""
-    m = re.fullmatch(r"([a-z_\-]+)(?:@(\d+))?", str(name).strip().lower())
-    if not m or m.group(1) not in _BASES:
+    """Map one of our metric names (:data:`METRICS`) to ranx's; :class:`UserError` for an unknown name."""
+    stem, at, k = str(name).strip().lower().partition("@")
+    info = next((i for i in METRICS if i.name == stem), None)
+    if info is None or (at and not (k.isascii() and k.isdigit())):
         raise UserError(f"unknown metric '{name}' (valid: {_VALID})")
-    base, k = m.group(1), m.group(2)
-    if k is not None and int(k) < 1:
+    if at and int(k) < 1:
         raise UserError(f"metric '{name}': cut-off must be >= 1")
-    if k is None and base in _NEEDS_K:
-        raise UserError(f"metric '{name}' needs a cut-off, e.g. '{base}@10' (valid: {_VALID})")
-    if k is not None and base in _NO_K:
+    if not at and info.form == "cutoff-required":
+        raise UserError(f"metric '{name}' needs a cut-off, e.g. '{stem}@10' (valid: {_VALID})")
+    if at and info.form == "exact":
         raise UserError(f"metric '{name}' takes no cut-off (valid: {_VALID})")
-    return _BASES[base] + (f"@{int(k)}" if k is not None else "")
+    return _RANX.get(stem, stem) + (f"@{int(k)}" if at else "")
 
 
 _BINARY = {"map", "mrr", "recall", "precision", "r-precision", "hit_rate"}  # ranx bases that read the level

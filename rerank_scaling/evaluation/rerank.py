@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from rerank_scaling.data.types import Collection, Ranking, rank
 from rerank_scaling.evaluation.contrastive import contrastive_entropy_per_query
-from rerank_scaling.evaluation.metrics import evaluate_per_query, mean_values
+from rerank_scaling.evaluation.metrics import evaluate_per_query
 
 
 @dataclass
@@ -58,20 +58,12 @@ def score_pairs(
     return out
 
 
-def rerank_and_evaluate(
-    scores: dict[str, dict[str, float]], evalset: EvalSet, metrics: tuple[str, ...]
-) -> tuple[Ranking, dict[str, float]]:
-    """The reranked lists (head by the model's scores, tail in first-stage order below it) and
-    their metric values (plus contrastive entropy)."""
-    ranking, per_query = rerank_per_query(scores, evalset, metrics)
-    return ranking, mean_values(per_query)
-
-
 def rerank_per_query(
     scores: dict[str, dict[str, float]], evalset: EvalSet, metrics: tuple[str, ...]
 ) -> tuple[Ranking, dict[str, dict[str, float]]]:
-    """:func:`rerank_and_evaluate` before the mean: ``metric -> qid -> value`` (the paired
-    significance tests of the report compare systems query by query)."""
+    """The reranked lists (head by the model's scores, tail in first-stage order below it) and their
+    metric values (plus contrastive entropy) per query: ``metric -> qid -> value`` (the paired
+    significance tests of the report compare systems query by query; the tidy rows are their means)."""
     ranking: Ranking = {}
     for qid, docs in evalset.candidates.items():
         if not docs:

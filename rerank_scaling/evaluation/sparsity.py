@@ -12,15 +12,22 @@ For query vectors ``Q[nq, V]`` and the encoded corpus ``D[nd, V]``
   which term ``j`` is active -- its mean over queries is the FLOPS measure of
   Paria et al. (2020) and SPLADE (``sum_j p_j^q p_j^d``).
 
-All three are costs (lower is cheaper), marked so for the analysis side by
-:func:`rerank_scaling.scaling.metrics.lower_is_better`.
+All three are costs (lower is cheaper), declared so for the analysis side
+(:data:`METRICS`, :mod:`rerank_scaling.evaluation.registry`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SPARSITY_METRICS = ("active-q", "active-d", "flops")
+from rerank_scaling.evaluation.registry import MetricInfo
+
+METRICS = (
+    MetricInfo("active-q", "cost", -1, (0.0, None), doc="active dimensions of a query vector"),
+    MetricInfo("active-d", "cost", -1, (0.0, None), doc="mean active dimensions of a corpus document"),
+    MetricInfo("flops", "cost", -1, (0.0, None), doc="expected multiply-adds of one query-document product"),
+)
+SPARSITY_METRICS = tuple(m.name for m in METRICS)
 
 
 def sparsity_per_query(qids: list[str], queries, docs) -> dict[str, dict[str, float]]:

@@ -9,7 +9,6 @@ parallel find them ready.
 from __future__ import annotations
 
 from rerank_scaling.config import Experiment, RunConfig
-from rerank_scaling.config.run import distils_query_tower
 from rerank_scaling.errors import UserError, warn
 
 
@@ -21,7 +20,7 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
     """Load every collection and count training queries; fail on any bad budget or set."""
     from rerank_scaling.pipeline.prepare import (evaluation_key, evaluation_set, held_out, text_room, training_key,
                                                  training_set)
-    from rerank_scaling.pipeline.teacher import warm_query_teacher
+    from rerank_scaling.pipeline.teacher import embeds_teacher_queries, warm_query_teacher
 
     available: dict[str, int] = {}
     seen_train, seen_eval, seen_teacher, seen_room = set(), set(), set(), set()
@@ -63,7 +62,7 @@ def check_data(experiment: Experiment, cells: list[RunConfig] | None = None) -> 
             except UserError as exc:
                 raise _fail(experiment, str(exc)) from None
         teacher = (cell.teacher, cell.cache_dir, cell.max_length, cell.max_query_length, key)
-        if distils_query_tower(cell.objective) and teacher not in seen_teacher:
+        if embeds_teacher_queries(cell) and teacher not in seen_teacher:
             seen_teacher.add(teacher)
             warm_query_teacher(cell, training_set(cell)[0], list(corpora.values()))
     for message in dict.fromkeys(warnings):

@@ -2,16 +2,15 @@
 
 Speed levers live here, once, for training and scoring alike:
 
-* tokenise each distinct query and document text once and cache the ids
-  (a document appears in many candidate lists and many epochs);
-* assemble pairs from cached ids with the tokenizer's own special-token
-  template (learnt by probing, so BERT, ModernBERT and RoBERTa all work);
+* tokenise each distinct query and document text once and cache the ids, and
+  assemble pairs from them with the tokenizer's own special-token template
+  (:class:`~rerank_scaling.models.base.PairTokenizer`, shared with the retrievers);
 * dynamic padding to the longest pair of the batch, and length bucketing
   (sort by length) when scoring many pairs;
 * ``torch.inference_mode`` for scoring; optional activation checkpointing per
   chunk for long training lists;
 * for BERT-family backbones, our own forward over the backbone's modules
-  (:class:`_BertRunner`): the same weights and the same math, but
+  (:class:`~rerank_scaling.models.packed.BertRunner`): the same weights and the same math, but
   (a) the position-wise layers (Q/K/V, attention output, feed-forward,
   LayerNorm) run on the real tokens only, packed without padding -- only the
   attention product sees the padded ``[B, L]`` layout -- and (b) with CLS
@@ -29,238 +28,19 @@ is cut so the pair fits ``max_length`` -- the same ids as
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
+from rerank_scaling.models.base import PairTokenizer
+from rerank_scaling.models.family import read_family_file, write_family_file
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
-
-
-class PairTokenizer:
-    """Caching (query, doc) pair encoder with dynamic padding."""
-
-    def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.max_query_length = max_query_length
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._prefix, self._middle, self._suffix, self._types = self._probe_template(tokenizer)
-        self.n_special = len(self._prefix) + len(self._middle) + len(self._suffix)
-        self._cache: dict[tuple[bool, str], list[int]] = {}
-
-    @staticmethod
-    def _probe_template(tokenizer):
-        """Find the special tokens around a pair: prefix q middle d suffix."""
-        a = tokenizer("a", add_special_tokens=False)["input_ids"]
-        b = tokenizer("b", add_special_tokens=False)["input_ids"]
-        enc = tokenizer("a", "b")
-        ids = list(enc["input_ids"])
-        i = next(k for k in range(len(ids)) if ids[k : k + len(a)] == a)
-        j = next(k for k in range(i + len(a), len(ids)) if ids[k : k + len(b)] == b)
-        prefix, middle, suffix = ids[:i], ids[i + len(a) : j], ids[j + len(b) :]
-        types = enc.get("token_type_ids")
-        second_type = types[j] if types is not None else None
-        return prefix, middle, suffix, second_type
-
-    def ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
-        """Token ids of each text without special tokens, cut to the query or document limit (cached)."""
-        limit = self.max_query_length if is_query else self.max_length
-        missing = list(dict.fromkeys(t for t in texts if (is_query, t) not in self._cache))
-        if missing:
-            encoded = self.tokenizer(
-                missing, add_special_tokens=False, truncation=True, max_length=limit
-            )["input_ids"]
-            for text, ids in zip(missing, encoded):
-                self._cache[(is_query, text)] = list(ids)
-        return [self._cache[(is_query, t)] for t in texts]
-
-    def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
-        """Tokenise many texts in one batched call (much faster than one by one)."""
-        self.ids(queries, True)
-        self.ids(docs, False)
-
-    def encode(self, queries: Sequence[str], docs: Sequence[str]) -> list[tuple[list[int], int]]:
-        """Pair ids and the length of the first segment, one per (query, doc)."""
-        q_ids = self.ids(queries, True)
-        d_ids = self.ids(docs, False)
-        out = []
-        for q, d in zip(q_ids, d_ids):
-            room = max(self.max_length - self.n_special - len(q), 0)
-            first = self._prefix + q + self._middle
-            out.append((first + d[:room] + self._suffix, len(first)))
-        return out
-
-    def collate(self, encoded: Sequence[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
-        """Pad a list of encoded pairs to the longest one (dynamic padding)."""
-        n = len(encoded)
-        lengths = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int64, count=n)
-        width = int(lengths.max())
-        cols = np.arange(width)
-        valid = cols[None, :] < lengths[:, None]
-        input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
-        input_ids[valid] = np.fromiter(
-            (t for ids, _ in encoded for t in ids), dtype=np.int64, count=int(lengths.sum())
-        )
-        batch = {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(valid.astype(np.int64)),
-        }
-        if self._types is not None:
-            firsts = np.fromiter((first for _, first in encoded), dtype=np.int64, count=n)
-            types = valid & (cols[None, :] >= firsts[:, None])
-            batch["token_type_ids"] = torch.from_numpy(types.astype(np.int64) * int(self._types))
-        return batch
-
-
-class _BertRunner:
-    """Our forward of a Hugging Face BERT backbone: packed, and CLS-pruned for CLS pooling.
-
-    It runs the backbone's own modules and parameters (nothing is copied:
-    training, ``state_dict`` and ``save_pretrained`` are unaffected) and keeps
-    ``BertModel``'s math -- embeddings; per layer ``a = LN(x + drop(O attn(Q, K, V)))``
-    and ``LN(a + drop(W2 act(W1 a)))``; then the pooler ``tanh(W h_cls)``,
-    dropout and the classifier -- with two savings:
-
-    * packing: when a batch has enough padding, the position-wise work (Q/K/V,
-      output projection, feed-forward, LayerNorm) runs on the ``T`` real tokens
-      (``[T, H]``) instead of ``B * L`` padded slots; only the attention product
-      sees the padded layout;
-    * CLS pruning (``cls`` pooling): only the ``[CLS]`` state of the last layer
-      reaches the pooler, so that layer's query, attention row, output
-      projection and feed-forward are computed for that one position per pair
-      (its keys and values still come from every token). Exact: the logits are
-      those of the full forward up to float rounding.
-
-    Q/K/V (and the last layer's K/V) are one GEMM on stacked weights. Dropout
-    (training) is applied where BERT applies it, so the loss has the same
-    distribution; the random masks differ from the Hugging Face forward's.
-    :meth:`supports` says which backbones qualify; others use the HF forward.
-    """
-
-    #: pack the tokens when more than this fraction of the padded batch is padding
-    pack_threshold = 0.08
-
-    def __init__(self, pooling: str):
-        self.pooling = pooling
-        self._frozen: dict | None = None
-
-    @staticmethod
-    def supports(backbone: torch.nn.Module, pooling: str) -> bool:
-        config = getattr(backbone, "config", None)
-        if config is None or getattr(config, "model_type", None) != "bert":
-            return False
-        if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
-            return False
-        if getattr(config, "position_embedding_type", "absolute") != "absolute":
-            return False
-        if pooling == "cls":
-            if type(backbone).__name__ != "BertForSequenceClassification":
-                return False
-            bert = backbone.bert
-            if bert.pooler is None or getattr(backbone.classifier, "out_features", None) != 1:
-                return False
-        else:
-            if type(backbone).__name__ != "BertModel":
-                return False
-            bert = backbone
-        layers = bert.encoder.layer
-        return len(layers) > 0 and all(type(layer).__name__ == "BertLayer" for layer in layers)
-
-    def logits(self, backbone: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``cls`` pooling: the classifier's logits, ``[B]``."""
-        h_cls = self._encode(backbone.bert, batch, cls_only=True)[0]
-        pooler = backbone.bert.pooler
-        return backbone.classifier(backbone.dropout(pooler.activation(pooler.dense(h_cls)))).view(-1)
-
-    def cls_hidden(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The last layer's ``[CLS]`` states of a bare encoder, ``[B, H]`` (CLS-pruned, no pooler)."""
-        return self._encode(bert, batch, cls_only=True)[0]
-
-    def mean_hidden(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``mean`` pooling: mask-averaged last hidden states, ``[B, H]``."""
-        x, idx, lengths = self._encode(bert, batch, cls_only=False)
-        b, width = batch["input_ids"].shape
-        if idx is None:
-            keep = batch["attention_mask"].unsqueeze(-1).to(x.dtype)
-            return (x.view(b, width, -1) * keep).sum(1) / lengths.unsqueeze(1).to(x.dtype)
-        rows = torch.div(idx, width, rounding_mode="floor")
-        return x.new_zeros(b, x.shape[-1]).index_add(0, rows, x) / lengths.unsqueeze(1).to(x.dtype)
-
-    def _encode(self, bert: torch.nn.Module, batch: dict[str, torch.Tensor], cls_only: bool):
-        """Last hidden states: ``[B, H]`` of ``[CLS]`` (``cls_only``), else ``[T or B*L, H]``."""
-        input_ids, attention = batch["input_ids"], batch["attention_mask"]
-        b, width = input_ids.shape
-        x = bert.embeddings(input_ids=input_ids, token_type_ids=batch.get("token_type_ids"))
-        hidden = x.shape[-1]
-        lengths = attention.sum(1)
-        real = int(lengths.sum())
-        mask = attention.bool()[:, None, None, :] if real < b * width else None  # True = attend
-        if real < (1.0 - self.pack_threshold) * b * width:  # pack
-            idx = attention.reshape(-1).nonzero().squeeze(1)  # flat positions of the real tokens
-            x = x.reshape(-1, hidden).index_select(0, idx)  # [T, H]
-            starts = torch.cumsum(lengths, 0) - lengths  # packed row of each [CLS]
-        else:
-            idx = None
-            x = x.reshape(-1, hidden)
-            starts = torch.arange(b, device=x.device) * width
-
-        def padded(t: torch.Tensor, parts: int, heads: int) -> torch.Tensor:  # [T, parts*H] -> parts x [B, h, L, d]
-            if idx is not None:
-                t = t.new_zeros(b * width, t.shape[1]).index_copy(0, idx, t)
-            return t.view(b, width, parts, heads, -1).permute(2, 0, 3, 1, 4)
-
-        training = bert.training
-        layers = bert.encoder.layer
-        for i, layer in enumerate(layers):
-            sa = layer.attention.self
-            heads = sa.num_attention_heads
-            p = sa.dropout.p if training else 0.0
-            if cls_only and i == len(layers) - 1:
-                x_cls = x.index_select(0, starts)  # [B, H]
-                q = sa.query(x_cls).view(b, heads, 1, -1)
-                k, v = padded(F.linear(x, *self._stacked_params(sa.key, sa.value)), 2, heads)
-                att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=sa.scaling)
-                att = layer.attention.output(att.reshape(b, -1), x_cls)
-                return layer.output(layer.intermediate(att), att), None, lengths  # [B, H]
-            q, k, v = padded(F.linear(x, *self._stacked_params(sa.query, sa.key, sa.value)), 3, heads)
-            att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=sa.scaling)
-            att = att.transpose(1, 2).reshape(b * width, hidden)
-            if idx is not None:
-                att = att.index_select(0, idx)
-            att = layer.attention.output(att, x)
-            x = layer.output(layer.intermediate(att), att)
-        return x, idx, lengths
-
-    def _stacked_params(self, *linears: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights and biases of several linear layers stacked, for one GEMM instead of several.
-
-        Stacked afresh at each call (gradients flow back to each layer), except
-        inside :meth:`frozen` (a ``score`` call), where they are stacked once. No
-        cache outlives that: keyed on tensor versions it would go stale, since
-        fused optimizers update parameters without bumping version counters.
-        """
-        if self._frozen is not None:
-            key = tuple(id(m) for m in linears)
-            if key not in self._frozen:
-                self._frozen[key] = (torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears]))
-            return self._frozen[key]
-        return torch.cat([m.weight for m in linears]), torch.cat([m.bias for m in linears])
-
-    @contextmanager
-    def frozen(self):
-        """Parameters do not change inside: stacked weights are computed once and reused."""
-        self._frozen = {}
-        try:
-            yield
-        finally:
-            self._frozen = None
+from rerank_scaling.models.packed import BertRunner
 
 
 class CrossEncoder(torch.nn.Module):
@@ -294,9 +74,9 @@ class CrossEncoder(torch.nn.Module):
             # data-parallel training refuses parameters that take part in no step
             backbone.pooler.requires_grad_(False)
         self.pairs = PairTokenizer(tokenizer, max_length=max_length, max_query_length=max_query_length)
-        #: run BERT backbones through :class:`_BertRunner` (packed, CLS-pruned); False: the HF forward
+        #: run BERT backbones through :class:`BertRunner` (packed, CLS-pruned); False: the HF forward
         self.fast_path = True
-        self._runner = _BertRunner(pooling) if _BertRunner.supports(backbone, pooling) else None
+        self._runner = BertRunner(pooling) if BertRunner.supports(backbone, pooling) else None
         self.chunk_size = chunk_size
 
     # --- the model-family contract (rerank_scaling.models.family.Model) ---
@@ -333,9 +113,9 @@ class CrossEncoder(torch.nn.Module):
         self.pairs.tokenizer.save_pretrained(folder / "backbone")
         if self.head is not None:
             torch.save(self.head.state_dict(), folder / "head.pt")
-        (folder / "family.json").write_text(json.dumps({
-            "family": CrossEncoderFamily.name, "pooling": self.pooling, "max_length": self.pairs.max_length,
-            "max_query_length": self.pairs.max_query_length}, indent=2) + "\n")
+        write_family_file(folder, CrossEncoderFamily.name, {
+            "pooling": self.pooling, "max_length": self.pairs.max_length,
+            "max_query_length": self.pairs.max_query_length})
 
     def forward(self, batch: dict[str, torch.Tensor], chunk_size: int | None = None) -> torch.Tensor:
         """Scores (logits) of a collated batch, shape ``[n]``.
@@ -417,19 +197,17 @@ class CrossEncoderFamily:
     """``score(q, d) = head(encoder([CLS] q [SEP] d [SEP]))`` over query groups."""
 
     name = "cross-encoder"
-    layout = "groups"
 
     def build(self, config) -> CrossEncoder:
         return load_cross_encoder(config.model, config.seed, config.max_length, config.max_query_length,
-                                  pooling=config.pooling, chunk_size=config.chunk_size, dropout=config.dropout)
+                                  pooling=config.family_settings.pooling, chunk_size=config.chunk_size,
+                                  dropout=config.dropout)
 
     def load(self, folder: Path) -> CrossEncoder:
         from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         folder = Path(folder)
-        info = json.loads((folder / "family.json").read_text())
-        if info.get("family") != self.name:
-            raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
+        info = read_family_file(folder, self.name)
         pooling = info["pooling"]
         auto = AutoModel if pooling == "mean" else AutoModelForSequenceClassification
         backbone = auto.from_pretrained(folder / "backbone")

@@ -1,10 +1,11 @@
 """What a model family is: the contract training, evaluation and the grid talk to.
 
-A family (today ``cross-encoder``; next bi-encoders and sparse encoders) is
-one module that provides a :class:`ModelFamily` and registers it in
-:data:`rerank_scaling.models.FAMILIES`. Nothing outside that module knows how
-it tokenises or pools. Torch-free: the protocol names tensors only in
-annotations.
+A family is one module that provides a :class:`ModelFamily`, built on what
+families share (:mod:`rerank_scaling.models.base`), plus its entry in
+:data:`rerank_scaling.models.FAMILIES` (its stage, score layout, the objective
+kinds it trains, the settings it owns). Nothing outside that module knows how
+it tokenises or pools, and no family module imports another's. Torch-free: the
+protocol names tensors (and ``RunConfig``) only in annotations.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-    from rerank_scaling.config import RunConfig
     from rerank_scaling.data.types import Collection
     from rerank_scaling.examples import Group
 
@@ -30,12 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover
 class Model(Protocol):
     """A trainable scorer (a ``torch.nn.Module``) of one family.
 
-    ``stage`` (optional, default ``"rerank"``): a reranker is evaluated on each
-    set's candidate lists through :meth:`score`; a ``"retrieval"`` model (the
-    bi-encoder) also has ``encode(texts, kind, batch_size) -> [n, d]`` (``kind``
-    ``"query"`` or ``"doc"``) and ``similarity(q, d) -> [nq, nd]``, and is
-    evaluated by searching the whole corpus
+    ``stage`` (optional, default ``"rerank"``; its registry entry's): a reranker is evaluated
+    on each set's candidate lists through :meth:`score`; a ``"retrieval"`` model (the
+    bi-encoder) also has ``encode(texts, kind, batch_size)`` (``kind`` ``"query"`` or
+    ``"doc"``; a tensor ``[n, d]``, or what its ``similarity`` reads) and
+    ``similarity(q, d) -> [nq, nd]``, and is evaluated by searching the whole corpus
     (:mod:`rerank_scaling.evaluation.retrieval`).
+
+    Optional too: ``penalty(step)``, a regulariser the training step adds to the loss
+    (the sparse family's); ``teacher_retriever()``, for a model that searches a teacher's
+    document index (query-distill): evaluation then adds its retained-quality and latency
+    rows (:mod:`rerank_scaling.evaluation.distilled`).
     """
 
     def warm(self, queries: Sequence[str], docs: Sequence[str]) -> None:
@@ -62,23 +67,44 @@ class Model(Protocol):
 
 
 class ModelFamily(Protocol):
-    name: str
-    layout: str  # the score layout of group_scores: "groups" = [B, 1 + n] per query group,
-    #              "in-batch" = [B, C] each query against every document of the batch
+    name: str  # its key in models.FAMILIES (which declares its layout, stage, objectives, settings)
 
     def build(self, config: RunConfig) -> Model:
-        """The config's ladder rung, new heads drawn from ``config.seed``."""
+        """The config's ladder rung, new heads drawn from ``config.seed``; the family's own keys are
+        ``config.family_settings``."""
 
     def load(self, folder: Path) -> Model:
         """A model written by :meth:`Model.save`."""
 
 
+FAMILY_FILE = "family.json"  # beside a saved model's weights: its family and the settings its load needs
+
+
+def write_family_file(folder: Path, family: str, settings: dict) -> None:
+    """``family.json`` of a model saved into ``folder``: ``{"family": family, **settings}``."""
+    (Path(folder) / FAMILY_FILE).write_text(json.dumps({"family": family, **settings}, indent=2) + "\n")
+
+
+def read_family_file(folder: Path, family: str) -> dict:
+    """The settings a ``family`` model saved into ``folder`` (``ValueError`` when it is another family's)."""
+    info = json.loads((Path(folder) / FAMILY_FILE).read_text())
+    if _family_of(info) != family:
+        raise ValueError(f"{folder}: not a {family} ({FAMILY_FILE} says {_family_of(info)!r})")
+    return info
+
+
+def _family_of(info: dict) -> str | None:
+    """The family a ``family.json`` names; a query-distill student saved while it was a kind of bi-encoder
+    (``"family": "bi-encoder"`` with a ``query_distill`` entry) is a ``query-distill`` model."""
+    return "query-distill" if "query_distill" in info else info.get("family")
+
+
 def saved_model_folder(source: str) -> Path | None:
-    """The folder a family's ``save`` wrote (``family.json`` beside the weights) behind ``source``: a
+    """The folder a family's ``save`` wrote (:data:`FAMILY_FILE` beside the weights) behind ``source``: a
     run folder (its ``model/``) or that folder itself; None for a hub id or a plain Hugging Face folder."""
     path = Path(source)
     for folder in (path / "model", path):
-        if (folder / "family.json").is_file():
+        if (folder / FAMILY_FILE).is_file():
             return folder
     return None
 
@@ -95,7 +121,7 @@ def check_hub_source(source: str) -> None:
 
 def saved_family(folder: Path) -> str | None:
     """The family a saved model folder names."""
-    return json.loads((Path(folder) / "family.json").read_text()).get("family")
+    return _family_of(json.loads((Path(folder) / FAMILY_FILE).read_text()))
 
 
 def model_fingerprint(source: str) -> str:

@@ -7,10 +7,10 @@ the ``query-distill`` objective, :mod:`rerank_scaling.objectives.distillation`)
 and keep the large document tower's index: online latency is the small query
 tower's, quality stays close to the large model's.
 
-A :class:`QueryStudent` is a bi-encoder (family ``bi-encoder``, objective
-``query-distill``) whose one trained tower encodes queries and whose documents
-are the teacher's: ``encode(texts, "doc")`` hands back the *teacher's* document
-embeddings, so every retrieval it does searches the teacher's index. The
+A :class:`QueryStudent` (family ``query-distill``, objective ``query-distill``)
+is one trained query tower (a :class:`~rerank_scaling.models.base.Tower`) whose
+documents are the teacher's: ``encode(texts, "doc")`` hands back the *teacher's*
+document embeddings, so every retrieval it does searches the teacher's index. The
 teacher (``[train] teacher``) is a trained bi-encoder -- a run folder of this
 toolkit with ``model/`` (stage 1 run by this toolkit), a saved bi-encoder
 folder, or a Hugging Face encoder id or folder (mean pooling, cosine, as
@@ -33,55 +33,56 @@ Model size N of a student: its query tower's non-embedding parameters with the
 projection (the teacher's towers are not counted: they are the fixed index and
 the training targets). Training FLOPs: ``6 * N * query tokens`` (the teacher's
 forward passes are cached, not counted).
+
+The teacher is loaded through the registry (``get_family("bi-encoder")``): this
+module imports no other family's. A student saved when query-distill was a kind
+of bi-encoder (``family.json``: ``"bi-encoder"`` with ``query_distill``) loads as
+this family (:func:`rerank_scaling.models.family.saved_family`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rerank_scaling.data.util import atomic_write_bytes, default_cache_dir
 from rerank_scaling.errors import UserError
+from rerank_scaling.models import get_family
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
-from rerank_scaling.models.bi_encoder import BiEncoder
-from rerank_scaling.models.family import check_hub_source, model_fingerprint, saved_family, saved_model_folder
-from rerank_scaling.models.ladder import ModelSpec, default_pooling
+from rerank_scaling.models.base import InBatchRetriever, TextTokenizer, Tower, encode_sorted
+from rerank_scaling.models.family import (check_hub_source, model_fingerprint, read_family_file, saved_family,
+                                          saved_model_folder, write_family_file)
+from rerank_scaling.models.ladder import default_pooling
 
 log = logging.getLogger(__name__)
 CACHE_FOLDER = "teacher-embeddings"
 
 
-def load_dual_tower(source: str, max_length: int = 256, max_query_length: int = 64) -> BiEncoder:
+def load_dual_tower(source: str, max_length: int = 256, max_query_length: int = 64):
     """The bi-encoder behind ``source`` (module docstring), in eval mode with frozen weights.
     ``max_length`` / ``max_query_length`` apply to a Hugging Face encoder only (a saved bi-encoder
     keeps its own)."""
     folder = saved_model_folder(source)
+    bi_encoders = get_family("bi-encoder")
     if folder is not None:
         family = saved_family(folder)
         if family != "bi-encoder":
             raise UserError(f"teacher = '{source}': a {family} model; query-distill distils a bi-encoder's "
                             "query tower (train the teacher with family = \"bi-encoder\" and save_model = true)")
-        from rerank_scaling.models.bi_encoder import BiEncoderFamily
-
-        model = BiEncoderFamily().load(folder)
+        model = bi_encoders.load(folder)
     else:
         check_hub_source(source)
-        backbone, tokenizer = load_backbone(ModelSpec("hf", source), pooling="mean")
-        model = BiEncoder(backbone, tokenizer, pooling="mean", similarity="cosine", max_length=max_length,
-                          max_query_length=max_query_length)
+        model = bi_encoders.from_encoder(source, max_length, max_query_length)
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
-
-
-def embedding_width(model: BiEncoder) -> int:
-    return model.projection_dim or model.towers[0].backbone.config.hidden_size
 
 
 class TeacherCache:
@@ -89,7 +90,7 @@ class TeacherCache:
     the texts the teacher encoded, ``loaded`` the lists read from disk, ``hits`` those served from
     memory: what tests and logs read to see that an index was not recomputed."""
 
-    def __init__(self, teacher: BiEncoder, fingerprint: str, cache_dir: str | None = None):
+    def __init__(self, teacher, fingerprint: str, cache_dir: str | None = None):  # teacher: a bi-encoder
         self.teacher, self.fingerprint = teacher, fingerprint
         self.folder = Path(cache_dir or default_cache_dir()) / CACHE_FOLDER
         self.memory: dict[str, torch.Tensor] = {}
@@ -134,17 +135,21 @@ class TeacherCache:
         return out
 
 
-class QueryStudent(BiEncoder):
-    """A query tower distilled from ``teacher``, retrieving from the teacher's document index."""
+class QueryStudent(InBatchRetriever, torch.nn.Module):
+    """A query tower distilled from ``teacher`` (a bi-encoder), retrieving from the teacher's document index."""
 
-    def __init__(self, query_backbone: torch.nn.Module, tokenizer, doc_backbone: torch.nn.Module | None = None, *,
-                 teacher: BiEncoder, teacher_source: str, fingerprint: str, cache_dir: str | None = None,
-                 pooling: str = "mean", projection: int | None = None, max_query_length: int = 64, **ignored):
-        if doc_backbone is not None:
-            raise ValueError("a query student has no document tower of its own (the documents are the teacher's)")
-        super().__init__(query_backbone, tokenizer, None, pooling=pooling, projection=projection,
-                         similarity=teacher.similarity_name, temperature=teacher.temperature,
-                         max_length=teacher.texts.max_length, max_query_length=max_query_length)
+    stage = "retrieval"
+
+    def __init__(self, backbone: torch.nn.Module, tokenizer, *, teacher, teacher_source: str, fingerprint: str,
+                 cache_dir: str | None = None, pooling: str = "mean", projection: int | None = None,
+                 max_query_length: int = 64):
+        super().__init__()
+        self.query_tower = Tower(backbone, pooling, projection)
+        self.pooling, self.projection_dim = pooling, projection
+        self.similarity_name, self.temperature = teacher.similarity_name, teacher.temperature
+        self.texts = TextTokenizer(tokenizer, max_length=teacher.texts.max_length, max_query_length=max_query_length,
+                                   end_with_eos=pooling == "last")
+        self.negatives, self.corpus_negatives, self.seed = (), 0, 0  # no documents in its batches
         # beside the module, not a submodule: never trained, counted, checkpointed or moved by the trainer
         object.__setattr__(self, "teacher", teacher)
         self.teacher_source, self.fingerprint = teacher_source, fingerprint
@@ -162,11 +167,27 @@ class QueryStudent(BiEncoder):
 
     # --- retrieval: queries by the student, documents by the teacher's cached index ---
 
+    def embed(self, batch: dict[str, torch.Tensor], normalize: bool = True) -> torch.Tensor:
+        """Query embeddings of a collated batch, normalised for a cosine teacher (``normalize=False``: the
+        tower's output, what ``query-distill`` compares with the teacher's)."""
+        out = self.query_tower(batch)
+        return F.normalize(out, dim=-1) if normalize and self.similarity_name == "cosine" else out
+
     def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64, normalize: bool = True) -> torch.Tensor:
+        """Queries: the student's embeddings; documents: the teacher's, from its cache (``[n, d]``, float32)."""
         if kind == "query":
-            return super().encode(texts, kind, batch_size, normalize)
+            return encode_sorted(self, self.texts, texts, True, batch_size, lambda b: self.embed(b, normalize),
+                                 self.query_tower.width, self.query_tower._runner)
         device = next(self.parameters()).device
         return self.cache.get(texts, "doc", normalize, batch_size).to(device)
+
+    def similarity(self, queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
+        """Scores ``[nq, nd]`` as the teacher scores its index: ``q . d / tau``."""
+        return self.teacher.similarity(queries, docs)
+
+    def pair_scores(self, q: torch.Tensor, d: torch.Tensor, qrows: list[int], drows: list[int]) -> np.ndarray:
+        qi, di = torch.as_tensor(qrows, device=q.device), torch.as_tensor(drows, device=d.device)
+        return ((q[qi] * d[di]).sum(1) / self.temperature).float().cpu().numpy()
 
     def teacher_retriever(self) -> "TeacherRetriever":
         return TeacherRetriever(self)
@@ -188,16 +209,28 @@ class QueryStudent(BiEncoder):
 
     def group_scores(self, batch: dict) -> torch.Tensor:
         """The student's query embeddings ``[B, d]`` (unnormalised): what ``query-distill`` compares."""
-        return self.tower("query")(batch["inputs"]["queries"])
+        return self.query_tower(batch["inputs"]["queries"])
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return parameter_counts(self)
+
+    def training_flops(self, tokens: int) -> float:
+        return 6.0 * parameter_counts(self)[0] * tokens
 
     def save(self, folder: Path) -> None:
-        super().save(folder)
-        path = Path(folder) / "family.json"
-        info = json.loads(path.read_text())
-        info["query_distill"] = {"teacher": self.teacher_source, "fingerprint": self.fingerprint,
-                                 "max_length": self.teacher.texts.max_length,
-                                 "max_query_length": self.teacher.texts.max_query_length}
-        path.write_text(json.dumps(info, indent=2) + "\n")
+        """``query/`` in Hugging Face format with the tokenizer, ``projection-query.pt`` with a projection,
+        ``family.json`` with the settings and the teacher (``query_distill``: source, fingerprint, limits)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.query_tower.backbone.save_pretrained(folder / "query")
+        self.texts.tokenizer.save_pretrained(folder / "query")
+        if self.query_tower.projection is not None:
+            torch.save(self.query_tower.projection.state_dict(), folder / "projection-query.pt")
+        write_family_file(folder, QueryDistillFamily.name, {
+            "pooling": self.pooling, "projection": self.projection_dim, "max_query_length": self.texts.max_query_length,
+            "query_distill": {"teacher": self.teacher_source, "fingerprint": self.fingerprint,
+                              "max_length": self.teacher.texts.max_length,
+                              "max_query_length": self.teacher.texts.max_query_length}})
 
 
 class TeacherRetriever:
@@ -218,20 +251,40 @@ class TeacherRetriever:
         return self.teacher.similarity(queries, docs)
 
 
-def build_student(config) -> QueryStudent:
-    """The config's ladder rung as a query tower for ``config.teacher``, projected to its width if needed."""
-    teacher = load_dual_tower(config.teacher, config.max_length, config.max_query_length)
-    width = embedding_width(teacher)
-    if config.projection is not None and config.projection != width:
-        raise UserError(f"projection = {config.projection}: a query-distill student projects to its teacher's "
-                        f"width ({width})")
-    if config.temperature is not None and config.temperature != teacher.temperature:
-        raise UserError(f"temperature = {config.temperature}: a query-distill student scores with its teacher's "
-                        f"temperature ({teacher.temperature})")
-    backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
-    projection = config.projection or (width if backbone.config.hidden_size != width else None)
-    torch.manual_seed(config.seed)  # the projection's initial weights
-    return QueryStudent(backbone, tokenizer, teacher=teacher, teacher_source=config.teacher,
-                        fingerprint=model_fingerprint(config.teacher), cache_dir=config.cache_dir,
-                        pooling=config.pooling or default_pooling(config.ladder), projection=projection,
-                        max_query_length=config.max_query_length)
+class QueryDistillFamily:
+    """ScalingNote's query towers: a small query encoder trained on a bi-encoder teacher's query embeddings,
+    searching the teacher's document index."""
+
+    name = "query-distill"
+
+    def build(self, config) -> QueryStudent:
+        """The config's ladder rung as a query tower for ``config.teacher``, projected to its width if needed."""
+        own = config.family_settings
+        teacher = load_dual_tower(config.teacher, config.max_length, config.max_query_length)
+        if own.projection is not None and own.projection != teacher.width:
+            raise UserError(f"projection = {own.projection}: a query-distill student projects to its teacher's "
+                            f"width ({teacher.width})")
+        if own.temperature is not None and own.temperature != teacher.temperature:
+            raise UserError(f"temperature = {own.temperature}: a query-distill student scores with its teacher's "
+                            f"temperature ({teacher.temperature})")
+        backbone, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mean", dropout=config.dropout)
+        projection = own.projection or (teacher.width if backbone.config.hidden_size != teacher.width else None)
+        torch.manual_seed(config.seed)  # the projection's initial weights
+        return QueryStudent(backbone, tokenizer, teacher=teacher, teacher_source=config.teacher,
+                            fingerprint=model_fingerprint(config.teacher), cache_dir=config.cache_dir,
+                            pooling=own.pooling or default_pooling(config.ladder), projection=projection,
+                            max_query_length=config.max_query_length)
+
+    def load(self, folder: Path) -> QueryStudent:
+        from transformers import AutoModel, AutoTokenizer
+
+        folder = Path(folder)
+        info = read_family_file(folder, self.name)
+        model = QueryStudent(AutoModel.from_pretrained(folder / "query"),
+                             AutoTokenizer.from_pretrained(folder / "query"), pooling=info["pooling"],
+                             projection=info["projection"], max_query_length=info["max_query_length"],
+                             **QueryStudent.saved_teacher(info["query_distill"]))
+        if model.query_tower.projection is not None:
+            model.query_tower.projection.load_state_dict(
+                torch.load(folder / "projection-query.pt", map_location="cpu", weights_only=True))
+        return model

@@ -52,7 +52,6 @@ which for small models costs more than the transformer, so training FLOPs are
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,8 +61,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from rerank_scaling.models.backbone import load_backbone, parameter_counts
-from rerank_scaling.models.bi_encoder import InBatchBatches, TextTokenizer, lora_settings
+from rerank_scaling.models.base import InBatchRetriever, TextTokenizer, lora_settings
 from rerank_scaling.models.decoder import make_bidirectional, merged, with_lora
+from rerank_scaling.models.family import read_family_file, write_family_file
 from rerank_scaling.objectives.regularizers import REGULARIZERS, warmup_scale
 
 
@@ -81,7 +81,7 @@ def _decoder_is_tied(mlm: torch.nn.Module) -> bool:
     return out is not None and inp is not None and out.weight is inp.weight
 
 
-class SparseEncoder(InBatchBatches, torch.nn.Module):
+class SparseEncoder(InBatchRetriever, torch.nn.Module):
     """An MLM model with SPLADE pooling and a sparsity penalty; the model-family contract."""
 
     stage = "retrieval"
@@ -178,14 +178,8 @@ class SparseEncoder(InBatchBatches, torch.nn.Module):
         reg = REGULARIZERS[self.regularizer]
         return warmup_scale(step, self.regularizer_warmup) * (self.lambda_q * reg(q) + self.lambda_d * reg(d))
 
-    @torch.inference_mode()
-    def score(self, queries: Sequence[str], docs: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Scores of (query, doc) pairs in input order; each distinct text is encoded once."""
-        if len(queries) != len(docs):
-            raise ValueError("queries and docs differ in length")
-        if not queries:
-            return np.zeros(0, dtype=np.float32)
-        q, d, qrows, drows = self._pair_encodings(queries, docs, batch_size)
+    def pair_scores(self, q, d, qrows: list[int], drows: list[int]) -> np.ndarray:
+        """``w(q_i) . w(d_j)`` for each pair ``(i, j)`` of rows (:meth:`InBatchRetriever.score`)."""
         rows = q[qrows].multiply(d[drows])
         return np.asarray(rows.sum(axis=1), dtype=np.float32).ravel()
 
@@ -202,30 +196,29 @@ class SparseEncoder(InBatchBatches, torch.nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         merged(self.mlm).save_pretrained(folder / "mlm")
         self.texts.tokenizer.save_pretrained(folder / "mlm")
-        (folder / "family.json").write_text(json.dumps({
-            "family": SparseFamily.name, "max_length": self.texts.max_length, "bidirectional": self.bidirectional,
-            "max_query_length": self.texts.max_query_length}, indent=2) + "\n")
+        write_family_file(folder, SparseFamily.name, {
+            "max_length": self.texts.max_length, "bidirectional": self.bidirectional,
+            "max_query_length": self.texts.max_query_length})
 
 
 class SparseFamily:
     """SPLADE sparse retrieval: ``w(q) . w(d)`` over the vocabulary, trained with in-batch objectives."""
 
     name = "sparse"
-    layout = "in-batch"
 
     def build(self, config) -> SparseEncoder:
         from rerank_scaling.objectives import OBJECTIVES
 
+        own = config.family_settings
         mlm, tokenizer = load_backbone(config.model, seed=config.seed, pooling="mlm", dropout=config.dropout)
-        if config.bidirectional:
+        if own.bidirectional:
             make_bidirectional(mlm, config.model.name)
         torch.manual_seed(config.seed)  # LoRA adapters' initial weights
         return SparseEncoder(mlm, tokenizer, max_length=config.max_length, max_query_length=config.max_query_length,
-                             negatives=OBJECTIVES[config.objective].negatives, corpus_negatives=config.corpus_negatives,
-                             seed=config.seed, regularizer=config.regularizer, lambda_q=config.lambda_q,
-                             lambda_d=config.lambda_d, regularizer_warmup=round(config.regularizer_warmup * config.steps),
-                             chunk_size=config.chunk_size, lora=lora_settings(config),
-                             bidirectional=config.bidirectional)
+                             negatives=OBJECTIVES[config.objective].negatives, corpus_negatives=own.corpus_negatives,
+                             seed=config.seed, regularizer=own.regularizer, lambda_q=own.lambda_q,
+                             lambda_d=own.lambda_d, regularizer_warmup=round(own.regularizer_warmup * config.steps),
+                             chunk_size=config.chunk_size, lora=lora_settings(own), bidirectional=own.bidirectional)
 
     def load(self, folder: Path) -> SparseEncoder:
         from transformers import AutoConfig, AutoTokenizer
@@ -233,9 +226,7 @@ class SparseFamily:
         from rerank_scaling.models.backbone import auto_class
 
         folder = Path(folder)
-        info = json.loads((folder / "family.json").read_text())
-        if info.get("family") != self.name:
-            raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
+        info = read_family_file(folder, self.name)
         mlm = auto_class(AutoConfig.from_pretrained(folder / "mlm"), "mlm").from_pretrained(folder / "mlm")
         if info.get("bidirectional"):
             make_bidirectional(mlm, str(folder))

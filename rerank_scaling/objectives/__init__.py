@@ -49,8 +49,11 @@ negatives, the documents the teacher scored.
 ``query-distill`` (ScalingNote's stage 2, Huang et al. 2024) distils a trained
 bi-encoder's *query tower* into a small one: it reads no scores but the
 student's query embeddings (``requires`` ``teacher_embeddings``: the teacher's
-embeddings of the same queries), so only the bi-encoder family trains it
-(``families``), and its loss weights are config keys (``params``).
+embeddings of the same queries), so it is a kind of its own
+(``query-distillation``), and its loss weights are config keys (``params``).
+
+Which families train which objectives is the families' to say: each entry of
+:data:`rerank_scaling.models.FAMILIES` names the objective kinds it trains.
 """
 
 from __future__ import annotations
@@ -65,13 +68,18 @@ from rerank_scaling.errors import UserError
 class ObjectiveInfo:
     name: str
     target: str  # "module:Class"
-    kind: str  # "reranking" | "contrastive" | "distillation"
+    kind: str  # "reranking" | "contrastive" | "distillation" | "query-distillation" (what families accept)
     layout: str = "groups"  # the score layout it reads (a model family's ``layout``)
     requires: tuple[str, ...] = ()  # batch entries besides labels
     alias_of: str | None = None  # the canonical name, for a historical alias
     negatives: tuple[str, ...] = ()  # contrastive batches: "in-batch", "hard", "corpus" (module docstring)
-    families: tuple[str, ...] = ()  # the model families that train it (empty: every family of its layout)
-    params: tuple[str, ...] = ()  # RunConfig fields handed to the loss's constructor (its weights)
+    params: tuple[str, ...] = ()  # config keys handed to the loss's constructor (its weights)
+
+    @property
+    def distils(self) -> bool:
+        """It learns from a teacher (``teacher_scores``: MarginMSE, KL, CL+KD; ``teacher_embeddings``:
+        query-distill): its cells read ``[train] teacher``."""
+        return bool({"teacher_scores", "teacher_embeddings"} & set(self.requires))
 
 
 OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
@@ -92,9 +100,8 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
                   ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
     ObjectiveInfo("cl-kd", "rerank_scaling.objectives.distillation:ContrastivePlusKL", "distillation", "in-batch",
                   ("targets", "teacher_scores"), negatives=("in-batch", "hard")),
-    ObjectiveInfo("query-distill", "rerank_scaling.objectives.distillation:QueryDistill", "distillation",
-                  "in-batch", ("teacher_embeddings",), families=("bi-encoder",),
-                  params=("mse_weight", "cosine_weight")),
+    ObjectiveInfo("query-distill", "rerank_scaling.objectives.distillation:QueryDistill", "query-distillation",
+                  "in-batch", ("teacher_embeddings",), params=("mse_weight", "cosine_weight")),
     # historical names, kept bit for bit (existing experiment files and tables use them)
     ObjectiveInfo("listwise", "rerank_scaling.objectives.reranking:SoftmaxCE", "reranking", alias_of="softmax-ce"),
     ObjectiveInfo("lambda", "rerank_scaling.objectives.reranking:LambdaRank", "reranking", alias_of="lambdarank"),
@@ -103,11 +110,11 @@ OBJECTIVES: dict[str, ObjectiveInfo] = {info.name: info for info in (
 
 def get_objective(name: str, config=None):
     """A new instance of the objective registered as ``name``; its ``params`` (loss weights) are
-    read from ``config`` (a ``RunConfig``; None: the loss's own defaults)."""
+    read from ``config`` (a ``RunConfig``'s :meth:`value`; None: the loss's own defaults)."""
     if name not in OBJECTIVES:
         raise UserError(f"unknown objective '{name}' (choose from {', '.join(OBJECTIVES)})")
     module, _, attr = OBJECTIVES[name].target.partition(":")
-    params = {p: getattr(config, p) for p in OBJECTIVES[name].params} if config is not None else {}
+    params = {p: config.value(p) for p in OBJECTIVES[name].params} if config is not None else {}
     objective = getattr(importlib.import_module(module), attr)(**params)
     objective.info = OBJECTIVES[name]
     return objective

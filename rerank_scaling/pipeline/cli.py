@@ -1,7 +1,8 @@
 """`rerank-scaling train`: one run, from flags or a TOML table.
 
-Every flag is derived from a :class:`RunConfig` field (``--batch-size`` for
-``batch_size``); its text is parsed and range-checked by the field's value type
+Every flag is derived from a :class:`RunConfig` field or a model family's own
+setting (``--batch-size`` for ``batch_size``, ``--towers`` for the bi-encoder's
+``towers``); its text is parsed and range-checked by the field's value type
 (:func:`~rerank_scaling.config.fields.value_of`) when the command line is read,
 then checked with the rest of the config, before any folder is made.
 """
@@ -11,15 +12,68 @@ from __future__ import annotations
 import argparse
 import json
 import tomllib
+from typing import Any
 
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.config.fields import hints, meta, settings, value_of
+from rerank_scaling.config.run import family_fields
 from rerank_scaling.errors import UserError
-from rerank_scaling.values import OUTPUT_FOLDER, PathValue, Text
+from rerank_scaling.values import OUTPUT_FOLDER, Choice, PathValue, Text, Value
 
 
 def flag_fields():
-    return [f for f in settings(RunConfig) if meta(f)["flag"]]
+    """The common settings' flags, then the families' own (a name several families own is one flag)."""
+    return [f for f in (*settings(RunConfig), *family_fields()) if meta(f)["flag"]]
+
+
+class AnyOwner(Value):
+    """A family key several families declare differently (``pooling``: the cross-encoder's cls / mean, the
+    bi-encoder's mean / cls / last): a flag text any owner accepts; the cell's family checks it again."""
+
+    def __init__(self, types: list[Value]):
+        self.types = types
+        self.what = " or ".join(dict.fromkeys(t.described() for t in types))
+
+    def parse(self, text: str, name: str) -> Any:
+        errors = []
+        for value_type in self.types:
+            try:
+                return value_type.parse(text, name)
+            except UserError as exc:
+                errors.append(exc)
+        raise UserError(f"{name} must be {self.what}, got {text!r}") from errors[0]
+
+    def bad(self) -> list[str]:
+        return [b for b in self.types[0].bad() if all(_refuses(t, b) for t in self.types)]
+
+
+def _refuses(value_type: Value, text: str) -> bool:
+    try:
+        value_type.parse(text, "value")
+    except UserError:
+        return True
+    return False
+
+
+def flag_type(f) -> Value:
+    """The value type a flag's text is parsed and checked as (a family's own key: its owners')."""
+    from rerank_scaling.models import FAMILIES, owners
+
+    if f.name in hints(RunConfig):
+        return value_of(f, hints(RunConfig)[f.name])
+    types = []
+    for family in owners(f.name):
+        cls = FAMILIES[family].settings
+        own = next(g for g in settings(cls) if g.name == f.name)
+        value_type = value_of(own, hints(cls)[f.name])
+        if value_type.described() not in {t.described() for t in types}:
+            types.append(value_type)
+    if len(types) == 1:
+        return types[0]
+    if all(isinstance(t, Choice) for t in types):  # one choice among every owner's
+        union = Choice(tuple(dict.fromkeys(c for t in types for c in t.choices)), label=types[0].label)
+        return union.maybe() if any(t.optional for t in types) else union
+    return AnyOwner(types)
 
 
 def flag_name(name: str) -> str:
@@ -34,7 +88,7 @@ def register(sub) -> None:
                    help="evaluation set, e.g. cranfield-test=cranfield:test or cisi=../shared/beir/cisi")
     for f in flag_fields():  # absent unless given (SUPPRESS): an explicit `none` is a value
         p.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS, metavar="VALUE",
-                       type=value_of(f, hints(RunConfig)[f.name]),
+                       type=flag_type(f),
                        help=meta(f)["doc"] or f"[{meta(f)['section']}] {meta(f).get('key') or f.name}")
     p.set_defaults(func=run_command)
 

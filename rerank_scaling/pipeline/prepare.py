@@ -22,7 +22,7 @@ from rerank_scaling.evaluation.contrastive import ce_name, parse_variant, sample
 from rerank_scaling.evaluation.metrics import evaluate_per_query
 from rerank_scaling.evaluation.rerank import EvalSet
 from rerank_scaling.examples import TrainingSet, build_training_set
-from rerank_scaling.models import LAYOUTS
+from rerank_scaling.models import FAMILIES
 from rerank_scaling.values import output_path
 
 # what a loader dropped from a collection (Collection.info), said as a warning with its count
@@ -230,7 +230,7 @@ def text_room(config: RunConfig, queries: list[str]) -> list[str]:
 
     tokenizer = load_tokenizer(config.model)
     a, b = (tokenizer(t, add_special_tokens=False)["input_ids"] for t in ("a", "b"))
-    if LAYOUTS[config.family] != "groups":  # each text encoded alone
+    if FAMILIES[config.family].layout != "groups":  # each text encoded alone
         special = len(tokenizer("a")["input_ids"]) - len(a)
         for key, limit in (("max_length", config.max_length), ("max_query_length", config.max_query_length)):
             if limit <= special:

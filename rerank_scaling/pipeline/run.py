@@ -20,7 +20,6 @@ import torch
 
 from rerank_scaling.candidates.trec import write_trec_run
 from rerank_scaling.config import RunConfig
-from rerank_scaling.config.run import distils_query_tower
 from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
 from rerank_scaling.evaluation.distilled import distilled_rows, teacher_reference
@@ -100,7 +99,8 @@ def other_run(config: RunConfig, run: RunFolder) -> None:
     saved = run.read_config()
     if not saved:
         return
-    now, defaults = (json.loads(json.dumps(c.to_dict())) for c in (config, RunConfig()))
+    now, defaults = (json.loads(json.dumps(c)) for c in (
+        config.to_dict(), RunConfig().to_dict() | dataclasses.asdict(type(config.family_settings)())))
     for key, value in now.items():
         old = saved.get(key, defaults[key])
         if old != value and not (key == "steps" and config.compute is not None):
@@ -174,7 +174,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     teacher = (teacher_scores(config.teacher, tset, config.cache_dir, config.eval_batch_size)
                if "teacher_scores" in objective.info.requires else
                teacher_query_embeddings(model, tset, config.eval_batch_size)
-               if distils_query_tower(config.objective) else None)
+               if "teacher_embeddings" in objective.info.requires else None)
     reference: dict = {}  # query-distill: the teacher measured as its students are (once, at the first evaluation)
     module = TrainingModule(model, objective,
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
@@ -200,12 +200,13 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
               "flops": whole.training_flops(tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
                                                      config.eval_batch_size, depth=config.candidates_k)
-        if distils_query_tower(config.objective):  # retained quality; latency at the last step
+        if hasattr(whole, "teacher_retriever"):  # a student over its teacher's index: retained quality, latency
+            timed = config.family_settings.latency_queries
             if not reference:
                 reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
-                                                   config.candidates_k, config.latency_queries))
+                                                   config.candidates_k, timed))
             new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
-                                  config.latency_queries if step == config.steps else None)
+                                  timed if step == config.steps else None)
         rows.extend(new)
         if step == config.steps:
             if config.save_model:

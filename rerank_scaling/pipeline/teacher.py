@@ -136,6 +136,14 @@ def teacher_query_embeddings(student, tset: TrainingSet, batch_size: int = 64) -
     return TeacherEmbeddings(qids, student.cache.get(texts, "query", normalize=False, batch_size=batch_size))
 
 
+def embeds_teacher_queries(config) -> bool:
+    """Whether ``config``'s objective learns a teacher's query embeddings (query-distill's
+    ``teacher_embeddings``): the cells whose teacher caches :func:`warm_query_teacher` fills."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    return "teacher_embeddings" in OBJECTIVES[config.objective].requires
+
+
 def warm_query_teacher(config, tset: TrainingSet, corpora: list[dict[str, str]]) -> None:
     """Fill a query-distill config's teacher caches (its training queries' targets and each corpus's
     document index) before a grid's cells start, so cells running in parallel do not each encode them."""

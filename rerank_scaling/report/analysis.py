@@ -170,7 +170,7 @@ def _allocations(study: Study, n_boot: int) -> tuple[float | None, list[Allocati
     if len(study.param_sizes) < MIN_ALLOCATION_SIZES:
         return None, [], [f"the joint law's size term needs at least {MIN_ALLOCATION_SIZES} model sizes, the grid "
                           f"has {len(study.param_sizes)}"]
-    rows = study.rerankers.filter(pl.col("metric") == HEADLINE)
+    rows = study.trained.filter(pl.col("metric") == HEADLINE)
     flops = rows["flops"].max() if "flops" in rows.columns else None
     if flops is None or not flops > 0:
         return None, [], ["the table records no training FLOPs (flops column), so there is no budget to allocate"]

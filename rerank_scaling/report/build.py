@@ -46,7 +46,7 @@ def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dic
                 name = f"size_{F.slug(HEADLINE)}_{F.slug(es.name)}.png"
                 F.size_figure(study, analysis, es.name, HEADLINE, folder / name)
                 size[es.name] = f"{FIGURES}/{name}"
-        has_exposure = study.rerankers["exposure"].is_not_null().any()
+        has_exposure = study.trained["exposure"].is_not_null().any()
         targets = study.in_domain_sets or [study.eval_sets[0].name]
         for name_es in targets if has_exposure else []:
             name = f"exposure_{F.slug(HEADLINE)}_{F.slug(name_es)}.png"

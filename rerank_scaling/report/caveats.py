@@ -144,7 +144,7 @@ def failed_cells(study: Study, analysis: Analysis) -> list[Caveat]:
         out.append(Caveat("Unfinished cells", f"{len(unfinished)} cell(s) have not finished: "
                           f"{_listing(['`' + c.run + '`' for c in unfinished])}."))
     done = {c.run for c in study.cells_in("done")}
-    in_table = set(study.rerankers["run"].unique().to_list())
+    in_table = set(study.trained["run"].unique().to_list())
     if study.cells and done != in_table:
         missing = sorted(done - in_table)
         if missing:

@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from rerank_scaling.config.run import RETAINED_PREFIX  # noqa: E402
+from rerank_scaling.evaluation.distilled import RETAINED  # noqa: E402
 from rerank_scaling.report.analysis import Analysis  # noqa: E402
 from rerank_scaling.report.study import Study  # noqa: E402
 from rerank_scaling.report.tables import size as fmt_size  # noqa: E402
@@ -203,7 +203,7 @@ def size_figure(study: Study, analysis: Analysis, eval_set: str, metric: str, pa
 
 
 def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> None:
-    rows = study.rerankers.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
+    rows = study.trained.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
                                   & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
     objectives = sorted(rows["objective"].unique().to_list())
     fig, axes = _figure(max(len(objectives), 1))
@@ -314,7 +314,7 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
     sizes = sorted({p.params for p in points})
     for p in points:
         colour = cmap(0.9 * sizes.index(p.params) / max(len(sizes) - 1, 1))
-        x, y = p.values[latency], p.values[RETAINED_PREFIX + metric]
+        x, y = p.values[latency], p.values[RETAINED + metric]
         ax.plot([x], [y], "o", color=colour, markersize=8, zorder=4)
         ax.annotate(f"{p.model} ({fmt_size(p.params)})", (x, y), textcoords="offset points", xytext=(6, 4),
                     fontsize=8)

@@ -17,8 +17,7 @@ from statistics import median
 
 import polars as pl
 
-from rerank_scaling.config.run import LATENCY_PREFIX
-from rerank_scaling.config.run import RETAINED_PREFIX as RETAINED
+from rerank_scaling.evaluation.distilled import LATENCY_PREFIX, RETAINED
 from rerank_scaling.report import tables as T
 from rerank_scaling.report.analysis import Analysis
 from rerank_scaling.report.study import HEADLINE, Study

@@ -39,7 +39,7 @@ def _figure(path: str, alt: str, caption: str) -> list[str]:
 
 
 def header(study: Study, analysis: Analysis, caveats: list[Caveat]) -> list[str]:
-    n_runs, w = study.rerankers["run"].n_unique(), study.words
+    n_runs, w = study.trained["run"].n_unique(), study.words
     lines = [f"# Scaling report: {study.name}", ""]
     if study.description:
         lines += [study.description, ""]
@@ -191,7 +191,7 @@ def compute_budget(study: Study) -> list[str]:
     budgets = sorted({c.config["compute"] for c in study.cells if c.config.get("compute")})
     if not budgets:
         return []
-    last = study.rerankers.filter(pl.col("step") == pl.col("step").max().over("run"))
+    last = study.trained.filter(pl.col("step") == pl.col("step").max().over("run"))
     spent = last.group_by("model", "params", *(["family"] if "family" in last.columns else [])).agg(
         pl.col("step").first(), pl.col("flops").mean()).sort("params")
     per = "; ".join(f"{r.get('family') + ' ' if len(study.families) > 1 and r.get('family') else ''}`{r['model']}` "

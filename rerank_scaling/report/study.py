@@ -16,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from rerank_scaling.config import Experiment, distils, load_experiment
+from rerank_scaling.config import Experiment, load_experiment
 from rerank_scaling.errors import UserError
+from rerank_scaling.objectives import OBJECTIVES
 from rerank_scaling.results import read_table
 from rerank_scaling.report.wording import Wording, wording
 from rerank_scaling.rundir import CellState, RunFolder, StudyFolder, read_json
@@ -99,13 +100,14 @@ class Study:
     cells: tuple[CellState, ...]
     eval_sets: tuple[EvalSetInfo, ...]
     per_query: pl.DataFrame | None = None  # run, eval_set, metric, qid, value (final checkpoints), when recorded
-    finals: pl.DataFrame = field(init=False)  # one row per reranker run x eval set x metric: final value
+    finals: pl.DataFrame = field(init=False)  # one row per trained run x eval set x metric: final value
 
     def __post_init__(self) -> None:
-        self.finals = run_values(self.rerankers)
+        self.finals = run_values(self.trained)
 
     @property
-    def rerankers(self) -> pl.DataFrame:
+    def trained(self) -> pl.DataFrame:
+        """The rows of every trained model (every run but the BM25 baseline's), whatever its family."""
         return self.table.filter(~pl.col("baseline"))
 
     @property
@@ -114,28 +116,28 @@ class Study:
 
     @property
     def metrics(self) -> list[str]:
-        return metric_order(self.rerankers["metric"].unique().to_list())
+        return metric_order(self.trained["metric"].unique().to_list())
 
     @property
     def objectives(self) -> list[str]:
-        return sorted(self.rerankers["objective"].unique().to_list())
+        return sorted(self.trained["objective"].unique().to_list())
 
     @property
     def param_sizes(self) -> list[float]:
-        return sorted(float(p) for p in self.rerankers["params"].unique().to_list())
+        return sorted(float(p) for p in self.trained["params"].unique().to_list())
 
     def column_values(self, column: str) -> list:
-        if column not in self.rerankers.columns:
+        if column not in self.trained.columns:
             return []
-        return sorted(v for v in self.rerankers[column].unique().to_list() if v is not None)
+        return sorted(v for v in self.trained[column].unique().to_list() if v is not None)
 
     def models(self) -> list[dict]:
         """One row per model (of each family): model, family, ladder, size, params, total_params,
         trainable_params, runs (sorted by params)."""
-        cols = [c for c in ("ladder", "size", "total_params", "trainable_params") if c in self.rerankers.columns]
+        cols = [c for c in ("ladder", "size", "total_params", "trainable_params") if c in self.trained.columns]
         agg = [pl.col(c).first() for c in cols] + [pl.col("run").n_unique().alias("runs")]
-        by = ["model", "params", *(["family"] if "family" in self.rerankers.columns else [])]
-        out = self.rerankers.group_by(*by).agg(*agg).sort("params", "model", *by[2:])
+        by = ["model", "params", *(["family"] if "family" in self.trained.columns else [])]
+        out = self.trained.group_by(*by).agg(*agg).sort("params", "model", *by[2:])
         return out.to_dicts()
 
     def eval_set(self, name: str) -> EvalSetInfo:
@@ -184,7 +186,8 @@ class Study:
         with what its run folder says about it (model, objective, steps, its own final ndcg@10 and BM25's)."""
         taught: dict[str, set[str]] = {}
         for c in self.configs():
-            if c.get("teacher") and distils(str(c.get("objective"))):
+            objective = OBJECTIVES.get(str(c.get("objective")))
+            if c.get("teacher") and objective is not None and objective.distils:
                 taught.setdefault(str(c["teacher"]), set()).add(str(c["objective"]))
         return [_teacher(src, tuple(sorted(objs)), self.folder) for src, objs in sorted(taught.items())]
 

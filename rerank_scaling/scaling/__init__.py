@@ -22,7 +22,7 @@ _EXPORTS = {
     "forecast": ("Forecast", "GroupFit", "fit_groups", "forecast"),
     "laws": ("BOUNDED_LAW", "DATA_FANG_LAW", "DATA_LAW", "DATA_LAWS", "DATA_LOGLINEAR_LAW", "FANG_LAW", "JOINT_FANG_LAW", "JOINT_LAW", "LAWS",
              "LOGLINEAR_LAW", "SIZE_LAW", "Law", "LawContext", "get_law"),
-    "metrics": ("direction", "lower_is_better", "natural_bound"),
+    "metrics": ("bounds", "direction", "kind", "lower_is_better", "natural_bound"),
     "selection": ("LawChoice", "choose_law"),
     "table": ("load_results", "normalise", "run_values"),
     "verdicts": ("Verdict", "exposure_verdicts", "verdicts"),

@@ -3,9 +3,9 @@
 One model serves every forecast (size or exposure axis, any metric):
 
 * **Scale.** Values are mapped to an unbounded scale first (:class:`Scale`): ``logit`` for a metric
-  bounded on both sides (ndcg, map, mrr, recall, p, accuracy, retained fractions; stored as [0, 1]
-  or in percent), ``log`` for one bounded below by 0 (contrastive entropy, losses), identity
-  otherwise. Every forecast and interval is mapped back, so it stays inside the metric's range.
+  bounded on both sides as the metric registry declares it (ndcg, map, mrr, recall, p, accuracy;
+  stored as [0, 1] or in percent; a retained fraction while it stays in its usual (0, 1)), ``log``
+  for one bounded below by 0 (contrastive entropy, losses, costs), identity otherwise. Every forecast and interval is mapped back, so it stays inside the metric's range.
 * **Laws.** On that scale ``z = a + b*u_c(t)`` with ``t = ln x`` (``x`` = size or exposure) and
   ``u_c(t) = exp(c*t)`` for exponents ``c`` on a fixed grid (``C_GRID``: 40 values log-spaced in
   ``|c|`` over [0.01, 2]) plus the log-linear limit ``u(t) = t``: the saturating power law
@@ -39,12 +39,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from rerank_scaling.scaling.metrics import lower_is_better, natural_bound
+from rerank_scaling.scaling.metrics import bounds, direction, usual_range
 
 C_GRID = -np.geomspace(0.01, 2.0, 40)
 N_DRAWS = 2000
 EPS = 1e-4  # distance kept from a bound, as a fraction of the range, before the logit / log
-RETAINED = "retained-"  # retained-<metric>: a distilled student's quality / its teacher's (a fraction)
 
 
 @dataclass(frozen=True)
@@ -81,21 +80,23 @@ class Scale:
 
 
 def scale_for(metric: str, values) -> Scale:
-    """The scale of ``metric``: logit within its natural [0, 1] (or [0, 100] when stored in percent) --
-    rank metrics, accuracies and retained fractions (``retained-*``, log above 0 once one exceeds 1) --,
-    log above 0 for losses, entropies and costs, identity otherwise."""
+    """The scale of ``metric``, from the bounds the metric registry declares: logit within a range bounded
+    on both sides (rank metrics, accuracies: [0, 1], or [0, 100] when stored in percent) or within the range
+    an open-ended metric usually keeps while its values stay there (a retained fraction: (0, 1)); log above
+    a lower bound otherwise (entropies, losses, costs; a student above its teacher); identity when open."""
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
-    if lower_is_better(metric) and natural_bound(metric) == 0.0 and (v.size == 0 or v.min() > 0):
-        return Scale("log", 0.0, math.inf)
-    fraction = metric.strip().lower().startswith(RETAINED)  # a student's share of its teacher's quality
-    if (natural_bound(metric) == 1.0 or fraction) and v.size and v.min() >= 0:
-        if v.max() <= 1.0:
-            return Scale("logit", 0.0, 1.0)
-        if v.max() <= 100.0 and not fraction:
+    lo, hi = bounds(metric)
+    usual = usual_range(metric)
+    if hi is None and usual is not None:
+        lo, hi = usual if v.size and usual[0] <= v.min() and v.max() <= usual[1] else (lo, None)
+    if lo is not None and hi is not None and v.size and v.min() >= lo:
+        if v.max() <= hi:
+            return Scale("logit", lo, hi)
+        if (lo, hi) == (0.0, 1.0) and v.max() <= 100.0:  # stored in percent
             return Scale("logit", 0.0, 100.0)
-    if fraction and v.size and v.min() > 0:  # above its teacher: bounded below only
-        return Scale("log", 0.0, math.inf)
+    if lo is not None and (v.size == 0 or v.min() > lo) and (hi is None or direction(metric) < 0):
+        return Scale("log", lo, math.inf)
     return Scale("identity", -math.inf, math.inf)
 
 

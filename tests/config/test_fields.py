@@ -6,9 +6,11 @@ import pytest
 
 from rerank_scaling.cli import build_parser, main
 from rerank_scaling.config import EvalSpec, RunConfig, train_settings
-from rerank_scaling.config.experiment import SECTIONS, Hardware, StudyInfo
+from rerank_scaling.config.experiment import Hardware, StudyInfo, sections
 from rerank_scaling.config.fields import check, hints, meta, parse_text, section_keys, setting, settings
 from rerank_scaling.errors import UserError
+from rerank_scaling.models import FAMILIES
+from rerank_scaling.pipeline.cli import flag_fields
 
 
 def _field(name):
@@ -17,16 +19,19 @@ def _field(name):
 
 def test_every_setting_has_one_home_in_the_experiment_file():
     owners = {}
-    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware):
+    families = {info.settings for info in FAMILIES.values()}
+    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware, *families):
         for f in settings(cls):
             if meta(f).get("tables"):
                 continue
             # a grid axis owns its list (sizes = [...]) and its one-value key (size = "2L")
             for name in dict.fromkeys(filter(None, (meta(f).get("axis"), meta(f).get("key") or f.name))):
                 key = (meta(f)["section"], name)
-                assert key not in owners, f"{key} declared by {owners.get(key)} and {cls.__name__}.{f.name}"
+                # one key several families own (pooling) is one home; a family's key is never a common one
+                shared = cls in families and owners.get(key, "").split(".")[0] in {c.__name__ for c in families}
+                assert key not in owners or shared, f"{key} declared by {owners.get(key)} and {cls.__name__}.{f.name}"
                 owners[key] = f"{cls.__name__}.{f.name}"
-    assert {(s, k) for s, keys in SECTIONS.items() for k in keys} == set(owners)
+    assert {(s, k) for s, keys in sections().items() for k in keys} == set(owners)
     assert ("candidates", "k") in owners and ("hardware", "threads_per_worker") in owners
     assert ("grid", "sizes") in owners and ("train", "steps") in owners
 
@@ -48,20 +53,24 @@ def test_train_flags_are_derived_from_the_config():
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     flags = {a.dest for a in train._actions}
-    scalar = {f.name for f in settings(RunConfig) if meta(f)["flag"]}
+    scalar = {f.name for f in flag_fields()}
     assert scalar <= flags
-    assert {"batch_size", "warmup_steps", "pooling", "precision", "family", "threads"} <= scalar
+    assert {"batch_size", "warmup_steps", "precision", "family", "threads"} <= {f.name for f in settings(RunConfig)}
+    assert {"pooling", "towers", "lambda_q", "lora_rank"} <= scalar  # the families' own keys
     assert "evals" not in flags and "split_fractions" not in flags
 
 
 def test_report_settings_rows_are_the_train_section():
-    assert train_settings() == tuple(f.name for f in settings(RunConfig) if meta(f)["section"] == "train")
+    common = tuple(f.name for f in settings(RunConfig) if meta(f)["section"] == "train")
+    assert tuple(k for k in train_settings() if k in common) == common
+    families = {f.name for info in FAMILIES.values() for f in settings(info.settings) if meta(f)["section"] == "train"}
+    assert set(train_settings()) == set(common) | families
     assert train_settings()[:3] == ("n_negatives", "max_length", "max_query_length")
 
 
 @pytest.mark.parametrize(
     "name,value,expected",
-    [("lr", 1, 1.0), ("budget", None, None), ("metrics", ["map"], ("map",)), ("pooling", "mean", "mean"),
+    [("lr", 1, 1.0), ("budget", None, None), ("metrics", ["map"], ("map",)),
      ("supervision", "weak", "weak"), ("objective", "pairwise", "pairwise")],
 )
 def test_check_normalises_good_values(name, value, expected):
@@ -76,7 +85,7 @@ def test_check_normalises_good_values(name, value, expected):
      ("lr", float("nan"), "lr must be a number > 0, got nan"),
      ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, marginmse, kl, cl-kd, query-distill, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
-     ("family", "bi", "unknown model family 'bi' (choose from cross-encoder, bi-encoder, sparse)"),
+     ("family", "bi", f"unknown model family 'bi' (choose from {', '.join(FAMILIES)})"),
      ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
      ("train_collection", 3, "train_collection must be an ir_datasets id or a BEIR folder, got 3")],
 )
@@ -91,7 +100,12 @@ def test_check_refuses_bad_values_naming_key_and_value(name, value, message):
     [(["--threads", "-1"], "threads must be a positive integer or omitted, got -1"),
      (["--batch-size", "four"], "--batch-size must be a positive integer, got 'four'"),
      (["--lr", "abc"], "--lr must be a number > 0, got 'abc'"),
-     (["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),
+     (["--pooling", "max"], "unknown pooling 'max' (choose from cls, mean, last)"),  # every owner's choices
+     (["--family", "bi-encoder", "--objective", "infonce", "--pooling", "max"],
+      "unknown pooling 'max' (choose from cls, mean, last)"),  # a flag is read before the family is known
+     (["--lambda-q", "0.1"], "lambda_q = 0.1 applies to family 'sparse' only"),
+     (["--metrics", "ndgc@10,map"], "unknown metric 'ndgc@10' (valid: ndcg, ndcg@k"),  # before any training
+     (["--ce-variants", "ce-bm25@8"], "ce_variants: 'ce-bm25@8' is not a contrastive-entropy name"),
      (["--steps", "0"], "steps must be a positive integer, got 0")],
 )
 def test_bad_train_flags_are_one_line_and_write_nothing(argv, message, tmp_path, capsys):
@@ -103,6 +117,42 @@ def test_bad_train_flags_are_one_line_and_write_nothing(argv, message, tmp_path,
 
 
 def test_config_json_round_trips():
-    config = RunConfig(ladder="scratch", size="L1-H64", lr=1, metrics=("map",), pooling="mean")
+    config = RunConfig.from_dict(dict(ladder="scratch", size="L1-H64", lr=1, metrics=("map",), pooling="mean"))
     assert config.lr == 1.0 and isinstance(config.lr, float)
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("family,objective,own", [
+    ("cross-encoder", "listwise", {"pooling": "mean"}),
+    ("bi-encoder", "infonce-corpus", {"towers": "separate", "projection": 32, "corpus_negatives": 16}),
+    ("sparse", "infonce", {"lambda_q": 0.1, "regularizer": "l1"}),
+])
+def test_a_family_owns_its_keys_in_its_own_section(family, objective, own):
+    config = RunConfig.from_dict({"family": family, "objective": objective, "steps": 7, **own})
+    assert type(config.family_settings) is FAMILIES[family].settings
+    assert {k: getattr(config.family_settings, k) for k in own} == own
+    assert all(config.value(k) == v for k, v in own.items()) and config.value("steps") == 7
+    flat = config.to_dict()  # config.json: flat, the family's keys only
+    assert {k: flat[k] for k in own} == own and "family_settings" not in flat
+    assert set(flat) - {f.name for f in dataclasses.fields(RunConfig)} == {
+        f.name for f in dataclasses.fields(FAMILIES[family].settings)}
+    assert RunConfig.from_dict(flat) == config
+    other = next(k for info in FAMILIES.values() for k in (f.name for f in dataclasses.fields(info.settings))
+                 if k not in flat)
+    with pytest.raises(UserError, match=f"{other} = .* applies to family"):
+        RunConfig.from_dict({**flat, other: "surely-not-its-default"})
+
+
+def test_a_config_json_written_when_every_key_was_common_still_loads():
+    """Run folders written before families owned their keys hold every family's key at its default."""
+    old = RunConfig().to_dict()
+    for info in FAMILIES.values():
+        old.update({f.name: f.default for f in dataclasses.fields(info.settings) if f.name not in old})
+    old["lora_targets"] = []  # as JSON gives it back
+    assert RunConfig.from_dict(old) == RunConfig()
+
+
+def test_the_report_lists_a_family_s_keys_where_the_model_keys_were():
+    ce = train_settings("cross-encoder")
+    assert ce[:7] == ("n_negatives", "max_length", "max_query_length", "chunk_size", "dropout", "pooling", "teacher")
+    assert "towers" not in ce and "towers" in train_settings("bi-encoder") and "lambda_q" in train_settings()

@@ -3,7 +3,8 @@
 import pytest
 
 from rerank_scaling.data import Collection
-from rerank_scaling.evaluation.rerank import EvalSet, rerank_and_evaluate
+from rerank_scaling.evaluation.metrics import mean_values
+from rerank_scaling.evaluation.rerank import EvalSet, rerank_per_query
 
 COLLECTION = Collection(name="toy", docs={f"d{i}": f"text {i}" for i in range(1, 7)}, titles={},
                         queries={"q": "query"}, qrels={"q": {"d2": 1, "d6": 1}})
@@ -16,7 +17,8 @@ def _evalset():
 
 def test_head_is_reordered_and_tail_kept_below_it_in_first_stage_order():
     scores = {"q": {"d1": 0.1, "d2": 0.9, "d3": 0.5}}
-    ranking, values = rerank_and_evaluate(scores, _evalset(), ("recall@5", "recall@100", "map"))
+    ranking, per_query = rerank_per_query(scores, _evalset(), ("recall@5", "recall@100", "map"))
+    values = mean_values(per_query)
     assert [d for d, _ in ranking["q"]] == ["d2", "d3", "d1", "d4", "d5", "d6"]
     assert all(a[1] > b[1] for a, b in zip(ranking["q"], ranking["q"][1:]))  # strictly decreasing
     # d6 (relevant) is only in the tail: recall@5 misses it, recall@100 counts it
@@ -28,6 +30,6 @@ def test_head_is_reordered_and_tail_kept_below_it_in_first_stage_order():
 
 def test_tail_scores_stay_below_a_head_of_large_scores():
     scores = {"q": {"d1": -3e9, "d2": -2e9, "d3": -1e9}}
-    ranking, _ = rerank_and_evaluate(scores, _evalset(), ("map",))
+    ranking, _ = rerank_per_query(scores, _evalset(), ("map",))
     assert [d for d, _ in ranking["q"]] == ["d3", "d2", "d1", "d4", "d5", "d6"]
     assert all(a[1] > b[1] for a, b in zip(ranking["q"], ranking["q"][1:]))

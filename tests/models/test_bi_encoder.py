@@ -6,13 +6,15 @@ import torch
 
 from rerank_scaling.config import RunConfig
 from rerank_scaling.errors import UserError
-from rerank_scaling.examples import Group
-from rerank_scaling.models import FAMILIES, LAYOUTS, get_family
+from rerank_scaling.models import FAMILIES, get_family
+
+from cranfield_groups import judged
 
 
 def build(**kw):
     kw.setdefault("objective", "infonce-hard")
-    config = RunConfig(family="bi-encoder", ladder="minilm", size="1L", max_length=48, max_query_length=16, **kw)
+    config = RunConfig.from_dict(dict(family="bi-encoder", ladder="minilm", size="1L", max_length=48,
+                                      max_query_length=16, **kw))
     return get_family("bi-encoder").build(config)
 
 
@@ -21,25 +23,13 @@ def shared():
     return build()
 
 
-def _judged(cranfield, n):
-    """``n`` Cranfield queries with their first positive and two unjudged documents each."""
-    out = []
-    for qid in sorted(cranfield.queries, key=int):
-        pos = sorted(d for d, g in cranfield.qrels.get(qid, {}).items() if g > 0)
-        if pos:
-            negs = [d for d in sorted(cranfield.docs, key=int) if d not in cranfield.qrels[qid]][:2]
-            out.append(Group(qid, (pos[0], *negs), (cranfield.qrels[qid][pos[0]], 0, 0)))
-        if len(out) == n:
-            return out
-
-
-def test_registry_and_layouts_agree_with_the_family_classes():
+def test_registry_names_the_family_classes():
     for name in FAMILIES:
-        assert get_family(name).layout == LAYOUTS[name]
+        assert get_family(name).name == name
 
 
 def test_in_batch_layout_labels_every_column_for_every_query(shared, cranfield):
-    groups = _judged(cranfield, 3)
+    groups = judged(cranfield, 3)
     batch = shared.training_batch(groups, cranfield)
     assert batch["targets"].tolist() == [0, 3, 6]
     labels = batch["labels"]
@@ -60,7 +50,7 @@ def test_in_batch_layout_labels_every_column_for_every_query(shared, cranfield):
 
 def test_in_batch_objective_encodes_only_the_positives(cranfield):
     model = build(objective="infonce")
-    groups = _judged(cranfield, 3)
+    groups = judged(cranfield, 3)
     batch = model.training_batch(groups, cranfield)
     assert batch["labels"].shape == (3, 3) and batch["targets"].tolist() == [0, 1, 2]
     # each distinct document is encoded once (Cranfield queries 1 and 2 share their first positive)
@@ -70,11 +60,11 @@ def test_in_batch_objective_encodes_only_the_positives(cranfield):
 
 def test_corpus_negatives_are_shared_and_a_function_of_the_batch(cranfield):
     model = build(objective="infonce-corpus", corpus_negatives=20)
-    groups = _judged(cranfield, 2)
+    groups = judged(cranfield, 2)
     first, again = model.training_batch(groups, cranfield), model.training_batch(groups, cranfield)
     assert first["labels"].shape == (2, 22)
     assert torch.equal(first["inputs"]["columns"], again["inputs"]["columns"])
-    other = model.training_batch(_judged(cranfield, 3)[1:], cranfield)
+    other = model.training_batch(judged(cranfield, 3)[1:], cranfield)
     assert not torch.equal(first["inputs"]["docs"]["input_ids"][2:], other["inputs"]["docs"]["input_ids"][2:])
 
 
@@ -130,13 +120,13 @@ def test_temperature_divides_the_similarity(cranfield):
     ({"family": "bi-encoder", "objective": "listwise"}, "objective 'listwise' does not train family 'bi-encoder'"),
     ({"objective": "infonce"}, "objective 'infonce' does not train family 'cross-encoder'"),
     ({"towers": "separate"}, "towers = 'separate' applies to family 'bi-encoder' only"),
-    ({"pooling": "last"}, "pooling = 'last' applies to family 'bi-encoder' only"),
-    ({"corpus_negatives": 32}, "corpus_negatives = 32 applies to family 'bi-encoder' / 'sparse' only"),
+    ({"pooling": "last"}, "unknown pooling 'last' \\(choose from cls, mean\\)"),  # the cross-encoder's own choices
+    ({"corpus_negatives": 32}, "corpus_negatives = 32 applies to family 'bi-encoder' / 'sparse' / "),  # retrievers
     ({"family": "bi-encoder", "objective": "infonce", "temperature": 0.0}, "temperature"),
 ])
 def test_bad_combinations_are_one_line_user_errors(kw, message):
     with pytest.raises(UserError, match=message) as info:
-        RunConfig(**kw)
+        RunConfig.from_dict(kw)
     assert "\n" not in str(info.value)
 
 

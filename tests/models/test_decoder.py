@@ -56,8 +56,8 @@ def test_last_token_pooling_reads_the_last_real_token(side):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_a_padded_text_embeds_as_it_does_alone(bidirectional):
-    config = RunConfig(family="bi-encoder", objective="infonce", ladder="llama", size="L2-H64",
-                       bidirectional=bidirectional, similarity="dot")
+    config = RunConfig.from_dict(dict(family="bi-encoder", objective="infonce", ladder="llama", size="L2-H64",
+                                      bidirectional=bidirectional, similarity="dot"))
     model = get_family("bi-encoder").build(config)
     assert model.pooling == "last"  # a decoder's default
     short, long = "wing flutter", "the boundary layer of a swept wing at supersonic speed in a wind tunnel"
@@ -81,8 +81,8 @@ def _lora_step(model, collection):
 @pytest.mark.parametrize("family", ["bi-encoder", "sparse"])
 def test_lora_trains_the_adapters_on_a_frozen_backbone(family, cranfield, tmp_path):
     plain = get_family(family).build(RunConfig(family=family, objective="infonce", ladder="llama", size="L2-H64"))
-    model = get_family(family).build(RunConfig(family=family, objective="infonce", ladder="llama", size="L2-H64",
-                                               lora_rank=4, bidirectional=True))
+    model = get_family(family).build(RunConfig.from_dict(dict(family=family, objective="infonce", ladder="llama",
+                                                              size="L2-H64", lora_rank=4, bidirectional=True)))
     assert model.parameter_counts() == plain.parameter_counts()  # N: the backbone, adapters not counted
     adapters = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
     base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
@@ -112,8 +112,8 @@ def test_the_sparse_family_reads_a_causal_lm_head():
 
 def test_lora_keys_need_a_rank_and_the_decoder_keys_a_retriever():
     with pytest.raises(UserError, match="need lora_rank"):
-        RunConfig(family="bi-encoder", objective="infonce", lora_alpha=8)
+        RunConfig.from_dict(dict(family="bi-encoder", objective="infonce", lora_alpha=8))
     with pytest.raises(UserError, match="applies to family"):
-        RunConfig(family="cross-encoder", bidirectional=True)
+        RunConfig.from_dict(dict(family="cross-encoder", bidirectional=True))
     with pytest.raises(UserError, match="lora_dropout"):
-        RunConfig(family="sparse", objective="infonce", lora_rank=2, lora_dropout=1.5)
+        RunConfig.from_dict(dict(family="sparse", objective="infonce", lora_rank=2, lora_dropout=1.5))

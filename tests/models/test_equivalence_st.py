@@ -62,7 +62,7 @@ from sentence_transformers.cross_encoder.losses import (  # noqa: E402
 
 from rerank_scaling.models.cross_encoder import load_cross_encoder  # noqa: E402
 from rerank_scaling.models.ladder import ModelSpec  # noqa: E402
-from rerank_scaling.models.cross_encoder import _BertRunner  # noqa: E402
+from rerank_scaling.models.packed import BertRunner  # noqa: E402
 from rerank_scaling.objectives.reranking import BCE, LambdaRank, ListNet, RankNet, SoftmaxCE  # noqa: E402
 
 MAX_LENGTH = 96  # short enough that most Cranfield pairs are truncated: truncation must agree too
@@ -147,7 +147,7 @@ def test_scores_equal_sentence_transformers_predict(models, groups):
 
 def test_two_layer_packed_scores_equal_sentence_transformers(tmp_path_factory, groups, monkeypatch):
     ours, theirs = _models(tmp_path_factory, 2)
-    monkeypatch.setattr(_BertRunner, "pack_threshold", 0.0)  # always pack: the multi-layer packed path
+    monkeypatch.setattr(BertRunner, "pack_threshold", 0.0)  # always pack: the multi-layer packed path
     queries, docs = _flat(groups)
     queries, docs = queries + ["shock"], docs + ["a short document"]  # a batch with much padding
     mine = ours.score(queries, docs, batch_size=32)

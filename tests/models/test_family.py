@@ -18,12 +18,14 @@ COLLECTION = Collection(
 
 @pytest.fixture(scope="module", params=["mean", "cls"])
 def model(request):
-    config = RunConfig(ladder="minilm", size="1L", pooling=request.param, max_length=32, max_query_length=8)
+    config = RunConfig.from_dict(dict(ladder="minilm", size="1L", pooling=request.param, max_length=32,
+                                      max_query_length=8))
     return get_family(config.family).build(config)
 
 
 def test_registry_names_the_families():
-    assert set(FAMILIES) == {"cross-encoder", "bi-encoder", "sparse"}
+    assert {"cross-encoder", "bi-encoder", "sparse", "query-distill"} <= set(FAMILIES)  # a new family: one entry
+    assert FAMILIES["cross-encoder"].stage == "rerank" and FAMILIES["cross-encoder"].layout == "groups"
     with pytest.raises(UserError, match="unknown model family 'splade'"):
         get_family("splade")
 

@@ -9,7 +9,7 @@ import torch
 
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
-from rerank_scaling.models import FAMILIES, LAYOUTS, get_family
+from rerank_scaling.models import FAMILIES, get_family
 from rerank_scaling.pipeline.prepare import prepare
 
 SPLADE_TINY = str(Path(__file__).resolve().parents[3] / "shared" / "models" / "splade-tiny")
@@ -29,7 +29,8 @@ def model(config):
 
 
 def test_registered_with_the_in_batch_layout():
-    assert "sparse" in FAMILIES and LAYOUTS["sparse"] == "in-batch" == get_family("sparse").layout
+    assert FAMILIES["sparse"].layout == "in-batch" and FAMILIES["sparse"].stage == "retrieval"
+    assert get_family("sparse").name == "sparse"
 
 
 def test_splade_tiny_expands_a_real_query(model):

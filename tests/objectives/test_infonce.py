@@ -79,8 +79,8 @@ def test_our_embeddings_equal_a_sentence_transformer_on_the_same_backbone(cranfi
 
     module = Transformer(minilm_path(), max_seq_length=48, config_kwargs={"num_hidden_layers": 1})
     reference = st.SentenceTransformer(modules=[module, Pooling(384, "mean")], device="cpu")
-    model = get_family("bi-encoder").build(RunConfig(family="bi-encoder", objective="infonce", ladder="minilm",
-                                                     size="1L", max_length=48, similarity="dot"))
+    model = get_family("bi-encoder").build(RunConfig.from_dict(dict(
+        family="bi-encoder", objective="infonce", ladder="minilm", size="1L", max_length=48, similarity="dot")))
     docs = [cranfield.docs[d] for d in ("1", "184", "900")]
     torch.testing.assert_close(model.encode(docs, "doc"), reference.encode(docs, convert_to_tensor=True),
                                rtol=1e-4, atol=1e-5)

@@ -7,6 +7,7 @@ import torch
 
 from rerank_scaling.config import RunConfig
 from rerank_scaling.errors import UserError
+from rerank_scaling.models import FAMILIES
 from rerank_scaling.objectives import OBJECTIVES, get_objective
 
 STUDENT = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 4.0]])
@@ -28,14 +29,14 @@ def test_the_loss_is_mse_plus_one_minus_cosine_by_hand():
 
 
 def test_the_weights_are_the_configs():
-    config = RunConfig(family="bi-encoder", objective="query-distill", teacher="some/teacher", mse_weight=0.25,
-                       cosine_weight=3.0)
+    config = RunConfig.from_dict(dict(family="query-distill", objective="query-distill", teacher="some/teacher",
+                                      mse_weight=0.25, cosine_weight=3.0))
     objective = get_objective("query-distill", config)
     assert (objective.mse_weight, objective.cosine_weight) == (0.25, 3.0)
     loss = objective(STUDENT, torch.zeros(2), teacher_embeddings=TEACHER)
     assert float(loss) == pytest.approx(_by_hand(0.25, 3.0), rel=1e-6)
-    only_cos = get_objective("query-distill", RunConfig(family="bi-encoder", objective="query-distill",
-                                                        teacher="t", mse_weight=0.0))
+    only_cos = get_objective("query-distill", RunConfig.from_dict(dict(
+        family="query-distill", objective="query-distill", teacher="t", mse_weight=0.0)))
     # cosine alone ignores the norm: a student twice the teacher's scale has no loss
     assert float(only_cos(2 * TEACHER, torch.zeros(2), teacher_embeddings=TEACHER)) == pytest.approx(0, abs=1e-6)
 
@@ -60,17 +61,19 @@ def test_a_width_mismatch_is_named():
         get_objective("query-distill")(STUDENT, torch.zeros(2), teacher_embeddings=torch.zeros(2, 4))
 
 
-def test_query_distill_trains_bi_encoders_only_and_needs_a_teacher():
-    assert OBJECTIVES["query-distill"].families == ("bi-encoder",)
-    with pytest.raises(UserError, match="trains family 'bi-encoder' only, not 'sparse'"):
-        RunConfig(family="sparse", objective="query-distill", teacher="t")
-    with pytest.raises(UserError, match="does not train family 'cross-encoder'"):
-        RunConfig(family="cross-encoder", objective="query-distill", teacher="t")
+def test_query_distill_is_its_own_family_and_needs_a_teacher():
+    assert OBJECTIVES["query-distill"].kind == "query-distillation"
+    assert FAMILIES["query-distill"].objectives == ("query-distillation",)
+    # an experiment file written when query-distill was a bi-encoder objective: one line naming the family
+    with pytest.raises(UserError, match="does not train family 'bi-encoder'.*; it trains family 'query-distill'"):
+        RunConfig(family="bi-encoder", objective="query-distill", teacher="t")
+    with pytest.raises(UserError, match="objective 'infonce' does not train family 'query-distill'"):
+        RunConfig(family="query-distill", objective="infonce", teacher="t")
     with pytest.raises(UserError, match="distils a teacher"):
-        RunConfig(family="bi-encoder", objective="query-distill")
-    with pytest.raises(UserError, match="towers must stay 'shared'"):
-        RunConfig(family="bi-encoder", objective="query-distill", teacher="t", towers="separate")
+        RunConfig(family="query-distill", objective="query-distill")
+    with pytest.raises(UserError, match="towers = 'separate' applies to family 'bi-encoder' only"):
+        RunConfig.from_dict(dict(family="query-distill", objective="query-distill", teacher="t", towers="separate"))
     with pytest.raises(UserError, match="mse_weight"):
-        RunConfig(family="bi-encoder", objective="query-distill", teacher="t", mse_weight=-1.0)
-    with pytest.raises(UserError, match="latency_queries.*bi-encoder"):
-        RunConfig(family="cross-encoder", latency_queries=5)
+        RunConfig.from_dict(dict(family="query-distill", objective="query-distill", teacher="t", mse_weight=-1.0))
+    with pytest.raises(UserError, match="latency_queries.*'query-distill' only"):
+        RunConfig.from_dict(dict(family="bi-encoder", objective="infonce", latency_queries=5))

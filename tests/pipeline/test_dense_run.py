@@ -1,5 +1,6 @@
 """A bi-encoder run end to end on the real shared data: first-stage retrieval rows, `train` and `grid run`."""
 
+import dataclasses
 from pathlib import Path
 
 import polars as pl
@@ -47,9 +48,9 @@ def test_a_bi_encoder_run_retrieves_from_the_whole_corpus(dense, tmp_path):
         d for q in bm25.candidates for d, _ in [*bm25.candidates[q], *bm25.tail[q]]}
     assert outside
     # chaining stages: the dense lists are the candidate stage of a reranker cell
-    reranker = RunConfig(**{**dense.__dict__, "family": "cross-encoder", "objective": "listwise",
-                            "ce_variants": (), "candidates_run": str(tmp_path / "run" / "runs" / "cranfield-test.trec"),
-                            "evals": dense.evals[:1]})
+    reranker = dataclasses.replace(dense, family="cross-encoder", family_settings=None, objective="listwise",
+                                   ce_variants=(), candidates_run=str(tmp_path / "run" / "runs" / "cranfield-test.trec"),
+                                   evals=dense.evals[:1])
     assert train_run(reranker, tmp_path / "rerank")["state"] == "done"
     reranked = read_trec_run(tmp_path / "rerank" / "runs" / "cranfield-test.trec")
     assert {q: {d for d, _ in docs} for q, docs in reranked.items()} == {

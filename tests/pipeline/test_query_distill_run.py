@@ -12,7 +12,7 @@ from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.errors import UserError
 from rerank_scaling.models import get_family
 from rerank_scaling.models.bi_encoder import BiEncoder
-from rerank_scaling.models.query_distill import QueryStudent, build_student, load_dual_tower
+from rerank_scaling.models.query_distill import QueryStudent, load_dual_tower
 from rerank_scaling.pipeline.prepare import prepare
 from rerank_scaling.pipeline.run import train_run
 
@@ -29,12 +29,12 @@ def teacher(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def student_config(shared_root, teacher, tmp_path_factory):
-    return RunConfig(family="bi-encoder", objective="query-distill", teacher=str(teacher), ladder="scratch",
-                     size="L1-H64", steps=8, eval_every=4, batch_size=8, n_negatives=1, max_length=48,
-                     max_query_length=24, candidates_k=50, rerank_k=10, ce_negatives=5, lr=2e-3, warmup_steps=0,
-                     budget=40, supervision="mixed", latency_queries=6, save_model=True,
-                     data_root=str(shared_root), cache_dir=str(tmp_path_factory.mktemp("cache")),
-                     evals=(EvalSpec("cranfield-test", "cranfield", "test", 8, True),))
+    return RunConfig.from_dict(dict(
+        family="query-distill", objective="query-distill", teacher=str(teacher), ladder="scratch", size="L1-H64",
+        steps=8, eval_every=4, batch_size=8, n_negatives=1, max_length=48, max_query_length=24, candidates_k=50,
+        rerank_k=10, ce_negatives=5, lr=2e-3, warmup_steps=0, budget=40, supervision="mixed", latency_queries=6,
+        save_model=True, data_root=str(shared_root), cache_dir=str(tmp_path_factory.mktemp("cache")),
+        evals=(EvalSpec("cranfield-test", "cranfield", "test", 8, True),)))
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,8 @@ def test_the_student_moves_toward_the_teachers_query_embeddings(student_config, 
     assert losses[-1] < losses[0]
     texts = _training_queries(student_config)
     target = load_dual_tower(str(student_config.teacher)).encode(texts, "query", normalize=False)
-    before = build_student(student_config).encode(texts, "query", normalize=False)  # the same seed: step 0
-    after = get_family("bi-encoder").load(folder / "model").encode(texts, "query", normalize=False)
+    before = get_family("query-distill").build(student_config).encode(texts, "query", normalize=False)  # step 0
+    after = get_family("query-distill").load(folder / "model").encode(texts, "query", normalize=False)
     assert F.cosine_similarity(after, target).mean() > F.cosine_similarity(before, target).mean() + 0.05
     assert F.mse_loss(after, target) < F.mse_loss(before, target)
 
@@ -75,8 +75,8 @@ def test_rows_hold_retained_quality_latency_and_the_query_towers_size(student_co
     assert latency.height == 1 and latency["step"][0] == student_config.steps and latency["value"][0] > 0
     assert status["teacher"]["latency_metric"] == "query-ms-cpu" and status["teacher"]["query_ms"] > 0
     # N: the student's query tower and its projection to the teacher's 384 dimensions, not the teacher's towers
-    student = build_student(student_config)
-    assert student.towers[0].projection.out_features == 384 and len(student.towers) == 1
+    student = get_family("query-distill").build(student_config)
+    assert student.query_tower.projection.out_features == 384 and not hasattr(student, "towers")
     assert set(df["params"]) == {student.parameter_counts()[0]}
     assert student.parameter_counts()[0] < status["teacher"]["params"]
 
@@ -86,9 +86,9 @@ def test_the_student_searches_the_teachers_cached_index(student_config, run, sha
     docs = prepare(student_config).evalsets[0].collection.docs
     texts = [docs[d] for d in sorted(docs)]
     index = load_dual_tower(str(student_config.teacher)).encode(texts, "doc")
-    student = get_family("bi-encoder").load(folder / "model")
+    student = get_family("query-distill").load(folder / "model")
     assert isinstance(student, QueryStudent)
-    student.cache.folder = build_student(student_config).cache.folder  # the run's cache folder
+    student.cache.folder = get_family("query-distill").build(student_config).cache.folder  # the run's cache folder
     assert torch.equal(student.encode(texts, "doc"), index)  # the teacher's embeddings, bit for bit
     assert (student.cache.loaded, student.cache.encoded) == (1, 0)  # read from the run's cache, not encoded
     student.encode(texts, "doc")
@@ -103,10 +103,32 @@ def test_the_student_searches_the_teachers_cached_index(student_config, run, sha
         return real(self, texts, kind, batch_size, normalize)
 
     monkeypatch.setattr(BiEncoder, "encode", teacher_encode)
-    other = RunConfig(**{**student_config.__dict__, "size": "L1-H32", "save_model": False, "steps": 2,
-                         "eval_every": 2})
+    other = RunConfig.from_dict({**student_config.to_dict(), "size": "L1-H32", "save_model": False, "steps": 2,
+                                 "eval_every": 2})
     assert train_run(other, folder.parent / "other")["state"] == "done"
     assert len(list(student.cache.folder.glob("*.pt"))) == 2  # the index and the training targets
+
+
+def test_a_student_saved_when_it_was_a_kind_of_bi_encoder_loads_as_its_own_family(run, tmp_path):
+    import shutil
+
+    from rerank_scaling.models.family import saved_family
+
+    folder, _ = run
+    old = tmp_path / "old"
+    shutil.copytree(folder / "model", old)
+    info = json.loads((old / "family.json").read_text())
+    assert info["family"] == "query-distill"
+    info.update(family="bi-encoder", similarity="cosine", temperature=0.05, towers="shared", bidirectional=False,
+                max_length=48)  # family.json as BiEncoder.save wrote it for a student
+    (old / "family.json").write_text(json.dumps(info))
+    assert saved_family(old) == "query-distill"
+    texts = ["lift of a swept wing", "boundary layer"]
+    loaded = get_family(saved_family(old)).load(old)
+    assert torch.equal(loaded.encode(texts, "query"), get_family("query-distill").load(folder / "model").encode(
+        texts, "query"))
+    with pytest.raises(ValueError, match="not a bi-encoder"):
+        get_family("bi-encoder").load(old)  # the bi-encoder no longer switches to a student
 
 
 def test_a_teacher_that_is_not_a_bi_encoder_is_a_one_line_error(tmp_path):
@@ -120,9 +142,9 @@ def test_a_teacher_that_is_not_a_bi_encoder_is_a_one_line_error(tmp_path):
 
 def test_a_projection_or_temperature_other_than_the_teachers_is_refused(student_config):
     with pytest.raises(UserError, match="projects to its teacher's width \\(384\\)"):
-        build_student(RunConfig(**{**student_config.__dict__, "projection": 128}))
+        get_family("query-distill").build(RunConfig.from_dict({**student_config.to_dict(), "projection": 128}))
     with pytest.raises(UserError, match="teacher's temperature"):
-        build_student(RunConfig(**{**student_config.__dict__, "temperature": 0.5}))
+        get_family("query-distill").build(RunConfig.from_dict({**student_config.to_dict(), "temperature": 0.5}))
 
 
 def test_the_report_shows_each_student_against_its_teacher(run, tmp_path):
@@ -151,9 +173,9 @@ def test_grid_checks_fill_the_teachers_caches_before_any_cell(student_config, tm
     from rerank_scaling.config import Experiment, Hardware, StudyInfo
     from rerank_scaling.grid.checks import check_data
 
-    config = RunConfig(**{**student_config.__dict__, "cache_dir": str(tmp_path / "cache")})
+    config = RunConfig.from_dict({**student_config.to_dict(), "cache_dir": str(tmp_path / "cache")})
     check_data(Experiment("q", tmp_path / "q.toml", "", [config], Hardware(), config.evals, StudyInfo()))
-    student = build_student(config)
+    student = get_family("query-distill").build(config)
     texts = _training_queries(config)
     docs = prepare(config).evalsets[0].collection.docs
     assert student.cache.path(texts, "query", normalize=False).is_file()
