@@ -6,7 +6,7 @@ import pytest
 
 from rerank_scaling.cli import build_parser, main
 from rerank_scaling.config import EvalSpec, RunConfig, train_settings
-from rerank_scaling.config.experiment import SECTIONS, Hardware, StudyInfo
+from rerank_scaling.config.experiment import SECTIONS, Hardware, Slurm, StudyInfo
 from rerank_scaling.config.fields import check, hints, meta, parse_text, section_keys, setting, settings
 from rerank_scaling.errors import UserError
 
@@ -16,8 +16,8 @@ def _field(name):
 
 
 def test_every_setting_has_one_home_in_the_experiment_file():
-    owners = {}
-    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware):
+    owners = {("hardware", "sizes"): "the per-size profiles ([hardware.sizes.<size>])"}
+    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware, Slurm):
         for f in settings(cls):
             if meta(f).get("tables"):
                 continue
