@@ -30,7 +30,8 @@ def register(sub) -> None:
     p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
     p.add_argument("experiment", type=Path)
     p.add_argument("--out", type=Path, help="study folder (default: runs/<study name>)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: [hardware] workers)")
+    p.add_argument("--workers", type=int,
+                   help="local cells at once (default: [hardware] workers on CPU; with GPUs, as many as they hold)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again (default: keep their failure)")
     p.add_argument("--gpus", type=_gpu_list, default=None, metavar="IDS",

@@ -26,7 +26,8 @@ estimate.
   dropout, ``tests/models/test_memory.py``):
   ``a * (8h + f) + 2h`` bytes, ``a`` = 2 under mixed/half precision, 4 in fp32,
   ``f`` = 2 x intermediate (3x for a gated feed-forward), ``2h`` the dropout
-  masks -- 34 h for BERT-base in 16 bit, as Korthikanti et al. (2022) count;
+  masks (BERT rungs; Ettin and Llama have no dropout unless ``[train] dropout``
+  sets one) -- 34 h for BERT-base in 16 bit, as Korthikanti et al. (2022) count;
   with ``gradient_checkpointing`` only each layer's input (``a * h``) plus one
   layer's; over the tokens of one micro-batch at ``max_length``
   (``batch_size / (devices x nodes x grad_accumulation)`` groups of
@@ -210,7 +211,8 @@ def estimate(config) -> MemoryEstimate | None:
         states += 4 * trainable  # DDP's gradient buckets
     sequences, length = sequences_per_micro_batch(config)
     tokens = sequences * length
-    dropout = config.dropout is None or config.dropout > 0
+    # dropout masks: BERT checkpoints keep 0.1 by default; ModernBERT (Ettin) and Llama train without dropout
+    dropout = config.dropout > 0 if config.dropout is not None else shape.kind == "bert"
     activations = tokens * activation_bytes_per_token(shape, config.precision, config.gradient_checkpointing,
                                                       dropout)
     if config.family == "sparse":

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from rerank_scaling.config import load_experiment
+from rerank_scaling.config.experiment import Slurm
 from rerank_scaling.grid.cli import run_grid
 from rerank_scaling.grid.executors import CellJob, run_submitit
 from rerank_scaling.rundir import RunFolder, StudyFolder
@@ -111,7 +112,7 @@ def test_submitit_job_killed_is_recorded_and_the_others_collected(clean, tmp_pat
     killer.start()
     seen = {}
     run_submitit([(c, study.cell(c.run_id)) for c in cells], out, lambda run, status: seen.update({run: status}),
-                 cluster="local", timeout_min=10, poll_s=0.2)
+                 cluster="local", slurm_of=lambda config: Slurm(timeout_min=10), poll_s=0.2)
     killer.join(5)
     failed = [run for run, status in seen.items() if status["state"] == "failed"]
     assert len(seen) == 4 and len(failed) == 1, seen

@@ -89,7 +89,7 @@ def test_a_cell_that_cannot_fit_its_device_is_refused_with_suggestions(config):
     big = dataclasses.replace(config, ladder="ettin", size="1b", batch_size=32, n_negatives=10, max_length=256,
                               precision="bf16-mixed", dropout=None)
     verdict = memory_verdict(big, 80e9, "NVIDIA A100-SXM4-80GB")
-    assert estimate(big).gb() > 150
+    assert estimate(big).gb() > 140  # 149 GB: Ettin-1B, 32 groups of 11 pairs at 256 tokens on one device
     assert verdict.startswith(f"memory: estimated {estimate(big).gb():.1f} GB per device (states 16.5, activations")
     assert "exceeds the 80.0 GB of NVIDIA A100-SXM4-80GB" in verdict
     assert "gradient_checkpointing = true" in verdict
