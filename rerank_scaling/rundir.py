@@ -14,7 +14,7 @@ reads it) goes through :class:`RunFolder`::
     train_log.jsonl         step, loss, lr, tokens seen, seconds
     checkpoints/last.ckpt   resumable Lightning checkpoint (removed when done)
     status.json             {"state": "done" | "failed", "reason", "seconds", ...}, written last
-    .lock                   held (flock) by the process running the cell
+    .lock                   held by the process running the cell (:meth:`RunFolder.lock`)
 
 A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
 
@@ -22,6 +22,17 @@ A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
     cells/<run_id>/         one run folder each
     results.parquet         every finished cell's rows + the BM25 baseline
     per_query.parquet       every finished cell's per-query values + BM25's
+
+The lock: ``flock`` on ``.lock`` where the filesystem has it; where it does
+not (Lustre mounted ``noflock``: ``flock`` fails with ENOSYS), or with
+``RERANK_SCALING_LOCK=file``, the file itself is the lock, created atomically
+(a hard link of a finished temporary file: O_EXCL semantics that hold on NFS
+too) and removed on release. Either way ``.lock`` names its holder (pid, host,
+SLURM job) and its modification time is a heartbeat, touched every
+:data:`HEARTBEAT_S` seconds while the holder lives: a holder on this host is
+alive while its pid is; one on another host (whose ``flock`` this host may not
+see: Lustre ``localflock``) while its heartbeat is younger than
+:data:`STALE_S`. A dead holder's lock is taken over.
 
 States: *done* / *failed* once ``status.json`` exists; *running* while a
 process holds the lock; *damaged* when a file a crash can tear is torn (a
@@ -34,10 +45,15 @@ bytes at each file's ends.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import math
 import os
+import socket
+import threading
+import time
+import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +65,11 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.values import output_path
 
 State = Literal["done", "failed", "running", "pending", "damaged"]
+LOCK_MODE = "RERANK_SCALING_LOCK"  # auto (flock, else lock files) | flock | file
+HEARTBEAT_S = 30.0  # a lock's holder touches it this often
+STALE_S = 300.0  # a lock held from another host whose heartbeat is older than this is abandoned
+LOCK_POLL_S = 1.0  # how often a process waiting for a lock file looks again
+NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
 PARQUET_MAGIC = b"PAR1"
 ZIP_END = b"PK\x05\x06"  # end-of-central-directory record: torch.save files are zip archives
 
@@ -298,37 +319,108 @@ class RunFolder:
 
     @contextmanager
     def lock(self):
-        """An exclusive lock on the run (released by the OS if its holder dies)."""
+        """An exclusive lock on the run, held while the block runs (module docstring: flock, or a lock
+        file where the filesystem has no flock); waits for a live holder, takes over a dead one's."""
         self.path.mkdir(parents=True, exist_ok=True)
-        fh = open(self.lock_file, "a+")
+        mode = lock_mode()
+        if mode != "file":
+            fh = open(self.lock_file, "a+")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            except OSError as exc:
+                fh.close()
+                if mode == "flock" or exc.errno not in NO_FLOCK:
+                    raise
+            else:
+                try:
+                    fh.seek(0)
+                    fh.truncate()
+                    fh.write(json.dumps(_holder_record()) + "\n")  # who runs the cell (grid status, fault tests)
+                    fh.flush()
+                    with _Heartbeat(self.lock_file):
+                        yield
+                finally:
+                    fh.seek(0)
+                    fh.truncate()  # released: no holder (another host reading it must not see one)
+                    fh.close()
+                return
+        token = self._acquire_file_lock()
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()}\n")  # who runs the cell (grid status, fault tests)
-            fh.flush()
-            yield
+            with _Heartbeat(self.lock_file):
+                yield
         finally:
-            fh.close()
+            if self.lock_record().get("token") == token:
+                self.lock_file.unlink(missing_ok=True)
+
+    def _acquire_file_lock(self) -> str:
+        """Create ``.lock`` atomically (a hard link of a whole file); returns this acquisition's token."""
+        token = uuid.uuid4().hex
+        staged = self.path / f".lock.{token}.tmp"
+        staged.write_text(json.dumps({**_holder_record(), "token": token}) + "\n")
+        try:
+            while True:
+                try:
+                    os.link(staged, self.lock_file)  # atomic: fails while the lock file exists
+                    return token
+                except FileExistsError:
+                    pass
+                if not self._held_by_record():
+                    self._take_over()
+                    continue
+                time.sleep(LOCK_POLL_S)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _take_over(self) -> None:
+        """Move a dead holder's lock file aside (one of several takers wins the rename), then drop it."""
+        aside = self.path / f".lock.{uuid.uuid4().hex}.stale"
+        try:
+            os.rename(self.lock_file, aside)
+        except FileNotFoundError:
+            return
+        aside.unlink(missing_ok=True)
+
+    def lock_record(self) -> dict:
+        """What ``.lock`` says of its holder (``{}`` when none): pid, host, job, since."""
+        return read_json(self.lock_file)
 
     def holder(self) -> int | None:
-        """The process id of the process that holds (or last held) the lock."""
+        """The process id of the process that holds the lock (None when none)."""
+        pid = self.lock_record().get("pid")
+        return pid if isinstance(pid, int) else None
+
+    def _held_by_record(self) -> bool:
+        """Whether the lock file names a live holder: on this host a running pid, elsewhere a fresh heartbeat."""
+        record = self.lock_record()
+        if not record:  # released (flock mode empties it), or not ours to read
+            return False
+        if record.get("host") == socket.gethostname():
+            return _alive(record.get("pid"))
         try:
-            return int(self.lock_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+            return time.time() - self.lock_file.stat().st_mtime < STALE_S
+        except OSError:
+            return False
 
     def is_locked(self) -> bool:
+        """Whether a live process holds the lock (flock where it works and the holder is on this host, else
+        what the lock file says)."""
         path = self.lock_file
         if not path.exists():
             return False
-        with open(path, "a") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+        if lock_mode() != "file":
+            with open(path, "a") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                except OSError as exc:
+                    if exc.errno not in NO_FLOCK:
+                        raise
+                else:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                    if self.lock_record().get("host", socket.gethostname()) == socket.gethostname():
+                        return False  # flock is this host's truth
+        return self._held_by_record()
 
     def state(self) -> CellState:
         config = self.read_config()
@@ -351,6 +443,56 @@ class RunFolder:
             config, read_json(self.data), hardware if isinstance(hardware, dict) else {},
             status["teacher"] if isinstance(status.get("teacher"), dict) else {},
         )
+
+
+def lock_mode() -> str:
+    """``$RERANK_SCALING_LOCK``: ``auto`` (flock, falling back to lock files where the filesystem refuses
+    it), ``flock`` or ``file`` (for filesystems whose flock is not shared between nodes)."""
+    mode = os.environ.get(LOCK_MODE, "auto").strip().lower() or "auto"
+    if mode not in ("auto", "flock", "file"):
+        raise UserError(f"{LOCK_MODE}={mode!r}: choose auto, flock or file")
+    return mode
+
+
+def _holder_record() -> dict:
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get("SLURM_JOB_ID")
+    return {"pid": os.getpid(), "host": socket.gethostname(), "job": job, "since": round(time.time(), 3)}
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Heartbeat:
+    """Touch ``path`` every :data:`HEARTBEAT_S` seconds from a daemon thread while the block runs."""
+
+    def __init__(self, path: Path):
+        self.path, self._stop = path, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="lock-heartbeat")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class StudyFolder:

@@ -35,8 +35,11 @@ def _train(out: Path, shared: Path, cache: Path, *extra: str) -> list[dict]:
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, shared_root):
+    """Two processes, each in two accumulated micro-batches (4 parts of the global batch of 4), and evaluation
+    shared out over them: one process's losses and rows."""
     one = _train(tmp_path / "one", shared_root, tmp_path / "cache")
-    two = _train(tmp_path / "two", shared_root, tmp_path / "cache", "--devices", "2", "--strategy", "ddp")
+    two = _train(tmp_path / "two", shared_root, tmp_path / "cache", "--devices", "2", "--strategy", "ddp",
+                 "--grad-accumulation", "2")
     assert [e["step"] for e in two] == [1, 2, 3, 4, 5, 6]  # one log: the first process writes, the other trains
     assert one[0]["loss"] - one[-1]["loss"] > 0.01  # the trajectory moves, so a wrong update would show
     for a, b in zip(one, two):

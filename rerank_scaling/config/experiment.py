@@ -14,6 +14,15 @@ derives each cell's steps, so it excludes ``[train] steps``. The file is
 validated whole before any data is read; every error names the file, the key
 and the value.
 
+Where cells run: ``[hardware]`` (per-cell keys such as ``devices``,
+``strategy``, ``batch_per_device``, ``threads_per_worker``) and ``[slurm]``
+(:class:`Slurm`: account, partition, qos, constraint, gres, mem, time, setup
+lines, requeues) apply to every cell; a table ``[hardware.sizes.<size>]``
+overrides them for the cells of one model size (:data:`PROFILE_KEYS`): each
+profile becomes its own submission. None of these change a cell's numbers
+(:data:`~rerank_scaling.config.run.EXECUTION`; ``precision`` aside), so an
+existing study accepts edits of them (:func:`study_changes`).
+
 Relative paths (``data_root``, ``cache_dir``, ``[candidates] run``, train and
 eval collections that are folders) are resolved against the experiment file's
 folder. A budget of ``"all"`` means every training query.
@@ -30,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from rerank_scaling.config.fields import check, check_all, file_key, hints, meta, section_keys, setting, settings
-from rerank_scaling.config.run import EvalSpec, RunConfig, eval_spec, family_fields
+from rerank_scaling.config.run import EXECUTION, EvalSpec, RunConfig, eval_spec, family_fields
 from rerank_scaling.errors import UserError
 from rerank_scaling.values import NAME
 
@@ -49,26 +58,79 @@ class StudyInfo:
 
 @dataclass(frozen=True)
 class Hardware:
-    """Where the grid runs (each cell trains on one device)."""
+    """Where the grid runs: the grid-wide keys of ``[hardware]`` (the per-cell ones are :class:`RunConfig`'s)."""
 
-    workers: int = setting(1, section="hardware", min=1, doc="local worker processes")
-    slurm_partition: str | None = setting(None, section="hardware")
-    slurm_gpus: int = setting(1, section="hardware", min=0)
-    slurm_cpus: int = setting(8, section="hardware", min=1)
-    slurm_timeout_min: int = setting(240, section="hardware", min=1)
+    workers: int = setting(1, section="hardware", min=1,
+                           doc="local worker processes on a CPU machine (with GPUs: as many cells as fit the GPUs)")
+    batch_per_device: int | None = setting(None, section="hardware", min=1,
+                                           doc="query groups one device processes at a time: derives [train] "
+                                               "grad_accumulation = batch_size / (devices x nodes x this)")
+    # the [slurm] keys as they were first spelled (still read; [slurm] is the place now)
+    slurm_partition: str | None = setting(None, section="hardware", doc="old spelling of [slurm] partition")
+    slurm_gpus: int | None = setting(None, section="hardware", min=0, doc="old spelling of [slurm] gpus_per_node")
+    slurm_cpus: int | None = setting(None, section="hardware", min=1, doc="old spelling of [slurm] cpus_per_task")
+    slurm_timeout_min: int | None = setting(None, section="hardware", min=1,
+                                            doc="old spelling of [slurm] timeout_min")
 
     def __post_init__(self) -> None:
         check_all(self)
 
 
+LEGACY_SLURM = {"slurm_partition": "partition", "slurm_gpus": "gpus_per_node", "slurm_cpus": "cpus_per_task",
+                "slurm_timeout_min": "timeout_min"}
+
+
+@dataclass(frozen=True)
+class Slurm:
+    """``[slurm]``: what a cell's sbatch asks for. Each key is passed through to submitit's SLURM executor
+    (``--account``, ``--partition``, ...); ``None`` leaves it to the site's default."""
+
+    account: str | None = setting(None, section="slurm", doc="--account")
+    partition: str | None = setting(None, section="slurm", doc="--partition")
+    qos: str | None = setting(None, section="slurm", doc="--qos")
+    constraint: str | None = setting(None, section="slurm", doc="--constraint (e.g. a100|h100)")
+    gres: str | None = setting(None, section="slurm",
+                               doc="--gres (e.g. gpu:a100:4) instead of --gpus-per-node = devices")
+    gpus_per_node: int | None = setting(None, section="slurm", min=0,
+                                        doc="--gpus-per-node; None: the cell's devices (one task per GPU)")
+    mem: str | None = setting(None, section="slurm", doc="--mem per node (e.g. 64G)")
+    cpus_per_task: int = setting(8, section="slurm", min=1, doc="--cpus-per-task (one task per device)")
+    timeout_min: int = setting(240, section="slurm", min=1, doc="--time in minutes")
+    exclude: str | None = setting(None, section="slurm", doc="--exclude (nodes to avoid)")
+    setup: tuple[str, ...] = setting((), section="slurm",
+                                     doc="shell lines the job runs first (module load ..., source venv/bin/activate)")
+    extra: tuple[str, ...] = setting((), section="slurm",
+                                     doc="any other sbatch option as key=value (reservation=x, mail-type=END)")
+    max_requeues: int = setting(3, section="slurm", min=0,
+                                doc="times a cell at its time limit is checkpointed and requeued before it fails")
+    signal_delay_s: int = setting(120, section="slurm", min=1,
+                                  doc="seconds before the time limit SLURM signals the job to checkpoint")
+    array_parallelism: int = setting(64, section="slurm", min=1, doc="cells of one array running at once")
+
+    def __post_init__(self) -> None:
+        check_all(self)
+        for item in self.extra:
+            if "=" not in item or not item.split("=", 1)[0].strip():
+                raise UserError(f"extra: '{item}' is not key=value")
+
+
 @cache
 def sections() -> dict[str, set[str]]:
-    """``section -> keys`` an experiment file may hold: the common settings' and the model families' own
-    (read when a file is, not on import: the family registry imports this package's ``fields``)."""
-    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware)
+    """``section -> keys`` an experiment file may hold: the common settings', ``[slurm]``'s and the model
+    families' own, and ``[hardware.sizes.<size>]`` profiles (read when a file is, not on import: the family
+    registry imports this package's ``fields``)."""
+    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware, Slurm)
     for f in family_fields():
         out.setdefault(meta(f)["section"], set()).add(file_key(f))
+    out["hardware"].add("sizes")  # [hardware.sizes.<size>]: per-size profiles
     return out
+
+
+# what a [hardware.sizes.<size>] table may set: the cell's [hardware] keys, the [train] keys of how it runs (and
+# precision), batch_per_device, and any [slurm] key
+PROFILE_KEYS: set[str] = ({file_key(f) for f in settings(RunConfig)
+                           if meta(f)["section"] == "hardware" or f.name in EXECUTION or f.name == "precision"}
+                          | {"batch_per_device"} | {file_key(f) for f in settings(Slurm)}) - {"cache_dir"}
 
 
 @dataclass
@@ -80,6 +142,12 @@ class Experiment:
     hardware: Hardware
     evals: tuple[EvalSpec, ...]
     study: StudyInfo  # as the file gives it (name may be None)
+    slurm: Slurm = Slurm()  # [slurm]: every cell's
+    profiles: dict[str, Slurm] = dataclasses.field(default_factory=dict)  # size -> its [slurm] with overrides
+
+    def slurm_of(self, cell: RunConfig) -> Slurm:
+        """The ``[slurm]`` settings of a cell: its size's profile's, else the file's."""
+        return self.profiles.get(cell.size, self.slurm)
 
 
 def _fail(path: Path, message: str) -> UserError:
@@ -130,6 +198,14 @@ def _check_layout(path: Path, raw: dict) -> None:
             unknown = sorted(set(table) - sections()[section])
             if unknown:
                 raise _fail(path, f"unknown key '{unknown[0]}' in [{section}]")
+    sizes = raw.get("hardware", {}).get("sizes", {})
+    if not isinstance(sizes, dict) or not all(isinstance(v, dict) for v in sizes.values()):
+        raise _fail(path, "per-size profiles are tables: [hardware.sizes.<size>]")
+    for size, table in sizes.items():
+        unknown = sorted(set(table) - PROFILE_KEYS)
+        if unknown:
+            raise _fail(path, f"unknown key '{unknown[0]}' in [hardware.sizes.{size}] (a profile sets: "
+                        f"{', '.join(sorted(PROFILE_KEYS))})")
 
 
 def _typed(cls, table: dict, path: Path, section: str):
@@ -194,18 +270,79 @@ def _axis_values(path: Path, grid: dict, f: dataclasses.Field, ladder: str) -> l
     return out
 
 
-def load_experiment(path: Path | str) -> Experiment:
-    """Parse and validate an experiment file into its grid cells (no data loaded yet)."""
+def _slurm(path: Path, raw: dict, hardware: Hardware) -> Slurm:
+    """``[slurm]``, with the old ``[hardware] slurm_*`` spellings folded in."""
+    table = dict(raw.get("slurm", {}))
+    for old, new in LEGACY_SLURM.items():
+        value = getattr(hardware, old)
+        if value is not None:
+            if new in table:
+                raise _fail(path, f"give [slurm] {new} or [hardware] {old} (its old spelling), not both")
+            table[new] = value
+    return _typed(Slurm, table, path, "slurm")
+
+
+def _profile(path: Path, size: str, table: dict, slurm: Slurm) -> tuple[dict[str, Any], Slurm, int | None]:
+    """A ``[hardware.sizes.<size>]`` table: its :class:`RunConfig` values (checked), its :class:`Slurm`
+    (the file's, overridden) and its ``batch_per_device``."""
+    where = f"hardware.sizes.{size}"
+    fields = {file_key(f): f for f in settings(RunConfig)}
+    values = {}
+    for key, value in table.items():
+        if key in fields:
+            f = fields[key]
+            try:
+                values[f.name] = check(f, value, hints(RunConfig)[f.name], name=f"{where}.{key}")
+            except UserError as exc:
+                raise _fail(path, str(exc)) from None
+    slurm_keys = {file_key(f) for f in settings(Slurm)}
+    own = {k: v for k, v in table.items() if k in slurm_keys}
+    profile_slurm = _typed(Slurm, {**{k: getattr(slurm, k) for k in slurm_keys}, **own}, path, where) if own else slurm
+    per_device = table.get("batch_per_device")
+    if per_device is not None:
+        f = next(f for f in settings(Hardware) if f.name == "batch_per_device")
+        try:
+            check(f, per_device, hints(Hardware)["batch_per_device"], name=f"{where}.batch_per_device")
+        except UserError as exc:
+            raise _fail(path, str(exc)) from None
+    return values, profile_slurm, per_device
+
+
+def _accumulation(path: Path, cfg: dict, per_device: int | None, where: str, explicit: bool) -> dict:
+    """``cfg`` with ``grad_accumulation`` derived from ``batch_per_device`` (global batch / devices / it)."""
+    if per_device is None:
+        return cfg
+    if explicit:
+        raise _fail(path, f"{where}.batch_per_device derives [train] grad_accumulation: give one of them")
+    world = cfg.get("devices", 1) * cfg.get("nodes", 1)
+    batch = cfg.get("batch_size", RunConfig.batch_size)
+    steps, rest = divmod(batch, world * per_device)
+    if rest or steps < 1:
+        raise _fail(path, f"{where}.batch_per_device = {per_device}: batch_size ({batch}) is not a multiple of "
+                    f"devices x nodes x batch_per_device ({world} x {per_device})")
+    return {**cfg, "grad_accumulation": steps}
+
+
+def load_experiment(path: Path | str, text: str | None = None) -> Experiment:
+    """Parse and validate an experiment file into its grid cells (no data loaded yet). ``text``: read
+    these contents instead of the file's, as if they were at ``path`` (relative paths resolve against it)."""
     from rerank_scaling.models import FAMILIES, owners
 
     path = Path(path)
-    raw = read_toml(path)
+    if text is None:
+        raw = read_toml(path)
+    else:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise _fail(path, f"invalid TOML: {exc}") from None
     _check_layout(path, raw)
     base = path.resolve().parent
     study = _typed(StudyInfo, raw.get("study", {}), path, "study")
     hardware_keys = {file_key(f) for f in settings(Hardware)}
     hardware = _typed(Hardware, {k: v for k, v in raw.get("hardware", {}).items() if k in hardware_keys},
                       path, "hardware")
+    slurm = _slurm(path, raw, hardware)
     evals = _evals(path, raw)
 
     common: dict[str, Any] = {"evals": evals}
@@ -259,12 +396,41 @@ def load_experiment(path: Path | str) -> Experiment:
             except UserError as exc:
                 message = str(exc)
                 raise _fail(path, message if message.startswith(name) else f"{name}: {message}") from None
+    sizes = set(values[[f.name for f in axes].index("size")])
+    profiles, overrides = {}, {}
+    for size, table in raw.get("hardware", {}).get("sizes", {}).items():
+        if size not in sizes:
+            raise _fail(path, f"[hardware.sizes.{size}]: '{size}' is not a size of the grid "
+                        f"(sizes: {', '.join(sorted(sizes))})")
+        overrides[size], profiles[size], per_size = _profile(path, size, table, slurm)
+        overrides[size]["_per_device"] = per_size
+    explicit = "grad_accumulation" in raw.get("train", {})
     cells = []
     for combo in itertools.product(*values):
         cfg = {**common, **{f.name: v for f, v in zip(axes, combo)}}
+        own = dict(overrides.get(cfg["size"], {}))
+        per_size = own.pop("_per_device", None)
+        cfg = {**cfg, **own}
         cfg = {k: v for k, v in cfg.items() if k not in only or cfg["family"] in only[k]}
+        where = f"hardware.sizes.{cfg['size']}" if per_size is not None else "hardware"
+        cfg = _accumulation(path, cfg, per_size or hardware.batch_per_device, where,
+                            "grad_accumulation" in own or (explicit and per_size is None))
         try:
             cells.append(RunConfig.from_dict(cfg, where=str(path)))
         except UserError as exc:
             raise _fail(path, str(exc)) from None
-    return Experiment(study.name or path.stem, path, study.description, cells, hardware, evals, study)
+    return Experiment(study.name or path.stem, path, study.description, cells, hardware, evals, study,
+                      slurm, profiles)
+
+
+def study_changes(old: Experiment, new: Experiment) -> list[str]:
+    """What ``new`` changes in the study ``old`` made that would change its numbers: cells added or
+    removed, or a cell's setting outside :data:`~rerank_scaling.config.run.EXECUTION` (``[hardware]``,
+    ``[slurm]`` and how cells run may change; an empty list says the study can go on)."""
+    before, after = {c.run_id: c for c in old.cells}, {c.run_id: c for c in new.cells}
+    changes = [f"cell {run} is new" for run in sorted(set(after) - set(before))]
+    changes += [f"cell {run} is gone" for run in sorted(set(before) - set(after))]
+    for run in sorted(set(before) & set(after)):
+        a, b = before[run].result_settings(), after[run].result_settings()
+        changes += [f"{run}: {key} {a[key]!r} -> {b[key]!r}" for key in sorted(a) if a[key] != b.get(key)]
+    return changes

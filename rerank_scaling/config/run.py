@@ -31,6 +31,7 @@ SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
+MemoryCheck = Literal["error", "warn", "off"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -143,7 +144,9 @@ class RunConfig:
     n_negatives: int = setting(10, section="train", min=1)
     max_length: int = setting(256, section="train", min=1)
     max_query_length: int = setting(64, section="train", min=1)
-    chunk_size: int | None = setting(None, section="train", min=1)
+    chunk_size: int | None = setting(None, section="train", min=1,
+                                     doc="cross-encoder: score a step's pairs in chunks of this many, each chunk's "
+                                         "activations recomputed in the backward pass (a memory control)")
     dropout: float | None = setting(None, section="train", value=PROBABILITY,
                                     doc="every dropout probability; None: the backbone's own")
     # the family's own keys (models.FAMILIES[family].settings; the report's settings table lists them here)
@@ -160,7 +163,14 @@ class RunConfig:
     compute: float | None = setting(None, section="grid", above=0,
                                     doc="training FLOPs per cell, held fixed across sizes: each cell's steps = "
                                         "compute / its FLOPs per step (Zeng et al.); None: [train] steps")
-    batch_size: int = setting(8, section="train", min=1, doc="query groups per step")
+    batch_size: int = setting(8, section="train", min=1, doc="query groups per step (the global batch)")
+    grad_accumulation: int = setting(1, section="train", min=1,
+                                     doc="split each step's batch into this many micro-batches per device whose "
+                                         "gradients add up (the global batch, and so the trajectory, unchanged); "
+                                         "[hardware] batch_per_device derives it")
+    gradient_checkpointing: bool = setting(False, section="train",
+                                           doc="recompute each transformer layer's activations in the backward "
+                                               "pass (Hugging Face backbones): less memory, ~30% more compute")
     lr: float = setting(5e-5, section="train", above=0)
     weight_decay: float = setting(0.01, section="train", min=0)
     warmup_steps: int = setting(10, section="train", min=0)
@@ -168,6 +178,8 @@ class RunConfig:
                                           doc="None: bf16-mixed on GPU, 32-true on CPU")
     logger: Logger = setting("csv", section="train", label="logger",
                              doc="training logs a user can watch: csv, tensorboard, wandb (extras) or none")
+    wandb_project: str = setting("rerank-scaling", section="train",
+                                 doc="logger = wandb: the W&B project (each cell is one W&B run, resumed on restart)")
     save_model: bool = setting(False, section="train",
                                doc="write the final model to model/ in the run folder (its family's load reads it)")
     # evaluation
@@ -181,7 +193,9 @@ class RunConfig:
                                            doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
-    devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
+    devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on, per node")
+    nodes: int = setting(1, section="hardware", min=1,
+                         doc="nodes one cell spans (SLURM; devices are per node): multi-node DDP/FSDP cells")
     malloc_pin: MallocPin = setting("auto", section="hardware", label="malloc_pin",
                                     doc="pin glibc's mmap threshold (lower peak RSS, slower steps): on, off, "
                                         "or auto (only for models of 50M+ non-embedding parameters)")
@@ -189,6 +203,16 @@ class RunConfig:
                                  doc="auto (one device), ddp (data parallel over `devices`: a whole model per "
                                      "device) or fsdp (parameters, gradients and optimizer state sharded over "
                                      "`devices`)")
+    process_group_timeout_min: float = setting(30.0, section="hardware", above=0,
+                                               doc="minutes a multi-device cell's processes wait for each other at "
+                                                   "a collective (NCCL/gloo) before the cell fails")
+    checkpoint_every_min: float | None = setting(None, section="hardware", above=0,
+                                                 doc="also save a resumable checkpoint when this many minutes passed "
+                                                     "since the last one (a requeue then loses at most that); None: "
+                                                     "at evaluation steps only")
+    memory_check: MemoryCheck = setting("error", section="hardware", label="memory_check",
+                                        doc="before a GPU cell starts, compare its memory estimate with the "
+                                            "device's memory: error (the cell fails with suggestions), warn, off")
 
     def __post_init__(self) -> None:
         from rerank_scaling.models import family_info
@@ -211,6 +235,20 @@ class RunConfig:
         from rerank_scaling.models.ladder import ModelSpec
 
         return ModelSpec(self.ladder, self.size)
+
+    @property
+    def world_size(self) -> int:
+        """Processes one cell trains on: ``devices`` per node times ``nodes``."""
+        return self.devices * self.nodes
+
+    @property
+    def micro_batch(self) -> int:
+        """Query groups one device processes at a time (the global batch over devices and accumulation)."""
+        return self.batch_size // (self.world_size * self.grad_accumulation)
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that decide the cell's numbers: every field but :data:`EXECUTION`'s."""
+        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION}
 
     @property
     def run_id(self) -> str:
@@ -241,12 +279,16 @@ class RunConfig:
                                 "(ce@M: M negatives from the candidates; ce-corpus@M: from the corpus)") from None
             if name in (f"ce@{self.ce_negatives}", f"ce-candidates@{self.ce_negatives}"):
                 raise UserError(f"ce_variants: '{name}' is the base contrastive entropy already (ce_negatives)")
-        if self.batch_size % self.devices:
-            raise UserError(f"batch_size ({self.batch_size}) must be a multiple of devices ({self.devices}): "
-                            "it is the global batch, split evenly over the devices")
-        if self.devices > 1 and self.strategy == "auto":
-            raise UserError(f"devices = {self.devices} needs strategy = \"ddp\" or \"fsdp\"")
-        if self.devices == 1 and self.strategy == "fsdp":
+        parts = self.world_size * self.grad_accumulation
+        if self.batch_size % parts:
+            split = (f"devices ({self.devices})" if parts == self.devices else
+                     f"devices x nodes x grad_accumulation ({self.devices} x {self.nodes} x {self.grad_accumulation})")
+            raise UserError(f"batch_size ({self.batch_size}) must be a multiple of {split}: "
+                            "it is the global batch, split evenly over the devices and micro-batches")
+        if self.world_size > 1 and self.strategy == "auto":
+            raise UserError(f"devices = {self.devices}" + (f" on {self.nodes} nodes" if self.nodes > 1 else "")
+                            + " needs strategy = \"ddp\" or \"fsdp\"")
+        if self.world_size == 1 and self.strategy == "fsdp":
             raise UserError("strategy = \"fsdp\" shards the model over devices and needs devices > 1 "
                             "(one device: strategy = \"auto\")")
         needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}.get(self.logger, ())
@@ -347,6 +389,15 @@ class RunConfig:
             raise UserError(f"compute = {self.compute:g} FLOPs is less than one training step of {self.model.name} "
                             f"({flops_per_step:.3g} FLOPs per step): raise compute or lower batch_size")
         return steps
+
+
+# Settings that change how a cell runs, not what it computes (the same math: numbers equal up to float
+# rounding): an existing study accepts edits of these, and [hardware.sizes.<size>] profiles may set them.
+EXECUTION = frozenset({
+    "threads", "devices", "nodes", "strategy", "malloc_pin", "process_group_timeout_min", "checkpoint_every_min",
+    "memory_check", "grad_accumulation", "gradient_checkpointing", "chunk_size", "eval_batch_size", "logger",
+    "wandb_project", "cache_dir",
+})
 
 
 def eval_spec(raw: Any) -> EvalSpec:

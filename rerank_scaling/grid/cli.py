@@ -1,18 +1,25 @@
-"""`rerank-scaling grid run|status|collect`."""
+"""`rerank-scaling grid run|status|collect`.
+
+Exit status of ``grid run``: 0 when every cell is done, 1 when some cell failed (named on stderr; ``grid
+status --json`` for scripts), 2 for a bad experiment file or flag.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 from typing import Literal, get_args
 
 from rerank_scaling.config import RunConfig, load_experiment
+from rerank_scaling.config.experiment import Experiment, study_changes
 from rerank_scaling.errors import UserError
 from rerank_scaling.models.ladder import LADDERS
 from rerank_scaling.rundir import StudyFolder, output_folder
-from rerank_scaling.values import OUTPUT_FOLDER, POSITIVE_INT, PathValue
+from rerank_scaling.values import OUTPUT_FOLDER, POSITIVE, POSITIVE_INT, PathValue, Text
 
 EXPERIMENT_FILE = PathValue("file", "experiment file")
 STUDY_FOLDER = PathValue("folder", "study folder")
@@ -27,16 +34,39 @@ def register(sub) -> None:
     p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
     p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
     p.add_argument("--out", type=OUTPUT_FOLDER, help="study folder (default: runs/<study name>)")
-    p.add_argument("--workers", type=POSITIVE_INT, help="local worker processes (default: [hardware] workers)")
+    p.add_argument("--workers", type=POSITIVE_INT,
+                   help="local cells at once (default: [hardware] workers on CPU; with GPUs, as many as they hold)")
     p.add_argument("--executor", choices=EXECUTORS, default="local")
     p.add_argument("--retry-failed", action="store_true", help="run failed cells again (default: keep their failure)")
+    p.add_argument("--gpus", type=GpuList(), default=None, metavar="IDS",
+                   help="local executor: the GPUs cells may use, e.g. 0,1,2,3, or none (default: every visible GPU)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every cell's resources, memory estimate, steps and FLOPs; train and download nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    p.add_argument("--gpu-memory", type=POSITIVE, default=None, metavar="GB",
+                   help="with --dry-run: mark cells whose memory estimate exceeds GB per device")
     p.set_defaults(func=run_command)
     p = gsub.add_parser("status", help="show the state of every cell")
     p.add_argument("study", type=STUDY_FOLDER, help="study folder")
+    p.add_argument("--json", action="store_true", help="every cell's state as JSON (for scripts)")
     p.set_defaults(func=status_command)
     p = gsub.add_parser("collect", help="write STUDY/results.parquet from the finished cells")
     p.add_argument("study", type=STUDY_FOLDER, help="study folder")
     p.set_defaults(func=collect_command)
+
+
+class GpuList(Text):
+    """``0,1,2,3`` -> ["0", "1", "2", "3"]; ``none`` -> [] (train on the CPU)."""
+
+    def __init__(self):
+        super().__init__("a comma-separated list of GPU indices, or none", pattern=r"\s*(none|\d+(\s*,\s*\d+)*)\s*",
+                         example="gpu0")
+
+    def _check(self, value, name: str) -> list[str]:
+        if isinstance(value, list):
+            return value
+        text = super()._check(value, name).strip().lower()
+        return [] if text == "none" else [t.strip() for t in text.split(",")]
 
 
 def cell_cost(config: RunConfig) -> tuple[int, int]:
@@ -58,14 +88,32 @@ def schedule(cells: list[RunConfig]) -> list[RunConfig]:
     return sorted(cells, key=lambda c: (c.seed, tuple(-x for x in cell_cost(c))))
 
 
+def check_study(out: Path, experiment: Experiment) -> None:
+    """A study folder made from another experiment file may go on only where the new file changes how cells
+    run, not what they compute (:func:`~rerank_scaling.config.experiment.study_changes`)."""
+    copy = StudyFolder(out).experiment
+    if not copy.exists() or copy.read_text() == experiment.path.read_text():
+        return
+    try:
+        changes = study_changes(load_experiment(experiment.path, text=copy.read_text()), experiment)
+    except UserError as exc:
+        changes = [f"its experiment.toml no longer loads: {exc}"]
+    if changes:
+        more = f" and {len(changes) - 1} more" if len(changes) > 1 else ""
+        raise UserError(f"{out} holds a study made from a different experiment file ({changes[0]}{more}); only "
+                        "[hardware], [slurm] and how cells run may change in a study; use another --out")
+
+
 def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None = None,
-             executor: Executor = "local", console=None, retry_failed: bool = False) -> Path:
+             executor: Executor = "local", console=None, retry_failed: bool = False,
+             gpus: list[str] | None = None, on_submit=None) -> Path:
     """Validate, then run every unfinished or damaged cell (and failed ones with
-    ``retry_failed``); returns the study folder."""
+    ``retry_failed``); returns the study folder. ``gpus``: the local executor's GPUs (None: every
+    visible one); ``on_submit(parameters, run_ids)``: told of each SLURM array submitted."""
     from rich.console import Console
 
     from rerank_scaling.grid.checks import check_data
-    from rerank_scaling.grid.executors import run_local, run_submitit
+    from rerank_scaling.grid.executors import local_gpus, run_local, run_submitit
     from rerank_scaling.grid.live import GridProgress
 
     console = console or Console(stderr=True)
@@ -74,33 +122,54 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
         raise UserError(f"--workers must be >= 1, got {workers}")
     out = output_folder(Path(out or Path("runs") / experiment.name))
     study = StudyFolder(out)
+    check_study(out, experiment)  # [hardware]/[slurm] edits are fine; anything that changes numbers is not
     todo = [c for c in experiment.cells if _needs_run(study.cell(c.run_id), retry_failed)]
     with console.status("checking data and warming caches"):
         check_data(experiment, todo)
-    if study.experiment.exists() and study.experiment.read_text() != experiment.path.read_text():
-        raise UserError(f"{out} holds a study made from a different experiment file; use another --out")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.path, study.experiment)
     cells = [(c, study.cell(c.run_id)) for c in schedule(todo)]
-    workers = workers or experiment.hardware.workers
     if not cells:
         console.print(f"every cell of {out} is finished")
         return out
     started = time.perf_counter()
     with GridProgress(out, experiment.cells, console) as progress:
         if executor == "local":
-            run_local(cells, workers, progress.cell_finished, retry_failed)
+            gpus = local_gpus() if gpus is None else gpus
+            run_local(cells, workers or (len(gpus) if gpus else experiment.hardware.workers),
+                      progress.cell_finished, retry_failed, gpus=gpus)
         else:
-            hw = experiment.hardware
             cluster = {"slurm": "slurm", "submitit-local": "local", "submitit-debug": "debug"}[executor]
-            run_submitit(cells, out, progress.cell_finished, cluster=cluster, partition=hw.slurm_partition,
-                         gpus=hw.slurm_gpus, cpus=hw.slurm_cpus, timeout_min=hw.slurm_timeout_min,
-                         retry_failed=retry_failed)
+            run_submitit(cells, out, progress.cell_finished, cluster=cluster, slurm_of=experiment.slurm_of,
+                         retry_failed=retry_failed, on_submit=on_submit)
     states = study.states()
     failed = [s for s in states if s.state in ("failed", "damaged")]
     console.print(f"[bold]{len(states) - len(failed)}[/] cells done, [bold red]{len(failed)}[/] failed "
                   f"in {time.perf_counter() - started:.0f}s -> {out}")
     return out
+
+
+def failed_cells(study: Path) -> list:
+    """The cells of a study that failed (or are damaged), with their reasons."""
+    return [s for s in StudyFolder(study).states() if s.state in ("failed", "damaged")]
+
+
+def plan_command(args) -> int:
+    from rich.console import Console
+
+    from rerank_scaling.grid.plan import as_json, plan, table
+
+    experiment = load_experiment(args.experiment)
+    out = Path(args.out or Path("runs") / experiment.name)
+    states = {}
+    if (out / StudyFolder.cells_dir).is_dir():
+        states = {s.run: s.state for s in StudyFolder(out).states()}
+    cells = plan(experiment, states)
+    if args.json:
+        print(json.dumps(as_json(experiment, cells), indent=2))
+    else:
+        Console(width=max(Console().width, 200)).print(table(experiment, cells, args.gpu_memory))
+    return 0
 
 
 def _needs_run(cell, retry_failed: bool) -> bool:
@@ -111,8 +180,18 @@ def _needs_run(cell, retry_failed: bool) -> bool:
 def run_command(args) -> int:
     from rerank_scaling.results import collect
 
-    out = run_grid(args.experiment, args.out, args.workers, args.executor, retry_failed=args.retry_failed)
+    if args.dry_run:
+        return plan_command(args)
+    if args.json or args.gpu_memory is not None:
+        raise UserError("--json and --gpu-memory go with --dry-run (grid status --json for a study's state)")
+    out = run_grid(args.experiment, args.out, args.workers, args.executor, retry_failed=args.retry_failed,
+                   gpus=args.gpus)
     collect(out)
+    failed = failed_cells(out)
+    if failed:
+        print(f"{len(failed)} cell{'s' * (len(failed) != 1)} failed: "
+              + "; ".join(f"{s.run} ({s.reason or s.state})" for s in failed), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -134,7 +213,28 @@ def status_table(study: Path):
     return table
 
 
+def status_json(study: Path) -> dict:
+    """Every cell's state, step, reason, final values, hardware and lock holder, and the counts by state."""
+    folder = StudyFolder(study)
+    states = folder.states()
+    counts: dict[str, int] = {}
+    cells = []
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+        cell = {"run": s.run, "state": s.state, "step": s.step, "steps": s.steps, "seconds": s.seconds,
+                "reason": s.reason or None, "final": s.final, "hardware": s.hardware or None}
+        if s.state == "running":
+            cell["holder"] = folder.cell(s.run).lock_record() or None
+        cells.append(cell)
+    return {"study": str(study), "counts": counts, "cells": cells}
+
+
 def status_command(args) -> int:
+    if args.json:
+        from rerank_scaling.rundir import to_json
+
+        print(to_json(status_json(args.study)), end="")
+        return 0
     from rich.console import Console
 
     Console().print(status_table(args.study))

@@ -60,6 +60,7 @@ from rerank_scaling.models.base import InBatchRetriever, TextTokenizer, Tower, e
 from rerank_scaling.models.family import (check_hub_source, model_fingerprint, read_family_file, saved_family,
                                           saved_model_folder, write_family_file)
 from rerank_scaling.models.ladder import default_pooling
+from rerank_scaling.runtime import local_device
 
 log = logging.getLogger(__name__)
 CACHE_FOLDER = "teacher-embeddings"
@@ -124,8 +125,7 @@ class TeacherCache:
             self.loaded += 1
             log.info("teacher %s embeddings loaded from %s", kind, path)
         else:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.teacher.to(device)
+            self.teacher.to(local_device())  # this process's GPU (a multi-device cell's ranks each their own)
             out = self.teacher.encode(list(texts), kind, batch_size=batch_size, normalize=normalize).cpu()
             self.encoded += len(texts)
             buf = io.BytesIO()

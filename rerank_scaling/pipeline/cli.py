@@ -89,7 +89,7 @@ def register(sub) -> None:
     for f in flag_fields():  # absent unless given (SUPPRESS): an explicit `none` is a value
         p.add_argument(flag_name(f.name), dest=f.name, default=argparse.SUPPRESS, metavar="VALUE",
                        type=flag_type(f),
-                       help=meta(f)["doc"] or f"[{meta(f)['section']}] {meta(f).get('key') or f.name}")
+                       help=(meta(f)["doc"] or f"[{meta(f)['section']}] {meta(f).get('key') or f.name}").replace("%", "%%"))
     p.set_defaults(func=run_command)
 
 

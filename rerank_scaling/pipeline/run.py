@@ -24,35 +24,92 @@ from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_rows
 from rerank_scaling.evaluation.distilled import distilled_rows, teacher_reference
 from rerank_scaling.evaluation.metrics import mean_values
+from rerank_scaling.evaluation.sharded import sharded
+from rerank_scaling.errors import UserError
 from rerank_scaling.models import get_family
 from rerank_scaling.models.backbone import trainable_parameters
 from rerank_scaling.models.ladder import nominal_params
+from rerank_scaling.models.memory import GB, estimate, suggestions
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
 from rerank_scaling.pipeline.teacher import teacher_query_embeddings, teacher_scores
 from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
-from rerank_scaling.runtime import pin_allocator, process_rank, setup_process
-from rerank_scaling.training import Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule, fit, make_logger
+from rerank_scaling.runtime import local_device, pin_allocator, process_rank, setup_process
+from rerank_scaling.training import (Checkpoints, NonFiniteLoss, OptimConfig, TrainingModule,
+                                     enable_gradient_checkpointing, fit, make_logger, resolve_precision)
 
 Progress = Callable[[str, dict], None]  # (event, details): "warning", "prepared", "step", "eval", "done"
 COMPUTE_SAMPLE_STEPS = 16  # [grid] compute: FLOPs per step measured on the first steps' batches
 
 
-def hardware() -> dict:
+def hardware(config: RunConfig | None = None) -> dict:
     """Where a run ran, for the report's hardware section.
 
     ``peak_rss_mb`` is the process's peak resident memory so far: the cell's
     own peak when it ran in a fresh process, and the peak of every cell a
-    grid worker has run so far otherwise (an upper bound).
+    grid worker has run so far otherwise (an upper bound). On a GPU,
+    ``gpu_peak_mb`` is the most memory torch allocated on this process's
+    device since the cell started (rank 0's under DDP/FSDP), ``gpu_reserved_peak_mb``
+    what its caching allocator held, ``gpu_total_mb`` the device's; with ``config``,
+    the precision the cell trained in and its memory estimate (``estimate_gb``).
     """
     import platform
     import resource
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "host": platform.node(), "cpus": os.cpu_count(), "peak_rss_mb": round(peak_kb / 1024)}
+    out = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "host": platform.node(), "cpus": os.cpu_count(), "peak_rss_mb": round(peak_kb / 1024)}
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        out["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    if torch.cuda.is_available():
+        out.update(gpu_peak_mb=round(torch.cuda.max_memory_allocated() / 2**20),
+                   gpu_reserved_peak_mb=round(torch.cuda.max_memory_reserved() / 2**20),
+                   gpu_total_mb=round(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+                                      / 2**20))
+    if config is not None:
+        try:
+            out["precision"] = resolve_precision(config.precision)
+        except UserError:  # what the cell failed with already
+            out["precision"] = config.precision
+        est = estimate(config)
+        if est is not None:
+            out["estimate_gb"] = round(est.gb(), 2)
+    return out
+
+
+def memory_verdict(config: RunConfig, device_bytes: float, device_name: str) -> str | None:
+    """Why the cell will not fit a device of ``device_bytes`` by its estimate (with what to change), or
+    None when it fits (or has no estimate)."""
+    est = estimate(config)
+    if est is None or est.total <= device_bytes:
+        return None
+    return (f"memory: estimated {est.describe()} exceeds the {device_bytes / GB:.1f} GB of {device_name}; "
+            f"try {'; '.join(suggestions(config))} ([hardware] memory_check = \"warn\" runs it anyway)")
+
+
+def check_memory(config: RunConfig) -> None:
+    """``[hardware] memory_check`` on this process's GPU, before the cell loads anything (CPU: nothing)."""
+    if config.memory_check == "off" or not torch.cuda.is_available():
+        return
+    device = torch.device(local_device())
+    verdict = memory_verdict(config, torch.cuda.get_device_properties(device).total_memory,
+                             torch.cuda.get_device_name(device))
+    if verdict and config.memory_check == "error":
+        raise UserError(verdict)
+    if verdict:
+        import logging
+
+        logging.getLogger(__name__).warning(verdict)
+
+
+def out_of_memory(config: RunConfig, exc: BaseException) -> str:
+    """A CUDA out-of-memory failure's reason: torch's first line, the cell's estimate, what to change."""
+    est = estimate(config)
+    said = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = f"estimated {est.describe()}" if est is not None else "no estimate for this model"
+    return f"out of memory: {said} ({where}); try {'; '.join(suggestions(config))}"
 
 
 def baseline_per_query(prepared: Prepared) -> list[dict]:
@@ -121,6 +178,9 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
     if status and status.get("state") == "done":
         return status
     emit = progress or (lambda event, details: None)
+    check_memory(config)  # before any data or weights: a cell that cannot fit fails in seconds
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()  # gpu_peak_mb is this cell's (a grid worker may run several)
     prepared = prepare(config)  # user errors in the data surface before anything is written
     for message in prepared.info["warnings"]:
         emit("warning", {"run": config.run_id, "message": message})
@@ -136,11 +196,11 @@ def train_run(config: RunConfig, folder: Path | RunFolder, progress: Progress | 
         result = _train(config, prepared, run, emit)
     except NonFiniteLoss as exc:
         result = {"state": "failed", "reason": str(exc)}
-    except torch.cuda.OutOfMemoryError as exc:  # pragma: no cover - GPU only
-        result = {"state": "failed", "reason": f"out of memory: {str(exc).splitlines()[0]}"}
+    except torch.cuda.OutOfMemoryError as exc:
+        result = {"state": "failed", "reason": out_of_memory(config, exc)}
     result["seconds"] = round(time.perf_counter() - started, 2)
     result["run"] = config.run_id
-    result["hardware"] = hardware()
+    result["hardware"] = hardware(config)
     run.write_status(result)
     emit("done", result)
     return result
@@ -154,6 +214,8 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     family = get_family(config.family)
     model = family.build(config)
     non_embedding, total = model.parameter_counts()
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     pin_allocator(config.malloc_pin, non_embedding)
     tset = prepared.train
     # tokenise every text this run will see in a few batched calls
@@ -178,7 +240,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     reference: dict = {}  # query-distill: the teacher measured as its students are (once, at the first evaluation)
     module = TrainingModule(model, objective,
                             OptimConfig(config.lr, config.weight_decay, config.warmup_steps, config.steps),
-                            seed=config.seed)
+                            seed=config.seed, grad_accumulation=config.grad_accumulation)
     size = nominal_params(config.model) if config.size_axis == "nominal" else non_embedding
     columns = {
         "run": config.run_id, "family": config.family, "model": config.model.name, "ladder": config.ladder,
@@ -196,10 +258,13 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
                       "params": non_embedding, "train": tset.info})
 
     def evaluate_at(whole, tokens_seen: int, step: int) -> list[dict]:  # whole: the model, all its parameters
+        # every rank of a multi-device cell comes here: each scores its share, all get every score
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
-        new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
+        new, rankings, queries = evaluate_checkpoint(sharded(whole), prepared.evalsets, config.metrics, at,
                                                      config.eval_batch_size, depth=config.candidates_k)
+        if not leader:  # rank 0 writes
+            return new
         if hasattr(whole, "teacher_retriever"):  # a student over its teacher's index: retained quality, latency
             timed = config.family_settings.latency_queries
             if not reference:
@@ -221,7 +286,8 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
 
     if start < config.steps:
         callback = Checkpoints(config.eval_every, config.steps, evaluate_at, run,
-                               on_step=lambda s: emit("step", {"run": config.run_id, "step": s}), replica=replica)
+                               on_step=lambda s: emit("step", {"run": config.run_id, "step": s}), replica=replica,
+                               every_min=config.checkpoint_every_min)
         def batch_at(step: int, rank: int = 0, world: int = 1) -> dict:  # this process's share of the batch
             groups = tset.batch(step, config.batch_size)[rank::world]
             batch = model.training_batch(groups, tset.collection)
@@ -230,8 +296,9 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
             return batch
 
         fit(module, batch_at, config.steps, start, callback, resume_from=resume, precision=config.precision,
-            logger=make_logger(config.logger, run, config.run_id, start) if leader else None,
-            devices=config.devices, strategy=config.strategy)
+            logger=make_logger(config.logger, run, config.run_id, start, config.wandb_project) if leader else None,
+            devices=config.devices, strategy=config.strategy, grad_accumulation=config.grad_accumulation,
+            nodes=config.nodes, timeout_min=config.process_group_timeout_min)
     if leader:
         run.clear_checkpoints()
     final = {r["eval_set"] + ":" + r["metric"]: r["value"] for r in rows if r["step"] == config.steps}

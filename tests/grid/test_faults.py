@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from rerank_scaling.config import load_experiment
+from rerank_scaling.config.experiment import Slurm
 from rerank_scaling.grid.cli import run_grid
 from rerank_scaling.grid.executors import CellJob, run_submitit
 from rerank_scaling.rundir import RunFolder, StudyFolder
@@ -68,6 +69,31 @@ def test_a_sigkilled_worker_is_recovered_and_the_grid_finishes(clean, tmp_path):
     assert _table(out).equals(want)
 
 
+def test_a_dying_worker_takes_only_its_own_cell(write_experiment, tmp_path, monkeypatch):
+    """Each local cell has a process of its own: a death is its cell's alone (the neighbour running beside
+    it is not charged with it), and a cell whose process dies WORKER_DEATHS times is recorded as failed."""
+    import threading
+
+    import rerank_scaling.grid.executors as executors
+    from rerank_scaling.grid.executors import run_local
+
+    monkeypatch.setattr(executors, "WORKER_DEATHS", 1)
+    exp = load_experiment(write_experiment(TINY.replace('objectives = ["pointwise", "listwise"]',
+                                                        'objectives = ["listwise"]'), steps=40))
+    study = StudyFolder(tmp_path / "study")
+    cells = [(c, study.cell(c.run_id)) for c in exp.cells]
+    seen = {}
+    grid = threading.Thread(target=run_local, args=(cells, 2, lambda r, s: seen.update({r: s})))
+    grid.start()
+    both = lambda: all(run.is_locked() and run.holder() and run.log.exists() for _, run in cells)  # noqa: E731
+    assert _wait_for(both, seconds=300), "the two cells never ran side by side"
+    victim = cells[0][1]
+    os.kill(victim.holder(), signal.SIGKILL)
+    grid.join(600)
+    assert seen[cells[0][0].run_id]["reason"].startswith("worker process died 1 times (last killed")
+    assert seen[cells[1][0].run_id]["state"] == "done"  # it ran beside the dying one, and finished
+
+
 def test_submitit_job_killed_is_recorded_and_the_others_collected(clean, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
     exp, want = clean
@@ -86,7 +112,7 @@ def test_submitit_job_killed_is_recorded_and_the_others_collected(clean, tmp_pat
     killer.start()
     seen = {}
     run_submitit([(c, study.cell(c.run_id)) for c in cells], out, lambda run, status: seen.update({run: status}),
-                 cluster="local", timeout_min=10, poll_s=0.2)
+                 cluster="local", slurm_of=lambda config: Slurm(timeout_min=10), poll_s=0.2)
     killer.join(5)
     failed = [run for run, status in seen.items() if status["state"] == "failed"]
     assert len(seen) == 4 and len(failed) == 1, seen

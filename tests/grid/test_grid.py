@@ -1,6 +1,7 @@
 """Grid runner: scheduling, data checks, local/submitit execution, kill + resume, collect."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -120,6 +121,15 @@ def test_failing_cell_is_recorded_and_others_finish(write_experiment, tmp_path, 
     assert main(["grid", "status", str(out)]) == 0
     shown = capsys.readouterr().out
     assert "failed" in shown and "non-finite" in shown
+    # a script sees it: grid run exits non-zero naming the failed cells, grid status --json lists them
+    assert main(["grid", "run", str(write_experiment()), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "2 cells failed" in err and all(s.run in err for s in failed)
+    assert main(["grid", "status", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"done": 2, "failed": 2}
+    assert {c["run"] for c in report["cells"] if c["state"] == "failed"} == {s.run for s in failed}
+    assert all("non-finite loss" in c["reason"] for c in report["cells"] if c["state"] == "failed")
 
 
 def test_submitit_executor_runs_cells(write_experiment, tmp_path):
