@@ -9,6 +9,7 @@ import pytest
 
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.errors import UserError
+from rerank_scaling.models import FAMILIES
 from rerank_scaling.pipeline.prepare import evaluation_set, prepare, text_room, training_set
 
 
@@ -45,7 +46,8 @@ def test_a_max_length_that_cuts_some_documents_to_nothing_is_counted(base):
 
 
 def test_a_retriever_length_below_its_special_tokens_is_refused(base):
-    config = dataclasses.replace(base, family="bi-encoder", objective="infonce", max_query_length=2)
+    config = dataclasses.replace(base, family="bi-encoder", objective="infonce", max_query_length=2,
+                                 family_settings=FAMILIES["bi-encoder"].settings())
     with pytest.raises(UserError, match="max_query_length = 2 leaves no room for text: the 2 special tokens"):
         text_room(config, ["a query"])
 
