@@ -39,6 +39,7 @@ SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
+EmbeddingDtype = Literal["float32", "float16"]  # evaluation.retrieval.DTYPES
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -185,8 +186,9 @@ class RunConfig:
                                           doc="None: bf16-mixed on GPU, 32-true on CPU")
     logger: Logger = setting("csv", section="train", label="logger",
                              doc="training logs a user can watch: csv, tensorboard, wandb (extras) or none")
-    save_model: bool = setting(False, section="train",
-                               doc="write the final model to model/ in the run folder (its family's load reads it)")
+    save_model: bool = setting(True, section="train",
+                               doc="write the final model to model/ in the run folder, in a layout "
+                                   "sentence-transformers loads (and the family's load); false: keep no weights")
     # evaluation
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
@@ -196,6 +198,13 @@ class RunConfig:
     ce_variants: tuple[str, ...] = setting((), section="train",
                                            doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
+    eval_chunk_docs: int = setting(65536, section="train", families=RETRIEVERS, min=1,
+                                   doc="retrievers: documents encoded and searched at a time (running top-k; "
+                                       "memory holds one chunk's embeddings, not the corpus's)")
+    embedding_dtype: EmbeddingDtype = setting("float32", section="train", families=RETRIEVERS,
+                                              label="embedding_dtype",
+                                              doc="retrievers: float16 halves the corpus chunk's embeddings and "
+                                                  "the queries' for the search's dot products (GPUs)")
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
     devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on")
     malloc_pin: MallocPin = setting("auto", section="hardware", label="malloc_pin",

@@ -32,6 +32,7 @@ from rerank_scaling.config.run import LATENCY_PREFIX
 from rerank_scaling.config.run import RETAINED_PREFIX as RETAINED
 from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
 from rerank_scaling.evaluation.rerank import EvalSet
+from rerank_scaling.evaluation.retrieval import CHUNK_DOCS
 
 WARMUP = 10
 
@@ -69,11 +70,12 @@ def query_latency_ms(encoder, texts: Sequence[str], warmup: int = WARMUP) -> flo
 
 
 def teacher_reference(student, evalsets: list[EvalSet], metrics: tuple[str, ...], batch_size: int, depth: int,
-                      latency_queries: int) -> dict:
+                      latency_queries: int, chunk: int = CHUNK_DOCS, dtype: str = "float32") -> dict:
     """The teacher measured as its students are: ``values`` (eval set -> metric -> value) over the same
-    cached index, ``query_ms`` on the same device, its query tower's parameters."""
+    cached index (searched in the same chunks), ``query_ms`` on the same device, its query tower's parameters."""
     retriever = student.teacher_retriever()
-    rows, _, _ = evaluate_checkpoint(retriever, evalsets, metrics, {}, batch_size, depth=depth)
+    rows, _, _ = evaluate_checkpoint(retriever, evalsets, metrics, {}, batch_size, depth=depth, chunk=chunk,
+                                     dtype=dtype)
     values: dict[str, dict[str, float]] = {}
     for r in rows:
         values.setdefault(r["eval_set"], {})[r["metric"]] = r["value"]

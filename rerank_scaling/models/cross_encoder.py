@@ -325,14 +325,14 @@ class CrossEncoder(torch.nn.Module):
         return 6.0 * self.parameter_counts()[0] * tokens
 
     def save(self, folder: Path) -> None:
-        """``backbone/`` (Hugging Face format, tokenizer included), ``head.pt`` for mean pooling,
+        """The backbone (Hugging Face format, tokenizer included) at the top of ``folder`` in a layout
+        sentence-transformers' ``CrossEncoder`` loads as trained (:mod:`~rerank_scaling.models.export`),
         ``family.json`` with the settings :meth:`CrossEncoderFamily.load` needs."""
+        from rerank_scaling.models.export import cross_encoder_layout, save_hf
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(folder / "backbone")
-        self.pairs.tokenizer.save_pretrained(folder / "backbone")
-        if self.head is not None:
-            torch.save(self.head.state_dict(), folder / "head.pt")
+        save_hf(folder, self.backbone, self.pairs.tokenizer, self.pairs.max_length)
+        cross_encoder_layout(folder, self.pooling, self.head, self.pairs.max_length)
         (folder / "family.json").write_text(json.dumps({
             "family": CrossEncoderFamily.name, "pooling": self.pooling, "max_length": self.pairs.max_length,
             "max_query_length": self.pairs.max_query_length}, indent=2) + "\n")
@@ -432,9 +432,15 @@ class CrossEncoderFamily:
             raise ValueError(f"{folder}: not a {self.name} (family.json says {info.get('family')!r})")
         pooling = info["pooling"]
         auto = AutoModel if pooling == "mean" else AutoModelForSequenceClassification
-        backbone = auto.from_pretrained(folder / "backbone")
-        model = CrossEncoder(backbone, AutoTokenizer.from_pretrained(folder / "backbone"), info["max_length"],
+        old = (folder / "backbone").is_dir()  # the layout before sentence-transformers': backbone/, head.pt
+        weights = folder / "backbone" if old else folder
+        backbone = auto.from_pretrained(weights)
+        model = CrossEncoder(backbone, AutoTokenizer.from_pretrained(weights), info["max_length"],
                              info["max_query_length"], pooling=pooling)
-        if model.head is not None:
+        if model.head is not None and old:
             model.head.load_state_dict(torch.load(folder / "head.pt", map_location="cpu", weights_only=True))
+        elif model.head is not None:
+            from rerank_scaling.models.export import read_dense
+
+            read_dense(folder / "2_Dense", model.head)
         return model

@@ -178,11 +178,13 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
-                                                     config.eval_batch_size, depth=config.candidates_k)
+                                                     config.eval_batch_size, depth=config.candidates_k,
+                                                     chunk=config.eval_chunk_docs, dtype=config.embedding_dtype)
         if distils_query_tower(config.objective):  # retained quality; latency at the last step
             if not reference:
                 reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
-                                                   config.candidates_k, config.latency_queries))
+                                                   config.candidates_k, config.latency_queries,
+                                                   config.eval_chunk_docs, config.embedding_dtype))
             new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
                                   config.latency_queries if step == config.steps else None)
         rows.extend(new)

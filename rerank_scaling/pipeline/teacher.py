@@ -139,10 +139,11 @@ def teacher_query_embeddings(student, tset: TrainingSet, batch_size: int = 64) -
 def warm_query_teacher(config, tset: TrainingSet, corpora: list[dict[str, str]]) -> None:
     """Fill a query-distill config's teacher caches (its training queries' targets and each corpus's
     document index) before a grid's cells start, so cells running in parallel do not each encode them."""
-    from rerank_scaling.evaluation.retrieval import encode_corpus
+    from rerank_scaling.evaluation.retrieval import corpus_chunks
     from rerank_scaling.models import get_family
 
     student = get_family(config.family).build(config)
     teacher_query_embeddings(student, tset, config.eval_batch_size)
-    for docs in corpora:
-        encode_corpus(student, docs, config.eval_batch_size)  # the texts in the order evaluation encodes them
+    for docs in corpora:  # the chunks evaluation encodes (the cache is keyed by their texts)
+        for _, texts in corpus_chunks(docs, config.eval_chunk_docs):
+            student.encode(texts, "doc", config.eval_batch_size)
