@@ -1,4 +1,4 @@
-"""`rerank-scaling grid run|status|collect`."""
+"""`rerank-scaling grid prepare|run|status|collect`."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ EXECUTORS: tuple[str, ...] = get_args(Executor)
 def register(sub) -> None:
     grid = sub.add_parser("grid", help="run, inspect and collect a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="GRID_COMMAND")
+    p = gsub.add_parser("prepare", help="build the caches every cell reads (collections, BM25 index and "
+                                       "candidates, teacher caches), as its own job")
+    p.add_argument("experiment", type=Path)
+    p.set_defaults(func=prepare_command)
     p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
     p.add_argument("experiment", type=Path)
     p.add_argument("--out", type=Path, help="study folder (default: runs/<study name>)")
@@ -60,9 +64,9 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     ``retry_failed``); returns the study folder."""
     from rich.console import Console
 
-    from rerank_scaling.grid.checks import check_data
     from rerank_scaling.grid.executors import run_local, run_submitit
     from rerank_scaling.grid.live import GridProgress
+    from rerank_scaling.grid.prepare import prepare_study
 
     console = console or Console(stderr=True)
     experiment = load_experiment(experiment_path)
@@ -71,8 +75,8 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     out = output_folder(Path(out or Path("runs") / experiment.name))
     study = StudyFolder(out)
     todo = [c for c in experiment.cells if _needs_run(study.cell(c.run_id), retry_failed)]
-    with console.status("checking data and warming caches"):
-        check_data(experiment, todo)
+    with console.status("preparing: collections, BM25 index and candidates, teacher caches"):
+        prepare_study(experiment, todo)
     if study.experiment.exists() and study.experiment.read_text() != experiment.path.read_text():
         raise UserError(f"{out} holds a study made from a different experiment file; use another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -109,6 +113,20 @@ def run_command(args) -> int:
 
     out = run_grid(args.experiment, args.out, args.workers, args.executor, retry_failed=args.retry_failed)
     collect(out)
+    return 0
+
+
+def prepare_command(args) -> int:
+    from rich.console import Console
+
+    from rerank_scaling.grid.prepare import prepare_study
+
+    console = Console(stderr=True)
+    experiment = load_experiment(args.experiment)
+    with console.status("preparing: collections, BM25 index and candidates, teacher caches"):
+        summary = prepare_study(experiment)
+    print(f"{args.experiment}: prepared {summary['training_sets']} training sets, {summary['teachers']} teacher "
+          f"caches for {summary['cells']} cells in {summary['seconds']:.0f}s")
     return 0
 
 

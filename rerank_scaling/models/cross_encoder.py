@@ -43,8 +43,20 @@ from rerank_scaling.models.backbone import load_backbone, parameter_counts
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
 
 
+SCORE_BLOCK = 1 << 16  # pairs encoded at a time by CrossEncoder.score (each block sorted by length)
+
+
 class PairTokenizer:
-    """Caching (query, doc) pair encoder with dynamic padding."""
+    """Caching (query, doc) pair encoder with dynamic padding.
+
+    The cache holds each distinct text's ids (int32) and at most ``max_cached_tokens`` of them: beyond
+    it the oldest texts are dropped (tokenised again if they come back), so a corpus of millions of
+    passages never sits in memory as Python lists (~41 bytes a token) -- ~4 bytes a token plus the key,
+    up to the cap (about 70 MB of ids by default).
+    """
+
+    #: the most token ids the cache keeps (oldest texts dropped first)
+    max_cached_tokens = 1 << 24
 
     def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64):
         self.tokenizer = tokenizer
@@ -53,7 +65,8 @@ class PairTokenizer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prefix, self._middle, self._suffix, self._types = self._probe_template(tokenizer)
         self.n_special = len(self._prefix) + len(self._middle) + len(self._suffix)
-        self._cache: dict[tuple[bool, str], list[int]] = {}
+        self._cache: dict[tuple[bool, str], np.ndarray] = {}
+        self._cached_tokens = 0
 
     @staticmethod
     def _probe_template(tokenizer):
@@ -71,20 +84,32 @@ class PairTokenizer:
 
     def ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
         """Token ids of each text without special tokens, cut to the query or document limit (cached)."""
+        fresh = self._tokenize(texts, is_query)
+        out = [(fresh[(is_query, t)] if (is_query, t) in fresh else self._cache[(is_query, t)]).tolist()
+               for t in texts]
+        self._remember(fresh)
+        return out
+
+    def _tokenize(self, texts: Sequence[str], is_query: bool) -> dict[tuple[bool, str], np.ndarray]:
+        """The ids of the texts not in the cache, in one batched call."""
         limit = self.max_query_length if is_query else self.max_length
         missing = list(dict.fromkeys(t for t in texts if (is_query, t) not in self._cache))
-        if missing:
-            encoded = self.tokenizer(
-                missing, add_special_tokens=False, truncation=True, max_length=limit
-            )["input_ids"]
-            for text, ids in zip(missing, encoded):
-                self._cache[(is_query, text)] = list(ids)
-        return [self._cache[(is_query, t)] for t in texts]
+        if not missing:
+            return {}
+        encoded = self.tokenizer(missing, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+        return {(is_query, text): np.asarray(ids, dtype=np.int32) for text, ids in zip(missing, encoded)}
+
+    def _remember(self, fresh: dict[tuple[bool, str], np.ndarray]) -> None:
+        for key, ids in fresh.items():
+            self._cache[key] = ids
+            self._cached_tokens += len(ids)
+        while self._cached_tokens > self.max_cached_tokens and self._cache:  # drop the oldest texts
+            self._cached_tokens -= len(self._cache.pop(next(iter(self._cache))))
 
     def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
-        """Tokenise many texts in one batched call (much faster than one by one)."""
-        self.ids(queries, True)
-        self.ids(docs, False)
+        """Tokenise many texts in one batched call (much faster than one by one), up to the cache's cap."""
+        self._remember(self._tokenize(queries, True))
+        self._remember(self._tokenize(docs, False))
 
     def encode(self, queries: Sequence[str], docs: Sequence[str]) -> list[tuple[list[int], int]]:
         """Pair ids and the length of the first segment, one per (query, doc)."""
@@ -381,24 +406,26 @@ class CrossEncoder(torch.nn.Module):
         batch_size: int = 64,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Score pairs, longest first in length buckets; returns float32 scores in input order."""
+        """Score pairs, longest first in length buckets; returns float32 scores in input order. Pairs are
+        encoded ``SCORE_BLOCK`` at a time (each block bucketed by length), so memory stays bounded."""
         if len(queries) != len(docs):
             raise ValueError("queries and docs differ in length")
         if not queries:
             return np.zeros(0, dtype=np.float32)
         was_training = self.training
         self.eval()
-        encoded = self.pairs.encode(queries, docs)
-        order = np.argsort([-len(ids) for ids, _ in encoded], kind="stable")
         device = next(self.parameters()).device
-        scores = np.empty(len(encoded), dtype=np.float32)
+        scores = np.empty(len(queries), dtype=np.float32)
         with self._runner.frozen() if self._runner is not None else nullcontext():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
-                scores[idx] = self._logits(batch).float().cpu().numpy()
-                if on_batch:
-                    on_batch(len(idx))
+            for first in range(0, len(queries), SCORE_BLOCK):
+                encoded = self.pairs.encode(queries[first:first + SCORE_BLOCK], docs[first:first + SCORE_BLOCK])
+                order = np.argsort([-len(ids) for ids, _ in encoded], kind="stable")
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
+                    scores[first + idx] = self._logits(batch).float().cpu().numpy()
+                    if on_batch:
+                        on_batch(len(idx))
         self.train(was_training)
         return scores
 

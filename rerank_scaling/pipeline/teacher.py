@@ -47,15 +47,16 @@ from rerank_scaling.models.family import check_hub_source, saved_family, saved_m
 log = logging.getLogger(__name__)
 
 
-def load_teacher(source: str):
-    """The teacher model (in eval mode) behind ``source`` (the module docstring)."""
+def load_teacher(source: str, label: str = "teacher"):
+    """The model (in eval mode) behind ``source`` (the module docstring): a saved model of any family, or a
+    Hugging Face cross-encoder; ``label`` names it in errors."""
     from rerank_scaling.models import get_family
 
     folder = saved_model_folder(source)
     if folder is not None:
         model = get_family(saved_family(folder)).load(folder)
     else:
-        check_hub_source(source)
+        check_hub_source(source, label)
         from rerank_scaling.models.cross_encoder import load_cross_encoder
         from rerank_scaling.models.ladder import ModelSpec
 
