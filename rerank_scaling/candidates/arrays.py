@@ -35,9 +35,10 @@ class CandidateLists(Mapping):
 
     @classmethod
     def open(cls, folder: Path, doc_ids: Sequence[str]) -> "CandidateLists":
+        from rerank_scaling.data.store import mapped
+
         folder = Path(folder)
-        return cls(np.load(folder / "qids.npy", mmap_mode="r"), np.load(folder / "rows.npy", mmap_mode="r"),
-                   np.load(folder / "scores.npy", mmap_mode="r"), doc_ids)
+        return cls(mapped(folder / "qids.npy"), mapped(folder / "rows.npy"), mapped(folder / "scores.npy"), doc_ids)
 
     def save(self, folder: Path, meta: dict | None = None) -> None:
         """Write the arrays into ``folder`` (a temporary folder renamed; another process's identical
@@ -86,9 +87,11 @@ class CandidateLists(Mapping):
         i = self.position(qid)
         if i < 0:
             raise KeyError(qid)
-        rows, scores = np.asarray(self.rows[i]), np.asarray(self.scores[i])
+        rows, scores = self.rows[i], self.scores[i]
         n = int((rows >= 0).sum())
-        return [(self.doc_ids[int(r)], float(s)) for r, s in zip(rows[:n], scores[:n])]
+        take = getattr(self.doc_ids, "take", None)
+        ids = take(rows[:n]) if take is not None else [self.doc_ids[r] for r in rows[:n].tolist()]
+        return list(zip(ids, scores[:n].tolist()))
 
     def __contains__(self, qid) -> bool:
         return self.position(qid) >= 0

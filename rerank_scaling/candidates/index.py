@@ -66,9 +66,11 @@ class BM25Index:
     def __init__(self, folder: Path | str):
         self.folder = Path(folder)
         self.meta = json.loads((self.folder / "index.json").read_text())
-        self.data = np.load(self.folder / "data.npy", mmap_mode="r")
-        self.indices = np.load(self.folder / "indices.npy", mmap_mode="r")
-        self.indptr = np.load(self.folder / "indptr.npy", mmap_mode="r")
+        from rerank_scaling.data.store import mapped
+
+        self.data = mapped(self.folder / "data.npy")
+        self.indices = mapped(self.folder / "indices.npy")
+        self.indptr = mapped(self.folder / "indptr.npy")
         path = self.folder / "nonoccurrence.npy"
         self.nonoccurrence = np.load(path) if path.is_file() else None
         self._tokenizer = None

@@ -43,6 +43,11 @@ STORE_FORMAT = 1
 COLLECTION_FORMAT = 1
 
 
+def mapped(path: Path) -> np.ndarray:
+    """A saved array memory-mapped read-only, as a plain ndarray view (fast to index)."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
 class IdList(Sequence):
     """The ids of a store (or of a view of it) in sorted order, read from the mapped array."""
 
@@ -57,6 +62,11 @@ class IdList(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         row = i if self._rows is None else self._rows[i]
         return self._ids[row].decode("utf-8")
+
+    def take(self, positions) -> list[str]:
+        """The ids at ``positions`` (an int array), decoded in one call."""
+        rows = positions if self._rows is None else self._rows[positions]
+        return [b.decode("utf-8") for b in self._ids[rows].tolist()]
 
     def __iter__(self) -> Iterator[str]:
         rows = range(len(self._ids)) if self._rows is None else self._rows
@@ -74,10 +84,12 @@ class TextStore(Mapping):
     def __init__(self, folder: Path | str, decode: Callable[[str], Any] | None = None,
                  rows: np.ndarray | None = None):
         self.folder = Path(folder)
-        self._ids = np.load(self.folder / "ids.npy", mmap_mode="r")
-        self._spans = np.load(self.folder / "spans.npy", mmap_mode="r")
+        # plain ndarray views of the mapped files (np.memmap's own indexing is slow per element)
+        self._ids = mapped(self.folder / "ids.npy")
+        self._spans = mapped(self.folder / "spans.npy")
         size = (self.folder / "texts.bin").stat().st_size
-        self._texts = np.memmap(self.folder / "texts.bin", dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        self._texts = (np.asarray(np.memmap(self.folder / "texts.bin", dtype=np.uint8, mode="r")) if size
+                       else np.zeros(0, np.uint8))
         self._decode = decode
         self._rows = rows
         self.meta = json.loads((self.folder / "store.json").read_text())
