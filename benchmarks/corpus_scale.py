@@ -363,6 +363,122 @@ def lean_cell(corpus: Path, cache: Path, train: int) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- #
+# candidate search: the alternatives side by side
+# --------------------------------------------------------------------------- #
+def _reference_topk(scores, k):
+    """The tie rule on one query's dense scores: positive scores, descending, then row ascending."""
+    import numpy as np
+
+    pos = np.flatnonzero(scores > 0)
+    if pos.size > k:
+        kth = np.partition(scores[pos], pos.size - k)[pos.size - k]
+        pos = pos[scores[pos] >= kth]
+    order = np.lexsort((pos, -scores[pos]))
+    return pos[order][:k]
+
+
+def alternatives(corpus: Path, cache: Path, n_queries: int, k: int = K) -> list[dict]:
+    """BM25 top-k of ``n_queries`` training queries over ``corpus`` by five methods (docs numbered in sorted
+    id order everywhere), each timed, and whether its lists equal the per-query loop's."""
+    import bm25s
+    import numpy as np
+    import scipy.sparse as sp
+
+    from rerank_scaling.candidates.bm25 import BM25Settings, bm25_index
+    from rerank_scaling.data.store import stored_collection
+
+    coll = stored_collection(f"beir-folder:{corpus}#train", cache_dir=cache)
+    ids = coll.docs.ids
+    texts = [coll.docs.text(i) for i in range(len(ids))]
+    qids = sorted(coll.queries)[:n_queries]
+    queries = [coll.queries[q] for q in qids]
+    st = Stages()
+    tok = _lean_tokenizer()
+    corpus_ids = tok.tokenize(texts, update_vocab=True, return_as="ids", show_progress=False)
+    retriever = bm25s.BM25(k1=0.9, b=0.4, method="lucene", backend="numba")
+    retriever.index((corpus_ids, tok.get_vocab_dict()), show_progress=False)
+    del corpus_ids, texts
+    empty = tok.get_vocab_dict().get("")
+    q_tokens = [[t for t in q if t != empty] for q in
+                tok.tokenize(queries, update_vocab=False, return_as="ids", show_progress=False)]
+
+    def per_query(tokens):
+        out = []
+        for q in tokens:
+            out.append(_reference_topk(retriever.get_scores_from_ids(q), k).tolist() if q else [])
+        return out
+    reference = st.run("per-query loop, 1 process", per_query, q_tokens)
+
+    def processes():
+        from multiprocessing import get_context
+
+        global _FORKED
+        _FORKED = per_query  # inherited by the forked workers (the index shared copy-on-write)
+        halves = [q_tokens[: len(q_tokens) // 2], q_tokens[len(q_tokens) // 2:]]
+        with get_context("fork").Pool(2) as pool:
+            parts = pool.map(_forked, halves)
+        return parts[0] + parts[1]
+    got = {"per-query loop, 2 processes": st.run("per-query loop, 2 processes", processes)}
+
+    retriever.retrieve([q_tokens[0] or [empty]], k=k + 1, n_threads=2, show_progress=False,
+                       backend_selection="numba")  # compile the JIT before timing
+
+    def bm25s_numba():
+        res = retriever.retrieve([q if q else [empty] for q in q_tokens], k=k + 1, n_threads=2, show_progress=False,
+                                 backend_selection="numba")
+        docs, scores = np.asarray(res.documents), np.asarray(res.scores)
+        out = []
+        for i, q in enumerate(q_tokens):
+            if not q:
+                out.append([])
+                continue
+            if scores[i, k] == scores[i, k - 1] and scores[i, k] > 0:  # a tie at the cut-off: score exactly
+                out.append(_reference_topk(retriever.get_scores_from_ids(q), k).tolist())
+                continue
+            keep = scores[i, :k] > 0
+            pairs = sorted(zip(-scores[i, :k][keep], docs[i, :k][keep]))
+            out.append([int(d) for _, d in pairs])
+        return out
+    got["bm25s numba backend (2 threads)"] = st.run("bm25s numba backend (2 threads)", bm25s_numba)
+
+    def sparse_matrix():
+        w = sp.csc_matrix((retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]),
+                          shape=(retriever.scores["num_docs"], len(retriever.scores["indptr"]) - 1))
+        wt = w.T.tocsr()  # terms x docs
+        out = []
+        for start in range(0, len(q_tokens), 256):
+            block = q_tokens[start:start + 256]
+            rows = np.repeat(np.arange(len(block)), [len(q) for q in block])
+            cols = np.fromiter((t for q in block for t in q), dtype=np.int64)
+            qm = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(block), wt.shape[0]))
+            scores = (qm @ wt).tocsr()
+            for i in range(len(block)):
+                d = scores.indices[scores.indptr[i]:scores.indptr[i + 1]]
+                v = scores.data[scores.indptr[i]:scores.indptr[i + 1]]
+                order = np.lexsort((d, -v))
+                keep = order[v[order] > 0][:k]
+                out.append(d[keep].tolist())
+        return out
+    got["sparse matrix product (scipy)"] = st.run("sparse matrix product (scipy)", sparse_matrix)
+    del retriever
+
+    index = st.run("saved index: build", bm25_index, coll, BM25Settings(), cache)
+    rows, _ = st.run("saved index: search (2 threads)", index.search, queries, k, 2)
+    got["saved index: search (2 threads)"] = [r[r >= 0].tolist() for r in rows]
+    for row in st.rows:
+        name = row["stage"]
+        row["identical"] = (got[name] == reference) if name in got else None
+    return st.rows
+
+
+_FORKED = None
+
+
+def _forked(tokens):
+    return _FORKED(tokens)
+
+
+# --------------------------------------------------------------------------- #
 # driver
 # --------------------------------------------------------------------------- #
 WORKERS = {("lean", "prepare"): lean_prepare, ("lean", "cell"): lean_cell,
@@ -501,6 +617,9 @@ def main(argv=None) -> None:
     ap.add_argument("--before", help="another checkout of the toolkit to measure beside this one")
     ap.add_argument("--paths", default="lean,toolkit", help="which paths to run (lean, toolkit, before)")
     ap.add_argument("--only", choices=("big", "small", "more"), help="run one configuration only")
+    ap.add_argument("--alternatives", type=int, metavar="QUERIES",
+                    help="instead: time the ways to compute BM25 candidates for QUERIES training queries of the "
+                         "big corpus, and check each gives the per-query loop's lists")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--process", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -523,6 +642,16 @@ def main(argv=None) -> None:
         paths[p] = None if p != "before" else str(Path(args.before).resolve())
     if args.before and "before" not in paths:
         paths["before"] = str(Path(args.before).resolve())
+    if args.alternatives:
+        rows = alternatives(big, root / "cache" / "alternatives", args.alternatives)
+        (root / "alternatives.json").write_text(json.dumps(rows, indent=1))
+        print(f"BM25 top-{K} of {args.alternatives:,} queries over {big.name} (2 cores):\n")
+        print("| method | s | ms/query | peak MB | identical to the per-query loop |\n|---|---|---|---|---|")
+        for r in rows:
+            per = f"{1000 * r['seconds'] / args.alternatives:.2f}" if "build" not in r["stage"] else "—"
+            same = {None: "(reference)" if "1 process" in r["stage"] else "—", True: "yes", False: "NO"}[r["identical"]]
+            print(f"| {r['stage']} | {r['seconds']:.1f} | {per} | {r['peak_mb']:,} | {same} |")
+        return
     results_path = root / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     runs = {"big": (big, args.train), "small": (small, args.train), "more": (big, args.more_train)}
