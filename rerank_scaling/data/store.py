@@ -253,7 +253,7 @@ def open_collection(folder: Path) -> Collection:
                       source=meta["source"], info=meta["info"])
 
 
-def _atomic_folder(folder: Path, fill: Callable[[Path], None]) -> None:
+def atomic_folder(folder: Path, fill: Callable[[Path], None]) -> None:
     """Fill a temporary folder beside ``folder``, then rename it to ``folder``; when another process
     got there first, keep theirs (the same content)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def write_collection(folder: Path, collection: Collection) -> None:
             meta = json.loads((tmp / "docs" / "store.json").read_text())
             (tmp / "docs" / "store.json").write_text(json.dumps({**meta, "fingerprint": fp}))
             write_store(tmp / "titles", ((d, collection.titles.get(d, "")) for d in docs))
-        _atomic_folder(texts, fill_texts)
+        atomic_folder(texts, fill_texts)
 
     def fill(tmp: Path) -> None:
         write_store(tmp / "queries", collection.queries.items())
@@ -292,7 +292,7 @@ def write_collection(folder: Path, collection: Collection) -> None:
         meta = {"format": COLLECTION_FORMAT, "name": collection.name, "source": collection.source,
                 "info": collection.info, "docs": fp[:24]}
         (tmp / "collection.json").write_text(json.dumps(meta, indent=1))
-    _atomic_folder(folder, fill)
+    atomic_folder(folder, fill)
 
 
 def stored_collection(spec: str, *, data_root: Path | None = None, cache_dir: Path | None = None,
