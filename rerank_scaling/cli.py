@@ -18,6 +18,7 @@ from rerank_scaling.values import flag_error, help_text
 # module path of every sub-command owner, in the order shown by --help
 COMMAND_MODULES = (
     "rerank_scaling.pipeline.cli",
+    "rerank_scaling.pipeline.rerank",
     "rerank_scaling.grid.cli",
     "rerank_scaling.scaling.cli",
     "rerank_scaling.report.cli",

@@ -32,6 +32,7 @@ Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
 MemoryCheck = Literal["error", "warn", "off"]
+EmbeddingDtype = Literal["float32", "float16"]  # evaluation.retrieval.DTYPES
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -180,8 +181,9 @@ class RunConfig:
                              doc="training logs a user can watch: csv, tensorboard, wandb (extras) or none")
     wandb_project: str = setting("rerank-scaling", section="train",
                                  doc="logger = wandb: the W&B project (each cell is one W&B run, resumed on restart)")
-    save_model: bool = setting(False, section="train",
-                               doc="write the final model to model/ in the run folder (its family's load reads it)")
+    save_model: bool = setting(True, section="train",
+                               doc="write the final model to model/ in the run folder, in a layout "
+                                   "sentence-transformers loads (and the family's load); false: keep no weights")
     # evaluation
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
@@ -192,6 +194,13 @@ class RunConfig:
                                                "a contrastive entropy (ce@M, ce-corpus@M)", example="ce@x")),
                                            doc="more contrastive entropies, e.g. ce@31, ce-corpus@256 (comma-separated)")
     eval_batch_size: int = setting(64, section="train", min=1)
+    eval_chunk_docs: int = setting(65536, section="train", min=1,
+                                   doc="retrievers: documents encoded and searched at a time (running top-k; "
+                                       "memory holds one chunk's embeddings, not the corpus's)")
+    embedding_dtype: EmbeddingDtype = setting("float32", section="train",
+                                              label="embedding_dtype",
+                                              doc="retrievers: float16 halves the corpus chunk's embeddings and "
+                                                  "the queries' for the search's dot products (GPUs)")
     threads: int | None = setting(None, section="hardware", key="threads_per_worker", min=1)
     devices: int = setting(1, section="hardware", min=1, doc="devices (processes) one cell trains on, per node")
     nodes: int = setting(1, section="hardware", min=1,
@@ -396,7 +405,7 @@ class RunConfig:
 EXECUTION = frozenset({
     "threads", "devices", "nodes", "strategy", "malloc_pin", "process_group_timeout_min", "checkpoint_every_min",
     "memory_check", "grad_accumulation", "gradient_checkpointing", "chunk_size", "eval_batch_size", "logger",
-    "wandb_project", "cache_dir",
+    "wandb_project", "cache_dir", "eval_chunk_docs",
 })
 
 

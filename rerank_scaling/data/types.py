@@ -12,6 +12,7 @@ Conventions (stated once, used everywhere):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 # qid -> ranked list of (doc_id, score), best first
@@ -20,13 +21,17 @@ Ranking = dict[str, list[tuple[str, float]]]
 
 @dataclass
 class Collection:
-    """A test collection: documents, judged queries and graded qrels."""
+    """A test collection: documents, judged queries and graded qrels.
+
+    The mappings are dicts, or memory-mapped stores (:mod:`rerank_scaling.data.store`) for a
+    collection read through the study's cache: read them as mappings, never change them.
+    """
 
     name: str  # short name, e.g. "cranfield", "cisi"
-    docs: dict[str, str]  # doc_id -> model text (title + text)
-    titles: dict[str, str]  # doc_id -> title ("" when the collection has none)
-    queries: dict[str, str]  # qid -> text; only queries with >= 1 judgment
-    qrels: dict[str, dict[str, int]]  # qid -> doc_id -> raw grade
+    docs: Mapping[str, str]  # doc_id -> model text (title + text)
+    titles: Mapping[str, str]  # doc_id -> title ("" when the collection has none)
+    queries: Mapping[str, str]  # qid -> text; only queries with >= 1 judgment
+    qrels: Mapping[str, dict[str, int]]  # qid -> doc_id -> raw grade
     source: str = ""  # where it was loaded from (ir_datasets id or folder)
     info: dict = field(default_factory=dict)  # e.g. dropped-query counts
 
@@ -41,11 +46,25 @@ class Collection:
             name=name or self.name,
             docs=self.docs,
             titles=self.titles,
-            queries={q: self.queries[q] for q in keep},
-            qrels={q: self.qrels[q] for q in keep if q in self.qrels},
+            queries=_restrict(self.queries, keep),
+            qrels=_restrict(self.qrels, [q for q in keep if q in self.qrels]),
             source=self.source,
             info=dict(self.info),
         )
+
+
+def _restrict(mapping: Mapping, keys: list[str]) -> Mapping:
+    """``{k: mapping[k] for k in keys}``; a view (no copy) of a store."""
+    if hasattr(mapping, "restrict"):
+        return mapping.restrict(keys)
+    return {k: mapping[k] for k in keys}
+
+
+def sorted_ids(mapping: Mapping) -> Sequence[str]:
+    """The keys of ``mapping`` in sorted order: the order documents are numbered in everywhere (BM25's
+    index, candidate arrays, corpus encodings); a store's own (memory-mapped) ids, else ``sorted``."""
+    ids = getattr(mapping, "ids", None)
+    return ids if ids is not None else sorted(mapping)
 
 
 def rank(scores: dict[str, float]) -> list[tuple[str, float]]:

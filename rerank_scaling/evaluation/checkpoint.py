@@ -11,7 +11,7 @@ from __future__ import annotations
 from rerank_scaling.data.types import Ranking
 from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.evaluation.rerank import EvalSet, rerank_per_query, score_pairs
-from rerank_scaling.evaluation.retrieval import encode_corpus, retrieve_per_query
+from rerank_scaling.evaluation.retrieval import CHUNK_DOCS, retrieve_sets
 
 
 def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float]]) -> list[dict]:
@@ -21,21 +21,27 @@ def per_query_rows(run: str, eval_set: str, per_query: dict[str, dict[str, float
 
 
 def evaluate_checkpoint(model, evalsets: list[EvalSet], metrics: tuple[str, ...], row: dict,
-                        batch_size: int = 64, depth: int = 100) -> tuple[list[dict], dict[str, Ranking], list[dict]]:
+                        batch_size: int = 64, depth: int = 100, chunk: int = CHUNK_DOCS,
+                        dtype: str = "float32") -> tuple[list[dict], dict[str, Ranking], list[dict]]:
     """Rows ``{**row, eval_set, in_domain, metric, value}`` for every set and metric (contrastive
     entropy included), each set's reranked lists, and the per-query values behind the rows
-    (:func:`per_query_rows`); a retriever's lists are its top ``depth`` of the corpus. ``row``
-    holds the run's columns at this checkpoint (run, model, params, step, tokens_seen, ...)."""
+    (:func:`per_query_rows`); a retriever's lists are its top ``depth`` of the corpus, searched
+    ``chunk`` documents at a time (embeddings in ``dtype``), once for all the sets over one corpus.
+    ``row`` holds the run's columns at this checkpoint (run, model, params, step, tokens_seen, ...)."""
     rows: list[dict] = []
     rankings: dict[str, Ranking] = {}
     queries: list[dict] = []
-    corpora = {}  # id of a corpus's docs -> its encoding by this checkpoint
+    retrieved = {}  # eval set -> (ranking, per-query values): a retriever searches each corpus once
+    if getattr(model, "stage", "rerank") == "retrieval":
+        by_corpus: dict[int, list[EvalSet]] = {}
+        for es in evalsets:
+            by_corpus.setdefault(id(es.collection.docs), []).append(es)
+        for sets in by_corpus.values():
+            for es, result in zip(sets, retrieve_sets(model, sets, metrics, depth, batch_size, chunk, dtype)):
+                retrieved[es.name] = result
     for es in evalsets:
-        if getattr(model, "stage", "rerank") == "retrieval":
-            key = id(es.collection.docs)
-            if key not in corpora:
-                corpora[key] = encode_corpus(model, es.collection.docs, batch_size)
-            rankings[es.name], per_query = retrieve_per_query(model, es, metrics, corpora[key], depth, batch_size)
+        if es.name in retrieved:
+            rankings[es.name], per_query = retrieved[es.name]
         else:
             scores = score_pairs(lambda q, d: model.score(q, d, batch_size=batch_size), es)
             rankings[es.name], per_query = rerank_per_query(scores, es, metrics)

@@ -84,13 +84,16 @@ def query_latency_ms(encoder, texts: Sequence[str], warmup: int = WARMUP) -> flo
 
 
 def teacher_reference(student, evalsets: list[EvalSet], metrics: tuple[str, ...], batch_size: int, depth: int,
-                      latency_queries: int) -> dict:
+                      latency_queries: int, chunk: int | None = None, dtype: str = "float32") -> dict:
     """The teacher measured as its students are: ``values`` (eval set -> metric -> value) over the same
-    cached index, ``query_ms`` on the same device, its query tower's parameters."""
+    cached index (searched in the same chunks), ``query_ms`` on the same device, its query tower's parameters."""
     from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint
 
+    from rerank_scaling.evaluation.retrieval import CHUNK_DOCS
+
     retriever = student.teacher_retriever()
-    rows, _, _ = evaluate_checkpoint(retriever, evalsets, metrics, {}, batch_size, depth=depth)
+    rows, _, _ = evaluate_checkpoint(retriever, evalsets, metrics, {}, batch_size, depth=depth,
+                                     chunk=chunk or CHUNK_DOCS, dtype=dtype)
     values: dict[str, dict[str, float]] = {}
     for r in rows:
         values.setdefault(r["eval_set"], {})[r["metric"]] = r["value"]

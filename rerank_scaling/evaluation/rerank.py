@@ -68,13 +68,20 @@ def rerank_per_query(
     for qid, docs in evalset.candidates.items():
         if not docs:
             continue
-        head = rank({doc: scores[qid][doc] for doc, _ in docs})
-        floor, gap = head[-1][1], max(1.0, abs(head[-1][1]) * 1e-6)  # strictly below the head, in order
-        tail = [(doc, floor - i * gap) for i, (doc, _) in enumerate(evalset.tail.get(qid, ()), 1)]
-        ranking[qid] = head + tail
+        ranking[qid] = head_and_tail({doc: scores[qid][doc] for doc, _ in docs}, evalset.tail.get(qid, ()))
     per_query = evaluate_per_query(ranking, evalset.collection.qrels, metrics, evalset.relevance_level)
     per_query.update(contrastive_per_query(scores, evalset))
     return ranking, per_query
+
+
+def head_and_tail(head_scores: dict[str, float], tail) -> list[tuple[str, float]]:
+    """A reranked list: the head by the model's scores (:func:`~rerank_scaling.data.types.rank`), then the
+    first stage's tail in its order, with scores strictly below the head's (the module's convention)."""
+    head = rank(head_scores)
+    if not head:
+        return []
+    floor, gap = head[-1][1], max(1.0, abs(head[-1][1]) * 1e-6)
+    return head + [(doc, floor - i * gap) for i, (doc, _) in enumerate(tail, 1)]
 
 
 def contrastive_per_query(scores: dict[str, dict[str, float]], evalset: EvalSet) -> dict[str, dict[str, float]]:

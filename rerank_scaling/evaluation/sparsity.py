@@ -30,14 +30,34 @@ METRICS = (
 SPARSITY_METRICS = tuple(m.name for m in METRICS)
 
 
+class SparsityStats:
+    """The corpus side of the statistics, accumulated over chunks of document vectors (``add``)."""
+
+    def __init__(self):
+        self.docs = 0
+        self.active = 0
+        self.df: np.ndarray | None = None  # documents in which each term is active
+
+    def add(self, docs) -> None:
+        d = docs.tocsr()
+        self.docs += d.shape[0]
+        self.active += int(d.indptr[-1])
+        counts = np.bincount(d.indices, minlength=d.shape[1])
+        self.df = counts if self.df is None else self.df + counts
+
+    def per_query(self, qids: list[str], queries) -> dict[str, dict[str, float]]:
+        """``metric -> qid -> value`` for :data:`SPARSITY_METRICS` (module docstring)."""
+        q = queries.tocsr()
+        active_d = self.active / self.docs if self.docs else 0.0
+        share = (self.df if self.df is not None else np.zeros(q.shape[1])) / max(self.docs, 1)
+        flops = [float(share[q.indices[q.indptr[i]:q.indptr[i + 1]]].sum()) for i in range(q.shape[0])]
+        return {"active-q": {qid: float(n) for qid, n in zip(qids, np.diff(q.indptr))},
+                "active-d": {qid: active_d for qid in qids},
+                "flops": dict(zip(qids, flops))}
+
+
 def sparsity_per_query(qids: list[str], queries, docs) -> dict[str, dict[str, float]]:
-    """``metric -> qid -> value`` for :data:`SPARSITY_METRICS` (module docstring)."""
-    active_q = np.diff(queries.indptr)
-    doc_active = np.diff(docs.tocsr().indptr)
-    active_d = float(doc_active.mean()) if len(doc_active) else 0.0
-    share = np.bincount(docs.tocsr().indices, minlength=docs.shape[1]) / max(docs.shape[0], 1)
-    q = queries.tocsr()
-    flops = [float(share[q.indices[q.indptr[i]:q.indptr[i + 1]]].sum()) for i in range(q.shape[0])]
-    return {"active-q": {qid: float(n) for qid, n in zip(qids, active_q)},
-            "active-d": {qid: active_d for qid in qids},
-            "flops": dict(zip(qids, flops))}
+    """``metric -> qid -> value`` for :data:`SPARSITY_METRICS` (module docstring) over the whole ``docs``."""
+    stats = SparsityStats()
+    stats.add(docs)
+    return stats.per_query(qids, queries)

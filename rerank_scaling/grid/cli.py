@@ -1,4 +1,4 @@
-"""`rerank-scaling grid run|status|collect`.
+"""`rerank-scaling grid prepare|run|status|collect`.
 
 Exit status of ``grid run``: 0 when every cell is done, 1 when some cell failed (named on stderr; ``grid
 status --json`` for scripts), 2 for a bad experiment file or flag.
@@ -31,6 +31,10 @@ EXECUTORS: tuple[str, ...] = get_args(Executor)
 def register(sub) -> None:
     grid = sub.add_parser("grid", help="run, inspect and collect a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="GRID_COMMAND")
+    p = gsub.add_parser("prepare", help="build the caches every cell reads (collections, BM25 index and "
+                                       "candidates, teacher caches), as its own job")
+    p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
+    p.set_defaults(func=prepare_command)
     p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
     p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
     p.add_argument("--out", type=OUTPUT_FOLDER, help="study folder (default: runs/<study name>)")
@@ -112,9 +116,9 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     visible one); ``on_submit(parameters, run_ids)``: told of each SLURM array submitted."""
     from rich.console import Console
 
-    from rerank_scaling.grid.checks import check_data
     from rerank_scaling.grid.executors import local_gpus, run_local, run_submitit
     from rerank_scaling.grid.live import GridProgress
+    from rerank_scaling.grid.prepare import prepare_study
 
     console = console or Console(stderr=True)
     experiment = load_experiment(experiment_path)
@@ -124,8 +128,8 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     study = StudyFolder(out)
     check_study(out, experiment)  # [hardware]/[slurm] edits are fine; anything that changes numbers is not
     todo = [c for c in experiment.cells if _needs_run(study.cell(c.run_id), retry_failed)]
-    with console.status("checking data and warming caches"):
-        check_data(experiment, todo)
+    with console.status("preparing: collections, BM25 index and candidates, teacher caches"):
+        prepare_study(experiment, todo)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(experiment.path, study.experiment)
     cells = [(c, study.cell(c.run_id)) for c in schedule(todo)]
@@ -192,6 +196,20 @@ def run_command(args) -> int:
         print(f"{len(failed)} cell{'s' * (len(failed) != 1)} failed: "
               + "; ".join(f"{s.run} ({s.reason or s.state})" for s in failed), file=sys.stderr)
         return 1
+    return 0
+
+
+def prepare_command(args) -> int:
+    from rich.console import Console
+
+    from rerank_scaling.grid.prepare import prepare_study
+
+    console = Console(stderr=True)
+    experiment = load_experiment(args.experiment)
+    with console.status("preparing: collections, BM25 index and candidates, teacher caches"):
+        summary = prepare_study(experiment)
+    print(f"{args.experiment}: prepared {summary['training_sets']} training sets, {summary['teachers']} teacher "
+          f"caches for {summary['cells']} cells in {summary['seconds']:.0f}s")
     return 0
 
 

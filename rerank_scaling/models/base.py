@@ -40,7 +40,16 @@ from rerank_scaling.models.packed import BertRunner
 
 
 class PairTokenizer:
-    """Caching (query, doc) pair encoder with dynamic padding."""
+    """Caching (query, doc) pair encoder with dynamic padding.
+
+    The cache holds each distinct text's ids (int32) and at most ``max_cached_tokens`` of them: beyond
+    it the oldest texts are dropped (tokenised again if they come back), so a corpus of millions of
+    passages never sits in memory as Python lists (~41 bytes a token) -- ~4 bytes a token plus the key,
+    up to the cap (about 70 MB of ids by default).
+    """
+
+    #: the most token ids the cache keeps (oldest texts dropped first)
+    max_cached_tokens = 1 << 24
 
     def __init__(self, tokenizer, max_length: int = 256, max_query_length: int = 64):
         self.tokenizer = tokenizer
@@ -49,7 +58,8 @@ class PairTokenizer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prefix, self._middle, self._suffix, self._types = self._probe_template(tokenizer)
         self.n_special = len(self._prefix) + len(self._middle) + len(self._suffix)
-        self._cache: dict[tuple[bool, str], list[int]] = {}
+        self._cache: dict[tuple[bool, str], np.ndarray] = {}
+        self._cached_tokens = 0
 
     @staticmethod
     def _probe_template(tokenizer):
@@ -67,20 +77,32 @@ class PairTokenizer:
 
     def ids(self, texts: Sequence[str], is_query: bool) -> list[list[int]]:
         """Token ids of each text without special tokens, cut to the query or document limit (cached)."""
+        fresh = self._tokenize(texts, is_query)
+        out = [(fresh[(is_query, t)] if (is_query, t) in fresh else self._cache[(is_query, t)]).tolist()
+               for t in texts]
+        self._remember(fresh)
+        return out
+
+    def _tokenize(self, texts: Sequence[str], is_query: bool) -> dict[tuple[bool, str], np.ndarray]:
+        """The ids of the texts not in the cache, in one batched call."""
         limit = self.max_query_length if is_query else self.max_length
         missing = list(dict.fromkeys(t for t in texts if (is_query, t) not in self._cache))
-        if missing:
-            encoded = self.tokenizer(
-                missing, add_special_tokens=False, truncation=True, max_length=limit
-            )["input_ids"]
-            for text, ids in zip(missing, encoded):
-                self._cache[(is_query, text)] = list(ids)
-        return [self._cache[(is_query, t)] for t in texts]
+        if not missing:
+            return {}
+        encoded = self.tokenizer(missing, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+        return {(is_query, text): np.asarray(ids, dtype=np.int32) for text, ids in zip(missing, encoded)}
+
+    def _remember(self, fresh: dict[tuple[bool, str], np.ndarray]) -> None:
+        for key, ids in fresh.items():
+            self._cache[key] = ids
+            self._cached_tokens += len(ids)
+        while self._cached_tokens > self.max_cached_tokens and self._cache:  # drop the oldest texts
+            self._cached_tokens -= len(self._cache.pop(next(iter(self._cache))))
 
     def warm(self, queries: Sequence[str] = (), docs: Sequence[str] = ()) -> None:
-        """Tokenise many texts in one batched call (much faster than one by one)."""
-        self.ids(queries, True)
-        self.ids(docs, False)
+        """Tokenise many texts in one batched call (much faster than one by one), up to the cache's cap."""
+        self._remember(self._tokenize(queries, True))
+        self._remember(self._tokenize(docs, False))
 
     def encode(self, queries: Sequence[str], docs: Sequence[str]) -> list[tuple[list[int], int]]:
         """Pair ids and the length of the first segment, one per (query, doc)."""

@@ -139,20 +139,27 @@ class BiEncoder(InBatchRetriever, torch.nn.Module):
         return 6.0 * parameter_counts(self.towers[0])[0] * tokens
 
     def save(self, folder: Path) -> None:
-        """``query/`` (and ``doc/`` for separate towers) in Hugging Face format with the tokenizer,
-        ``projection-<tower>.pt`` with a projection, ``family.json`` with the settings."""
+        """The towers' encoders (Hugging Face format, tokenizer included; LoRA merged) in a layout
+        sentence-transformers' ``SentenceTransformer`` loads as trained, pooling, projection and
+        normalisation included (:mod:`~rerank_scaling.models.export`): a shared tower at the top of
+        ``folder``, separate towers in ``query_0_Transformer/`` and ``document_0_Transformer/``;
+        ``family.json`` with the settings."""
+        from rerank_scaling.models.export import bi_encoder_layout, save_hf
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, tower in zip(("query", "doc"), self.towers):
-            merged(tower.backbone).save_pretrained(folder / name)
-            self.texts.tokenizer.save_pretrained(folder / name)
-            if tower.projection is not None:
-                torch.save(tower.projection.state_dict(), folder / f"projection-{name}.pt")
+        limits = (self.texts.max_length,) if self.shared else (self.texts.max_query_length, self.texts.max_length)
+        for sub, tower, limit in zip(TOWER_FOLDERS[self.shared], self.towers, limits):
+            save_hf(folder / sub, merged(tower.backbone), self.texts.tokenizer, limit)
+        bi_encoder_layout(folder, self)
         write_family_file(folder, BiEncoderFamily.name, {
             "pooling": self.pooling, "projection": self.projection_dim,
             "similarity": self.similarity_name, "temperature": self.temperature, "bidirectional": self.bidirectional,
             "towers": "shared" if self.shared else "separate", "max_length": self.texts.max_length,
             "max_query_length": self.texts.max_query_length})
+
+
+# where save() puts the towers' encoders: shared -> the folder itself; separate -> the Router's routes
+TOWER_FOLDERS = {True: ("",), False: ("query_0_Transformer", "document_0_Transformer")}
 
 
 class BiEncoderFamily:
@@ -190,17 +197,27 @@ class BiEncoderFamily:
 
         folder = Path(folder)
         info = read_family_file(folder, self.name)
-        query = AutoModel.from_pretrained(folder / "query")
-        doc = AutoModel.from_pretrained(folder / "doc") if info["towers"] == "separate" else None
+        separate = info["towers"] == "separate"
+        old = (folder / "query").is_dir()  # the layout before sentence-transformers': query/, doc/, projection-*.pt
+        subs = ("query", "doc") if old else TOWER_FOLDERS[not separate]
+        query = AutoModel.from_pretrained(folder / subs[0])
+        doc = AutoModel.from_pretrained(folder / subs[1]) if separate else None
         for backbone in (query, doc) if info.get("bidirectional") else ():
             if backbone is not None:
                 make_bidirectional(backbone, str(folder))
-        model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / "query"), doc, pooling=info["pooling"],
+        model = BiEncoder(query, AutoTokenizer.from_pretrained(folder / subs[0]), doc, pooling=info["pooling"],
                           projection=info["projection"], similarity=info["similarity"],
                           temperature=info["temperature"], max_length=info["max_length"],
                           max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))
-        for name, tower in zip(("query", "doc"), model.towers):
-            if tower.projection is not None:
+        prefixes = ("query_", "document_") if separate else ("",)  # where export wrote each tower's Dense
+        for name, prefix, tower in zip(("query", "doc"), prefixes, model.towers):
+            if tower.projection is None:
+                continue
+            if old:
                 tower.projection.load_state_dict(
                     torch.load(folder / f"projection-{name}.pt", map_location="cpu", weights_only=True))
+            else:
+                from rerank_scaling.models.export import read_dense
+
+                read_dense(folder / f"{prefix}2_Dense", tower.projection)
         return model

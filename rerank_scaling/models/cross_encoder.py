@@ -42,6 +42,8 @@ from rerank_scaling.models.family import read_family_file, write_family_file
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
 from rerank_scaling.models.packed import BertRunner
 
+SCORE_BLOCK = 1 << 16  # pairs encoded at a time by CrossEncoder.score (each block sorted by length)
+
 
 class CrossEncoder(torch.nn.Module):
     """A transformer with a one-logit head, plus its pair tokenizer.
@@ -105,14 +107,14 @@ class CrossEncoder(torch.nn.Module):
         return 6.0 * self.parameter_counts()[0] * tokens
 
     def save(self, folder: Path) -> None:
-        """``backbone/`` (Hugging Face format, tokenizer included), ``head.pt`` for mean pooling,
+        """The backbone (Hugging Face format, tokenizer included) at the top of ``folder`` in a layout
+        sentence-transformers' ``CrossEncoder`` loads as trained (:mod:`~rerank_scaling.models.export`),
         ``family.json`` with the settings :meth:`CrossEncoderFamily.load` needs."""
+        from rerank_scaling.models.export import cross_encoder_layout, save_hf
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(folder / "backbone")
-        self.pairs.tokenizer.save_pretrained(folder / "backbone")
-        if self.head is not None:
-            torch.save(self.head.state_dict(), folder / "head.pt")
+        save_hf(folder, self.backbone, self.pairs.tokenizer, self.pairs.max_length)
+        cross_encoder_layout(folder, self.pooling, self.head, self.pairs.max_length)
         write_family_file(folder, CrossEncoderFamily.name, {
             "pooling": self.pooling, "max_length": self.pairs.max_length,
             "max_query_length": self.pairs.max_query_length})
@@ -161,24 +163,26 @@ class CrossEncoder(torch.nn.Module):
         batch_size: int = 64,
         on_batch: Callable[[int], None] | None = None,
     ) -> np.ndarray:
-        """Score pairs, longest first in length buckets; returns float32 scores in input order."""
+        """Score pairs, longest first in length buckets; returns float32 scores in input order. Pairs are
+        encoded ``SCORE_BLOCK`` at a time (each block bucketed by length), so memory stays bounded."""
         if len(queries) != len(docs):
             raise ValueError("queries and docs differ in length")
         if not queries:
             return np.zeros(0, dtype=np.float32)
         was_training = self.training
         self.eval()
-        encoded = self.pairs.encode(queries, docs)
-        order = np.argsort([-len(ids) for ids, _ in encoded], kind="stable")
         device = next(self.parameters()).device
-        scores = np.empty(len(encoded), dtype=np.float32)
+        scores = np.empty(len(queries), dtype=np.float32)
         with self._runner.frozen() if self._runner is not None else nullcontext():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
-                scores[idx] = self._logits(batch).float().cpu().numpy()
-                if on_batch:
-                    on_batch(len(idx))
+            for first in range(0, len(queries), SCORE_BLOCK):
+                encoded = self.pairs.encode(queries[first:first + SCORE_BLOCK], docs[first:first + SCORE_BLOCK])
+                order = np.argsort([-len(ids) for ids, _ in encoded], kind="stable")
+                for start in range(0, len(order), batch_size):
+                    idx = order[start : start + batch_size]
+                    batch = {k: v.to(device) for k, v in self.pairs.collate([encoded[i] for i in idx]).items()}
+                    scores[first + idx] = self._logits(batch).float().cpu().numpy()
+                    if on_batch:
+                        on_batch(len(idx))
         self.train(was_training)
         return scores
 
@@ -210,9 +214,15 @@ class CrossEncoderFamily:
         info = read_family_file(folder, self.name)
         pooling = info["pooling"]
         auto = AutoModel if pooling == "mean" else AutoModelForSequenceClassification
-        backbone = auto.from_pretrained(folder / "backbone")
-        model = CrossEncoder(backbone, AutoTokenizer.from_pretrained(folder / "backbone"), info["max_length"],
+        old = (folder / "backbone").is_dir()  # the layout before sentence-transformers': backbone/, head.pt
+        weights = folder / "backbone" if old else folder
+        backbone = auto.from_pretrained(weights)
+        model = CrossEncoder(backbone, AutoTokenizer.from_pretrained(weights), info["max_length"],
                              info["max_query_length"], pooling=pooling)
-        if model.head is not None:
+        if model.head is not None and old:
             model.head.load_state_dict(torch.load(folder / "head.pt", map_location="cpu", weights_only=True))
+        elif model.head is not None:
+            from rerank_scaling.models.export import read_dense
+
+            read_dense(folder / "2_Dense", model.head)
         return model

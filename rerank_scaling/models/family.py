@@ -109,14 +109,15 @@ def saved_model_folder(source: str) -> Path | None:
     return None
 
 
-def check_hub_source(source: str) -> None:
+def check_hub_source(source: str, label: str = "teacher") -> None:
     """``source`` has no saved model of this toolkit: it must be a hub id or a Hugging Face folder -- a one-line
-    error for a run folder trained without ``save_model`` and for a local path that does not exist."""
+    error (``label``: what the user named it, e.g. ``teacher``) for a run folder trained without
+    ``save_model`` and for a local path that does not exist."""
     if Path(source).is_dir() and not (Path(source) / "config.json").is_file():
-        raise UserError(f"teacher = '{source}': a folder without a saved model (run folder: was it trained"
-                        " with save_model = true?)")
+        raise UserError(f"{label} = '{source}': a folder without a saved model (run folder: was it trained"
+                        " with save_model = false?)")
     if source.startswith((".", "/")) and not Path(source).exists():
-        raise UserError(f"teacher = '{source}': no such folder")
+        raise UserError(f"{label} = '{source}': no such folder")
 
 
 def saved_family(folder: Path) -> str | None:

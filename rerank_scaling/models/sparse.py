@@ -191,11 +191,14 @@ class SparseEncoder(InBatchRetriever, torch.nn.Module):
         return 6.0 * (parameter_counts(self)[0] + head) * tokens
 
     def save(self, folder: Path) -> None:
-        """``mlm/`` (Hugging Face format, tokenizer included) and ``family.json`` with the settings."""
+        """The masked-LM (Hugging Face format, tokenizer included; LoRA merged) at the top of ``folder`` in a
+        layout sentence-transformers' ``SparseEncoder`` loads as trained (:mod:`~rerank_scaling.models.export`),
+        ``family.json`` with the settings."""
+        from rerank_scaling.models.export import save_hf, sparse_layout
+
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        merged(self.mlm).save_pretrained(folder / "mlm")
-        self.texts.tokenizer.save_pretrained(folder / "mlm")
+        save_hf(folder, merged(self.mlm), self.texts.tokenizer, self.texts.max_length)
+        sparse_layout(folder, self.vocab_size, self.texts.max_length)
         write_family_file(folder, SparseFamily.name, {
             "max_length": self.texts.max_length, "bidirectional": self.bidirectional,
             "max_query_length": self.texts.max_query_length})
@@ -227,8 +230,9 @@ class SparseFamily:
 
         folder = Path(folder)
         info = read_family_file(folder, self.name)
-        mlm = auto_class(AutoConfig.from_pretrained(folder / "mlm"), "mlm").from_pretrained(folder / "mlm")
+        weights = folder / "mlm" if (folder / "mlm").is_dir() else folder  # mlm/: the layout before ST's
+        mlm = auto_class(AutoConfig.from_pretrained(weights), "mlm").from_pretrained(weights)
         if info.get("bidirectional"):
             make_bidirectional(mlm, str(folder))
-        return SparseEncoder(mlm, AutoTokenizer.from_pretrained(folder / "mlm"), max_length=info["max_length"],
+        return SparseEncoder(mlm, AutoTokenizer.from_pretrained(weights), max_length=info["max_length"],
                              max_query_length=info["max_query_length"], bidirectional=bool(info.get("bidirectional")))

@@ -1,7 +1,10 @@
 """Prepare a run's data: training groups, evaluation sets and the BM25 baseline.
 
 Everything here is deterministic in the config and cached on disk where it is
-expensive (BM25 candidates), so a grid pays for it once.
+expensive, so a grid pays for it once (``grid prepare``,
+:mod:`rerank_scaling.grid.prepare`) and its cells only read: collections as
+memory-mapped stores (:func:`rerank_scaling.data.store.stored_collection`), the
+BM25 index and candidate arrays (:mod:`rerank_scaling.candidates`).
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from rerank_scaling.candidates.bm25 import bm25_candidates
+from rerank_scaling.candidates.bm25 import bm25_candidates, bm25_index
 from rerank_scaling.candidates.trec import read_trec_run
 from rerank_scaling.config import EvalSpec, RunConfig
-from rerank_scaling.data.loaders import load_collection
+from rerank_scaling.data.store import stored_collection
 from rerank_scaling.data.splits import nested_budget, split_queries
-from rerank_scaling.data.types import Collection, Ranking
+from rerank_scaling.data.types import Collection, Ranking, sorted_ids
 from rerank_scaling.data.weak import ict_queries, ict_source, weak_queries
 from rerank_scaling.errors import UserError
 from rerank_scaling.evaluation.contrastive import ce_name, parse_variant, sample_contrastive_sets
@@ -44,7 +47,7 @@ class Prepared:
 
 @lru_cache(maxsize=8)
 def _load(spec: str, data_root: str | None, cache_dir: str | None) -> Collection:
-    return load_collection(
+    return stored_collection(
         spec,
         data_root=Path(data_root) if data_root else None,
         cache_dir=Path(cache_dir) if cache_dir else None,
@@ -76,6 +79,11 @@ def dropped(collection: Collection) -> list[str]:
 def candidates_for(config: RunConfig, collection: Collection, queries: dict[str, str]) -> Ranking:
     cache = Path(config.cache_dir) if config.cache_dir else None
     return bm25_candidates(collection, queries, k=config.candidates_k, cache_dir=cache)
+
+
+def bm25_index_for(config: RunConfig, collection: Collection):
+    """The saved BM25 index of ``collection``'s documents (built once per corpus)."""
+    return bm25_index(collection, cache_dir=Path(config.cache_dir) if config.cache_dir else None)
 
 
 def _union(a: Collection, b: Collection) -> Collection:
@@ -122,8 +130,8 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
         usable = nested_budget(usable, config.budget, seed=config.seed)
     train = base.subset(usable, name=f"{coll.name}-{config.supervision}")
     cands = candidates_for(config, coll, train.queries)
-    # an inverse-cloze query's source document holds the query verbatim: not a negative
-    cands = {q: [(d, sc) for d, sc in lst if d != ict_source(q)] for q, lst in cands.items()}
+    if config.supervision == "ict":  # an inverse-cloze query's source document holds the query verbatim
+        cands = {q: [(d, sc) for d, sc in lst if d != ict_source(q)] for q, lst in cands.items()}
     tset = build_training_set(train, cands, n_negatives=config.n_negatives, seed=config.seed)
     warnings = dropped(coll)
     short = tset.info["queries_with_short_candidate_pool"]
@@ -164,7 +172,7 @@ def evaluation_set(config: RunConfig, spec: EvalSpec) -> tuple[EvalSet, dict[str
     tail = {q: lst[config.rerank_k:] for q, lst in cands.items()}
     sets = sample_contrastive_sets(cands, sub.qrels, m=config.ce_negatives, seed=config.split_seed,
                                    relevance_level=level)
-    corpus = sorted(coll.docs)
+    corpus = sorted_ids(coll.docs)
     variants = {}
     for name in config.ce_variants:
         source, m = parse_variant(name)

@@ -262,14 +262,16 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
         new, rankings, queries = evaluate_checkpoint(sharded(whole), prepared.evalsets, config.metrics, at,
-                                                     config.eval_batch_size, depth=config.candidates_k)
+                                                     config.eval_batch_size, depth=config.candidates_k,
+                                                     chunk=config.eval_chunk_docs, dtype=config.embedding_dtype)
         if not leader:  # rank 0 writes
             return new
         if hasattr(whole, "teacher_retriever"):  # a student over its teacher's index: retained quality, latency
             timed = config.family_settings.latency_queries
             if not reference:
                 reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
-                                                   config.candidates_k, timed))
+                                                   config.candidates_k, timed, config.eval_chunk_docs,
+                                                   config.embedding_dtype))
             new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
                                   timed if step == config.steps else None)
         rows.extend(new)

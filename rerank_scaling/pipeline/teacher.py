@@ -10,14 +10,17 @@ The teacher (``[train] teacher``) is any model the toolkit can load that scores
 * a Hugging Face cross-encoder id or folder (a one-logit sequence classifier,
   e.g. ``cross-encoder/ms-marco-MiniLM-L6-v2`` for users with internet).
 
-Every pair a training group can hold is scored up front: each training query
+Every pair a training group can hold is scored up front (by the prepare step,
+``grid prepare``, or the first cell that needs them): each training query
 against its positives and its whole negative pool (the candidates its hard
-negatives are drawn from), in one batched pass. The scores are cached in
-``<cache>/teacher-scores/<key>.json`` (``cache_dir`` or the default cache),
-keyed by a fingerprint of the teacher's files and of every scored pair's
-query and document text, so a different teacher, training set, split,
-candidate depth or supervision never reuses them, and every cell of a grid
-over the same training set shares one file. A pair outside them (a group
+negatives are drawn from), in batched passes. The scores are cached in
+``<cache>/teacher-scores/<key>/`` (``cache_dir`` or the default cache) as a
+float32 array in (query, document) order with one offset per query,
+memory-mapped by the cells (4 bytes a pair: MS MARCO's ~50M training pairs are
+0.2 GB, not a table of Python objects), keyed by a fingerprint of the teacher's
+files, of the corpus and of every training query's text and documents, so a
+different teacher, training set, split, candidate depth or supervision never
+reuses them, and every cell of a grid over the same training set shares one. A pair outside them (a group
 topped up with random corpus documents when a query's pool is short) is
 scored when it is first asked for.
 
@@ -32,14 +35,16 @@ its entry (``entry``: ``teacher_scores`` or ``teacher_embeddings``) through
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from rerank_scaling.data.util import atomic_write_text, default_cache_dir
+from rerank_scaling.data.util import default_cache_dir
 from rerank_scaling.examples import Group, TrainingSet
 from rerank_scaling.models.family import model_fingerprint as teacher_fingerprint
 from rerank_scaling.models.family import check_hub_source, saved_family, saved_model_folder
@@ -47,15 +52,16 @@ from rerank_scaling.models.family import check_hub_source, saved_family, saved_m
 log = logging.getLogger(__name__)
 
 
-def load_teacher(source: str):
-    """The teacher model (in eval mode) behind ``source`` (the module docstring)."""
+def load_teacher(source: str, label: str = "teacher"):
+    """The model (in eval mode) behind ``source`` (the module docstring): a saved model of any family, or a
+    Hugging Face cross-encoder; ``label`` names it in errors."""
     from rerank_scaling.models import get_family
 
     folder = saved_model_folder(source)
     if folder is not None:
         model = get_family(saved_family(folder)).load(folder)
     else:
-        check_hub_source(source)
+        check_hub_source(source, label)
         from rerank_scaling.models.cross_encoder import load_cross_encoder
         from rerank_scaling.models.ladder import ModelSpec
 
@@ -63,56 +69,109 @@ def load_teacher(source: str):
     return model.eval()
 
 
+def query_docs(tset: TrainingSet, qid: str) -> list[str]:
+    """The documents a group of ``qid`` can hold (but random top-ups): its positives and its pool, sorted."""
+    return sorted(set(tset.collection.positives(qid)) | set(tset.pools[qid]))
+
+
 def training_pairs(tset: TrainingSet) -> list[tuple[str, str]]:
     """Every (query, doc) pair the groups of ``tset`` can hold (but random top-ups), sorted."""
-    pairs = {(q, d) for q, d, _ in tset.instances}
-    pairs.update((q, d) for q, pool in tset.pools.items() for d in pool)
-    return sorted(pairs)
+    return [(q, d) for q in sorted(tset.pools) for d in query_docs(tset, q)]
 
 
 class TeacherScores:
-    """``teacher_scores[B, G]`` of query groups from the cached table (and the teacher, for a pair outside it)."""
+    """``teacher_scores[B, G]`` of query groups from the cached arrays (and the teacher, for a pair outside
+    them): ``scores[offsets[i]:offsets[i + 1]]`` are the i-th training query's (sorted ids) documents'
+    (:func:`query_docs`, sorted) -- memory-mapped, 4 bytes a pair."""
 
     entry = "teacher_scores"
 
-    def __init__(self, source: str, table: dict[tuple[str, str], float], tset: TrainingSet, batch_size: int = 64,
-                 model=None):
-        self.source, self.table, self.tset, self.batch_size = source, table, tset, batch_size
+    def __init__(self, source: str, tset: TrainingSet, offsets, scores, batch_size: int = 64, model=None):
+        self.source, self.tset, self.batch_size = source, tset, batch_size
+        self.qids = sorted(tset.pools)
+        self.offsets, self.scores = offsets, scores
+        self.extra: dict[tuple[str, str], float] = {}  # pairs outside the table, scored when first asked for
+        self._docs: dict[str, list[str]] = {}
         self._model = model
 
-    def _score(self, pairs: list[tuple[str, str]]) -> None:
+    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         if self._model is None:
             self._model = load_teacher(self.source)
         coll = self.tset.collection
         with torch.inference_mode():
-            values = self._model.score([coll.queries[q] for q, _ in pairs], [coll.docs[d] for _, d in pairs],
-                                       batch_size=self.batch_size)
-        self.table.update(zip(pairs, map(float, values)))
+            return np.asarray(self._model.score([coll.queries[q] for q, _ in pairs], [coll.docs[d] for _, d in pairs],
+                                                batch_size=self.batch_size), dtype=np.float32)
+
+    def lookup(self, qid: str, doc: str) -> float | None:
+        """The cached score of (qid, doc), or None."""
+        i = bisect.bisect_left(self.qids, qid)
+        if i == len(self.qids) or self.qids[i] != qid:
+            return None
+        if qid not in self._docs:
+            if len(self._docs) > 4096:
+                self._docs.clear()
+            self._docs[qid] = query_docs(self.tset, qid)
+        docs = self._docs[qid]
+        j = bisect.bisect_left(docs, doc)
+        if j == len(docs) or docs[j] != doc:
+            return self.extra.get((qid, doc))
+        return float(self.scores[int(self.offsets[i]) + j])
 
     def groups(self, groups: list[Group]) -> torch.Tensor:
-        missing = sorted({(g.qid, d) for g in groups for d in g.doc_ids} - self.table.keys())
+        values = [[self.lookup(g.qid, d) for d in g.doc_ids] for g in groups]
+        missing = sorted({(g.qid, d) for g, row in zip(groups, values) for d, v in zip(g.doc_ids, row) if v is None})
         if missing:
-            self._score(missing)
-        return torch.tensor([[self.table[(g.qid, d)] for d in g.doc_ids] for g in groups], dtype=torch.float32)
+            self.extra.update(zip(missing, map(float, self._score(missing))))
+            values = [[v if v is not None else self.extra[(g.qid, d)] for d, v in zip(g.doc_ids, row)]
+                      for g, row in zip(groups, values)]
+        return torch.tensor(values, dtype=torch.float32)
+
+
+BLOCK = 1 << 16  # pairs scored per call when the cache is built
 
 
 def teacher_scores(source: str, tset: TrainingSet, cache_dir: str | None = None,
                    batch_size: int = 64) -> TeacherScores:
-    """The teacher's scores of every pair of :func:`training_pairs`, from the cache or computed and cached."""
-    pairs = training_pairs(tset)
+    """The teacher's scores of every pair of :func:`training_pairs`, from the cache or computed and cached
+    (``<cache>/teacher-scores/<key>/``: ``scores.npy`` float32, ``offsets.npy`` per query, ``teacher.json``)."""
+    from rerank_scaling.candidates.bm25 import fingerprint
+    from rerank_scaling.data.store import atomic_folder, mapped
+
     coll = tset.collection
-    digest = hashlib.sha256(teacher_fingerprint(source).encode())
-    for q, d in pairs:
-        digest.update(f"{q}\t{coll.queries[q]}\t{d}\t{coll.docs[d]}\n".encode())
-    path = Path(cache_dir or default_cache_dir()) / "teacher-scores" / f"{digest.hexdigest()[:32]}.json"
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        log.info("teacher scores loaded from %s", path)
-        return TeacherScores(source, {(q, d): s for q, d, s in cached["scores"]}, tset, batch_size)
-    out = TeacherScores(source, {}, tset, batch_size)
-    out._score(pairs)
-    atomic_write_text(path, json.dumps({"teacher": str(source), "pairs": len(pairs),
-                                        "scores": [[q, d, out.table[(q, d)]] for q, d in pairs]}))
+    qids = sorted(tset.pools)
+    digest = hashlib.sha256(f"{teacher_fingerprint(source)}\n{fingerprint(coll.docs)}\n".encode())
+    counts = np.zeros(len(qids), dtype=np.int64)
+    for i, q in enumerate(qids):
+        docs = query_docs(tset, q)
+        counts[i] = len(docs)
+        digest.update(f"{q}\t{coll.queries[q]}\t{chr(9).join(docs)}\n".encode())
+    folder = Path(cache_dir or default_cache_dir()) / "teacher-scores" / digest.hexdigest()[:32]
+    offsets = np.zeros(len(qids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if (folder / "teacher.json").is_file():
+        log.info("teacher scores loaded from %s", folder)
+        return TeacherScores(source, tset, offsets, mapped(folder / "scores.npy"), batch_size)
+    out = TeacherScores(source, tset, offsets, np.zeros(int(offsets[-1]), dtype=np.float32), batch_size)
+    pending: list[tuple[str, str]] = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done
+        out.scores[done:done + len(pending)] = out._score(pending)
+        done += len(pending)
+        pending.clear()
+    for q in qids:
+        pending.extend((q, d) for d in query_docs(tset, q))
+        if len(pending) >= BLOCK:
+            flush()
+    if pending:
+        flush()
+
+    def fill(tmp: Path) -> None:
+        np.save(tmp / "scores.npy", out.scores)
+        (tmp / "teacher.json").write_text(json.dumps({"teacher": str(source), "queries": len(qids),
+                                                      "pairs": int(offsets[-1])}))
+    atomic_folder(folder, fill)
     return out
 
 
@@ -147,10 +206,11 @@ def embeds_teacher_queries(config) -> bool:
 def warm_query_teacher(config, tset: TrainingSet, corpora: list[dict[str, str]]) -> None:
     """Fill a query-distill config's teacher caches (its training queries' targets and each corpus's
     document index) before a grid's cells start, so cells running in parallel do not each encode them."""
-    from rerank_scaling.evaluation.retrieval import encode_corpus
+    from rerank_scaling.evaluation.retrieval import corpus_chunks
     from rerank_scaling.models import get_family
 
     student = get_family(config.family).build(config)
     teacher_query_embeddings(student, tset, config.eval_batch_size)
-    for docs in corpora:
-        encode_corpus(student, docs, config.eval_batch_size)  # the texts in the order evaluation encodes them
+    for docs in corpora:  # the chunks evaluation encodes (the cache is keyed by their texts)
+        for _, texts in corpus_chunks(docs, config.eval_chunk_docs):
+            student.encode(texts, "doc", config.eval_batch_size)

@@ -4,6 +4,7 @@ retriever; its scores are computed once per (teacher, training set) and cached."
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -25,27 +26,28 @@ def test_a_trained_reranker_teaches_sparse_and_dense_retrievers(shared_root, tmp
     sparse = RunConfig(family="sparse", objective="cl-kd", ladder="hf", size=SPLADE_TINY,
                        teacher=str(tmp_path / "teacher"), **common)
     assert train_run(sparse, tmp_path / "sparse")["state"] == "done"
-    caches = list((tmp_path / "cache" / "teacher-scores").glob("*.json"))
+    caches = list((tmp_path / "cache" / "teacher-scores").glob("*/teacher.json"))
     assert len(caches) == 1
     cached = json.loads(caches[0].read_text())
-    assert cached["pairs"] == len(cached["scores"]) > 6 * 3  # every training query x (positives + its pool)
+    scores = np.load(caches[0].parent / "scores.npy")
+    assert cached["pairs"] == len(scores) > 6 * 3 and np.ptp(scores) > 0  # every training query x (positives + pool)
     df = pl.read_parquet(tmp_path / "sparse" / "metrics.parquet")
     assert {"active-q", "active-d", "flops", "ndcg@10"} <= set(df["metric"])
     assert (df.filter(pl.col("metric") == "active-q")["value"] > 0).all()
 
     # a second student of the same teacher and training set reuses the file: the teacher is not loaded
-    monkeypatch.setattr(teacher_module, "load_teacher", lambda source: pytest.fail("teacher scored again"))
+    monkeypatch.setattr(teacher_module, "load_teacher", lambda *a, **k: pytest.fail("teacher scored again"))
     dense = RunConfig(family="bi-encoder", objective="marginmse", ladder="scratch", size="L1-H32",
                       teacher=str(tmp_path / "teacher"), **common)
     assert train_run(dense, tmp_path / "dense")["state"] == "done"
-    assert len(list((tmp_path / "cache" / "teacher-scores").glob("*.json"))) == 1
+    assert len(list((tmp_path / "cache" / "teacher-scores").glob("*/teacher.json"))) == 1
     monkeypatch.undo()
 
     # another teacher (the same run, its weights changed) or another training set: new scores
     (tmp_path / "teacher" / "model" / "head-note.txt").write_text("changed")
     other = RunConfig(**{**dense.__dict__, "budget": 5})
     assert train_run(other, tmp_path / "dense-5")["state"] == "done"
-    assert len(list((tmp_path / "cache" / "teacher-scores").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cache" / "teacher-scores").glob("*/teacher.json"))) == 2
 
 
 def test_a_bad_teacher_is_a_one_line_error(shared_root, tmp_path):
