@@ -73,6 +73,18 @@ def baseline_rows(prepared: Prepared) -> list[dict]:
     return rows
 
 
+def evalsets_at(config: RunConfig, evalsets: list, step: int) -> list:
+    """The evaluation sets of the checkpoint at ``step``: every set at the last step; before it, as
+    ``intermediate_evals`` says -- all, the in-domain ones, or the in-domain ones without their contrastive-entropy
+    sets (``in-domain-ranking``: only the pairs the ranking metrics need are scored)."""
+    if step >= config.steps or config.intermediate_evals == "all":
+        return list(evalsets)
+    home = [es for es in evalsets if es.in_domain]
+    if config.intermediate_evals == "in-domain-ranking":
+        home = [dataclasses.replace(es, contrastive={}, variants={}) for es in home]
+    return home
+
+
 def fixed_compute(config: RunConfig, prepared: Prepared) -> RunConfig:
     """``config`` with ``steps`` derived from ``[grid] compute`` (itself when compute is not set): a model
     of the cell's family measures its training FLOPs on the first ``COMPUTE_SAMPLE_STEPS`` batches (mean
@@ -177,13 +189,14 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     def evaluate_at(whole, tokens_seen: int, step: int) -> list[dict]:  # whole: the model, all its parameters
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
-        new, rankings, queries = evaluate_checkpoint(whole, prepared.evalsets, config.metrics, at,
+        evalsets = evalsets_at(config, prepared.evalsets, step)
+        new, rankings, queries = evaluate_checkpoint(whole, evalsets, config.metrics, at,
                                                      config.eval_batch_size, depth=config.candidates_k)
         if distils_query_tower(config.objective):  # retained quality; latency at the last step
             if not reference:
                 reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
                                                    config.candidates_k, config.latency_queries))
-            new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
+            new += distilled_rows(whole, new, reference, evalsets, config.metrics,
                                   config.latency_queries if step == config.steps else None)
         rows.extend(new)
         if step == config.steps:
