@@ -66,18 +66,19 @@ def test_bounded_forecasts_stay_in_range(built):
     from rerank_scaling.report.study import load_study
     from rerank_scaling.scaling.estimate import estimator_forecasts
 
-    _, root, text = built
+    checkpoints, root, text = built
     study = load_study(root)
     cut = study.param_sizes[-2]
     name, rule, _ = default_estimator(study, cut)
     raw = estimator_forecasts(study.table, "mrr@10", cut, name, n_boot=60, width_rule=rule)
-    assert max(r["upper"] for r in raw) > 1  # the estimator's own interval reaches past 1 ...
+    past = max(r["upper"] for r in raw) > 1
+    assert past or checkpoints > 1  # with one checkpoint the estimator's own interval reaches past 1 ...
     table = section(text, "### Forecasts of the held-out sizes", "\n## ")
     row = next(line for line in table.splitlines() if line.startswith("| mrr@10 |"))
     cells = [c.strip() for c in row.strip("|").split(" | ")]
     lo, hi = (float(v) for v in cells[7].strip("[]").split(", "))
-    assert 0.0 <= lo <= float(cells[6]) <= hi <= 1.0  # ... the report's does not
-    assert "were cut at its bound" in table
+    assert 0.0 <= lo <= float(cells[6]) <= hi <= 1.0  # ... the report's never does
+    assert ("were cut at its bound" in table) == past
 
 
 def test_costs_and_invariants_are_shown_not_fitted(built):
