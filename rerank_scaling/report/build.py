@@ -3,10 +3,14 @@
 Everything is produced in a temporary folder next to the output first; only
 when all of it succeeded are the figures moved into ``figures/`` and, last,
 the markdown renamed into place.  On any error nothing is left half-written.
+A report written outside its study folder first gets the study's data beside it
+(:func:`~rerank_scaling.report.study.export_study`, each file written atomically)
+and is built from there, so that folder regenerates the same report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -125,8 +129,12 @@ def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_p
     study = load_study(study_dir)
     out = _out_path(study_dir, out)
     output_folder(out.parent, "--out")  # before the analysis: a bad --out fails at once
-    analysis = analyse(study, fit_max_params, n_boot)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if export_study(study, out.parent):  # a report written elsewhere: its folder becomes the study it is read
+        # from (table, per-query values, experiment file, cells digest, paths relative to it), so the report is
+        # the one `rerank-scaling report <that folder>` regenerates
+        study = dataclasses.replace(load_study(out.parent), collected=study.collected)
+    analysis = analyse(study, fit_max_params, n_boot)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
     try:
         paths = _make_figures(study, analysis, tmp / FIGURES)
@@ -140,7 +148,6 @@ def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_p
             if stale.name not in {p.name for p in made}:
                 stale.unlink()
         os.replace(tmp / out.name, out)
-        export_study(study, out.parent)  # a report folder regenerates without the study folder
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

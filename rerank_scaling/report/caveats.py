@@ -205,7 +205,7 @@ def _per_query_sd(study: Study, eval_set: str) -> tuple[float, str] | None:
     sds = [v for v in sds if math.isfinite(v)]
     if not sds:
         return None
-    return float(np.sqrt(np.mean(np.square(sds)))), f"measured over the queries ({len(sds)} runs incl. BM25)"
+    return float(np.sqrt(np.mean(np.square(sds)))), f"measured: {len(sds)} runs incl. BM25"
 
 
 def few_queries(study: Study, analysis: Analysis) -> list[Caveat]:

@@ -284,7 +284,8 @@ def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> boo
 
 def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) -> bool:
     """Every quality metric's relative change from the smallest size; False when there is nothing to draw."""
-    metrics = [m for m in analysis.quality if m in study.metrics][:MAX_SERIES]
+    # a retained-<metric> is its metric over a constant (the teacher's): the same relative change, drawn once
+    metrics = [m for m in analysis.quality if m in study.metrics and not m.startswith(RETAINED_PREFIX)][:MAX_SERIES]
     finals = _largest_budget(study.finals.filter((pl.col("eval_set") == eval_set) & pl.col("metric").is_in(metrics)))
     if "supervision" in finals.columns and finals["supervision"].n_unique() > 1:  # one supervision: the human one
         sups = sorted(s for s in finals["supervision"].unique().to_list() if s is not None)
@@ -321,7 +322,7 @@ def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) 
                         and f.get("supervision") in (None, *sub["supervision"].unique().to_list()) \
                         and f.get("budget") in (None, *(sub["budget"].unique().to_list() if "budget" in sub.columns
                                                          else [])):
-                    _interval_mark(ax, f["params"] * (1.0 + 0.04 * (k + 1)), f, colour, "x", rel)
+                    _interval_mark(ax, f["params"] * (1.0 + 0.03 * (k + 1)), f, colour, "x", rel)
         ax.axhline(0.0, color="0.6", linewidth=0.8)
         if cut < finals["params"].max():
             ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
@@ -384,15 +385,15 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
     """One point per student (``points``: :class:`rerank_scaling.report.query_distill.Student`), x its
     ``latency`` (ms/query, log scale), y its retained ``metric``; the teacher at (its ms, 100%)."""
     fig, (ax,) = _figure(1)
-    cmap = colormaps["viridis"]
-    sizes = sorted({p.params for p in points})
+    colours = _size_colours(sorted({p.params for p in points}))
     for p in points:
-        colour = cmap(0.9 * sizes.index(p.params) / max(len(sizes) - 1, 1))
+        colour = colours[p.params]
         x, y = p.values[latency], p.values[RETAINED_PREFIX + metric]
         ax.plot([x], [y], "o", color=colour, markersize=8, zorder=4)
         ax.annotate(f"{p.model} ({fmt_size(p.params)})", (x, y), textcoords="offset points", xytext=(6, 4),
                     fontsize=8)
-    handles = [Line2D([], [], color=cmap(0.45), marker="o", linestyle="", label="distilled query tower")]
+    handles = [Line2D([], [], color=colours[min(colours)], marker="o", linestyle="",
+                      label="distilled query tower (colour: size)")]
     t_ms = teacher.get("query_ms")
     if t_ms:
         ax.plot([t_ms], [1.0], "*", color="crimson", markersize=14, zorder=5)
@@ -400,6 +401,7 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
                               label=f"teacher ({fmt_size(teacher.get('params', 0))}, {t_ms:.1f} ms)"))
     ax.axhline(1.0, color="dimgray", linestyle="--", linewidth=1.0)
     ax.set_xscale("log")
+    ax.margins(x=0.1, y=0.1)  # the teacher's star and the labels stay inside the axes
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -305,6 +305,19 @@ def read_digest(path: Path) -> tuple[tuple[CellState, ...], tuple[Teacher, ...]]
     return cells, teachers
 
 
+DIGEST_MAX_LIST = 50  # longer lists in a cell's data.json (the ids of its training queries) stay out of the digest
+
+
+def _digested(cell: CellState) -> CellState:
+    """A cell as the digest keeps it: its data.json without id lists no report reads."""
+    def short(v):
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items() if not (isinstance(x, list) and len(x) > DIGEST_MAX_LIST)}
+        return v
+
+    return dataclasses.replace(cell, data=short(cell.data))
+
+
 def export_study(study: Study, dest: Path) -> list[Path]:
     """Make ``dest`` (a report's folder) a study folder a report can be regenerated from without retraining:
     ``results.parquet``, ``per_query.parquet`` (up to :data:`PER_QUERY_MAX_BYTES`), ``experiment.toml`` and
@@ -328,7 +341,7 @@ def export_study(study: Study, dest: Path) -> list[Path]:
             shutil.copyfile(src, tmp)
             os.replace(tmp, dst)
             written.append(dst)
-    cells = [_relative(dataclasses.asdict(c), dest) for c in study.cells]
+    cells = [_relative(dataclasses.asdict(_digested(c)), dest) for c in study.cells]
     teachers = []
     for t in study.teachers():  # a local teacher folder, named relative to dest instead of the study folder
         local = Path(t.source) if os.path.isabs(t.source) else study.folder / t.source
