@@ -47,7 +47,7 @@ MIN_WIDTH = 7.5  # inches: room for the title and a legend row below a single pa
 MAX_SERIES = 6  # series per panel; more are not told apart
 # distinct hues, the order series are given them in (tab10 without its grey and olive)
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
-MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<")
+MARKERS = ("o", "s", "^", "v", "P", "X", "<", ">")  # no "D": an open diamond marks a held-out size
 FAMILY_STYLES = ("-", "--", "-.", ":")  # one line style per model family
 SIZE_AXIS = "non-embedding parameters N (log scale)"
 EXPOSURE_AXIS = "examples seen (query groups, log scale)"

@@ -398,7 +398,12 @@ def _training(study: Study) -> str | None:
                      f"(median last change {T.signed(last, 3)})")
     if not parts or (rising * 2 < n and (ep is None or ep >= 1)):
         return None
-    return "**Under-trained**: " + "; ".join(parts) + ": sizes are compared before convergence."
+    if n and rising * 2 >= n:
+        end = "sizes are compared before convergence."
+    else:
+        end = ("the curves had flattened, but every model saw a small sample of the data: sizes are compared at a "
+               "small training budget, not at convergence.")
+    return "**Under-trained**: " + "; ".join(parts) + ": " + end
 
 
 def _sparsity(study: Study) -> str | None:
@@ -432,15 +437,21 @@ def _noise(study: Study, analysis: Analysis) -> str | None:
     seeds = len(study.column_values("seed"))
     if seeds >= 2:
         return None
-    untested = sorted({v.eval_set for v in analysis.size_verdicts + analysis.exposure_verdicts
-                       if v.status == "not testable"})
+    untested: dict[str, set[str]] = {}
+    for v in analysis.size_verdicts + analysis.exposure_verdicts:
+        if v.status == "not testable":
+            untested.setdefault(v.eval_set, set()).add(v.metric)
+    judged = {v.metric for v in analysis.size_verdicts}
+    where = "; ".join(f"{es} ({'every metric' if ms >= judged else ', '.join(m for m in analysis.quality if m in ms)})"
+                      for es, ms in sorted(untested.items()))
     cfg = study.config
     text = ("**One seed**: run-to-run noise is measured only from each run's late checkpoints"
-            + (f"; on {', '.join(untested)} it is not measured at all, so those verdicts are *not testable*"
-               if untested else ""))
-    if cfg.get("intermediate_evals") == "in-domain":
-        text += (" (out-of-domain sets are evaluated at the last checkpoint only: `intermediate_evals = "
-                 "\"in-domain\"`)")
+            + (f"; where a metric was evaluated at fewer than {MIN_LATE} of them it is not measured at all, so its "
+               f"verdicts are *not testable*: {where}" if untested else ""))
+    if cfg.get("intermediate_evals") in ("in-domain", "in-domain-ranking"):
+        text += (f" (`intermediate_evals = \"{cfg['intermediate_evals']}\"`: the checkpoints before the last evaluate "
+                 "the in-domain set" + ("'s ranking metrics only" if cfg["intermediate_evals"].endswith("ranking")
+                                        else " only") + ", to keep the learning curves cheap)")
     return text + "."
 
 
