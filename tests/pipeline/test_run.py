@@ -263,8 +263,18 @@ def test_contrastive_entropy_variants_are_rows_of_their_own(tiny, tmp_path):
         dataclasses.replace(tiny, ce_variants=("ce#9",))
 
 
+@pytest.fixture(scope="module")
+def evaluated_fully(tiny, tmp_path_factory):
+    """Every checkpoint of a 4-step run evaluated on every set and metric: the reference of a cheaper one."""
+    import dataclasses
+
+    folder = tmp_path_factory.mktemp("full")
+    assert train_run(dataclasses.replace(tiny, steps=4, eval_every=2), folder)["state"] == "done"
+    return pl.read_parquet(folder / "metrics.parquet")
+
+
 @pytest.mark.parametrize("mode", ["in-domain", "in-domain-ranking"])
-def test_intermediate_checkpoints_evaluate_less_and_the_last_everything(tiny, tmp_path, mode):
+def test_intermediate_checkpoints_evaluate_less_and_the_last_everything(tiny, tmp_path, mode, evaluated_fully):
     """``intermediate_evals``: the checkpoints before the last evaluate the in-domain set (without contrastive
     entropy for in-domain-ranking), the last every set and metric -- the same values a full evaluation gives."""
     import dataclasses
@@ -276,9 +286,7 @@ def test_intermediate_checkpoints_evaluate_less_and_the_last_everything(tiny, tm
     assert set(early["eval_set"]) == {"cranfield-test"}
     assert set(early["metric"]) == (set(METRICS) if mode == "in-domain-ranking" else {*METRICS, "ce@5"})
     assert set(last["eval_set"]) == {"cranfield-test", "cisi"} and set(last["metric"]) == {*METRICS, "ce@5"}
-    full = dataclasses.replace(tiny, steps=4, eval_every=2)  # same seed, same batches: the same model
-    assert train_run(full, tmp_path / "full")["state"] == "done"
-    ref = pl.read_parquet(tmp_path / "full" / "metrics.parquet")
+    ref = evaluated_fully  # same seed, same batches: the same model at every step
     key = ["step", "eval_set", "metric"]
     joined = df.select(*key, "value").join(ref.select(*key, "value"), on=key, suffix="_full")
     assert joined.height == df.height and (joined["value"] - joined["value_full"]).abs().max() < 1e-6
