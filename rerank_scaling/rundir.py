@@ -500,6 +500,8 @@ class StudyFolder:
     cells_dir = _File("cells")
     results = _File("results.parquet")
     per_query = _File("per_query.parquet")
+    # what a report needs of the cells, beside a report folder that has no cells/ (report.study.export_study)
+    cells_digest = _File("cells.json")
 
     def __init__(self, path: Path | str):
         self.path = Path(path)

@@ -27,12 +27,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rerank_scaling.candidates.arrays import CandidateLists, qid_array
+from rerank_scaling.candidates.tokens import BM25Settings
 from rerank_scaling.data.types import Collection, sorted_ids
 from rerank_scaling.data.util import default_cache_dir, stable_key
 from rerank_scaling.errors import UserError
@@ -40,36 +40,6 @@ from rerank_scaling.errors import UserError
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 2  # 1: JSON rankings (read no more); 2: a saved index + candidate arrays
-
-
-def _pystemmer_available() -> bool:
-    try:
-        import Stemmer  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _default_stemmer() -> str:
-    return "english" if _pystemmer_available() else "none"
-
-
-@dataclass(frozen=True)
-class BM25Settings:
-    """BM25 parameters (Anserini-like defaults) and tokenisation.
-
-    ``stemmer``: a PyStemmer (Snowball) language such as ``"english"``, or
-    ``"none"``.  ``stopwords``: a bm25s stopword language (``"en"``) or ``"none"``.
-    """
-
-    k1: float = 0.9
-    b: float = 0.4
-    method: str = "lucene"
-    stemmer: str = field(default_factory=_default_stemmer)
-    stopwords: str = "en"
-
-    def key(self) -> dict:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------- #
@@ -201,22 +171,3 @@ def bm25_candidates(
     CandidateLists(qids, rows, scores, doc_ids).save(
         path, {"collection": collection.name, "k": k, "settings": settings.key()})
     return CandidateLists.open(path, doc_ids)
-
-
-def _tokenizer(settings: BM25Settings):
-    import bm25s
-
-    stemmer = None
-    if settings.stemmer and settings.stemmer != "none":
-        try:
-            import Stemmer
-        except ImportError:
-            raise UserError(
-                f"BM25 stemmer '{settings.stemmer}' needs PyStemmer (pip install PyStemmer) or use stemmer='none'"
-            ) from None
-        try:
-            stemmer = Stemmer.Stemmer(settings.stemmer)
-        except KeyError:
-            raise UserError(f"unknown PyStemmer language '{settings.stemmer}'") from None
-    stopwords = None if settings.stopwords in ("", "none", None) else settings.stopwords
-    return bm25s.tokenization.Tokenizer(lower=True, stopwords=stopwords, stemmer=stemmer)

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rerank_scaling.candidates.tokens import BM25Settings, tokenizer as bm25_tokenizer
 from rerank_scaling.data.types import sorted_ids
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,7 @@ class BM25Index:
     def tokenizer(self):
         """The tokenizer with the corpus's vocabulary (loaded on first use)."""
         if self._tokenizer is None:
-            from rerank_scaling.candidates.bm25 import BM25Settings, _tokenizer
-
-            tok = _tokenizer(BM25Settings(**self.meta["settings"]))
+            tok = bm25_tokenizer(BM25Settings(**self.meta["settings"]))
             vocab = json.loads((self.folder / "vocab.json").read_text())
             if tok.stemmer is not None:
                 tok.stem_to_sid = vocab
@@ -144,12 +143,10 @@ def build_index(folder: Path, docs: Mapping[str, str], settings, progress=None) 
     import bm25s
     from bm25s.scoring import _build_idf_array, _build_nonoccurrence_array, _select_idf_scorer, _select_tfc_scorer
 
-    from rerank_scaling.candidates.bm25 import _tokenizer
-
     t0 = time.perf_counter()
     ids = sorted_ids(docs)
     n = len(ids)
-    tok = _tokenizer(settings)
+    tok = bm25_tokenizer(settings)
     params = bm25s.BM25(k1=settings.k1, b=settings.b, method=settings.method)
     terms, docs_of, tfs, lengths = [], [], [], np.zeros(n, dtype=np.int64)
     for start in range(0, n, BLOCK):

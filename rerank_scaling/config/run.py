@@ -33,6 +33,9 @@ Strategy = Literal["auto", "ddp", "fsdp"]
 MallocPin = Literal["on", "off", "auto"]
 MemoryCheck = Literal["error", "warn", "off"]
 EmbeddingDtype = Literal["float32", "float16"]  # evaluation.retrieval.DTYPES
+# what the checkpoints before the last evaluate (the last evaluates every set and metric): everything, the
+# in-domain sets, or the in-domain sets' ranking metrics only (no contrastive-entropy pairs to score)
+IntermediateEvals = Literal["all", "in-domain", "in-domain-ranking"]
 Precision = Literal["32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
 
 
@@ -188,6 +191,11 @@ class RunConfig:
     evals: tuple[EvalSpec, ...] = setting((EvalSpec("cranfield-test", "cranfield", "test", None, True),),
                                           section="eval", flag=False, tables=True)
     eval_every: int = setting(25, section="train", min=1)
+    intermediate_evals: IntermediateEvals = setting(
+        "all", section="train", label="intermediate evals",
+        doc="what the checkpoints before the last evaluate: all; in-domain (the in-domain sets only); or "
+            "in-domain-ranking (their ranking metrics only, no contrastive entropy): learning curves at a "
+            "fraction of the cost. The last checkpoint evaluates every set and metric")
     metrics: tuple[str, ...] = setting(DEFAULT_METRICS, section="train", value=METRIC_NAMES)
     ce_negatives: int = setting(64, section="train", min=1)
     ce_variants: tuple[str, ...] = setting((), section="train", value=ListOf(Text(
@@ -303,6 +311,9 @@ class RunConfig:
         needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}.get(self.logger, ())
         if needs and not any(importlib.util.find_spec(m) for m in needs):
             raise UserError(f"logger '{self.logger}' needs its package: pip install 'rerank-scaling[{self.logger}]'")
+        if self.intermediate_evals != "all" and not any(e.in_domain for e in self.evals):
+            raise UserError(f"intermediate_evals = \"{self.intermediate_evals}\" needs an evaluation set with "
+                            "in_domain = true")
         names = [e.name for e in self.evals]
         if len(set(names)) != len(names):
             raise UserError(f"evaluation set names must be unique, got {names}")

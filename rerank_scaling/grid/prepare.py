@@ -30,16 +30,15 @@ def prepare_study(experiment: Experiment, cells: list[RunConfig] | None = None) 
     returns a summary (counts and seconds). Raises :class:`UserError` naming the experiment file for bad
     data (a budget larger than the training set, an empty evaluation set, ...)."""
     from rerank_scaling.grid.checks import check_data
-    from rerank_scaling.objectives import OBJECTIVES
     from rerank_scaling.pipeline.prepare import training_key, training_set
-    from rerank_scaling.pipeline.teacher import teacher_scores
+    from rerank_scaling.pipeline.teacher import scores_training_pairs, teacher_scores
 
     started = time.perf_counter()
     cells = experiment.cells if cells is None else cells
     available = check_data(experiment, cells)  # collections, indexes, candidates, query-distill teachers
     teachers = set()
     for cell in cells:
-        if "teacher_scores" in OBJECTIVES[cell.objective].requires:  # a teacher scoring the training pairs
+        if scores_training_pairs(cell):
             key = (cell.teacher, training_key(cell), cell.eval_batch_size)
             if key not in teachers:
                 teachers.add(key)

@@ -25,7 +25,6 @@ from rerank_scaling.evaluation.checkpoint import evaluate_checkpoint, per_query_
 from rerank_scaling.evaluation.distilled import distilled_rows, teacher_reference
 from rerank_scaling.evaluation.metrics import mean_values
 from rerank_scaling.evaluation.sharded import sharded
-from rerank_scaling.errors import UserError
 from rerank_scaling.models import get_family
 from rerank_scaling.models.backbone import trainable_parameters
 from rerank_scaling.models.ladder import nominal_params
@@ -129,6 +128,18 @@ def baseline_rows(prepared: Prepared) -> list[dict]:
                 "in_domain": in_domain[name], "metric": metric, "value": float(value),
             })
     return rows
+
+
+def evalsets_at(config: RunConfig, evalsets: list, step: int) -> list:
+    """The evaluation sets of the checkpoint at ``step``: every set at the last step; before it, as
+    ``intermediate_evals`` says -- all, the in-domain ones, or the in-domain ones without their contrastive-entropy
+    sets (``in-domain-ranking``: only the pairs the ranking metrics need are scored)."""
+    if step >= config.steps or config.intermediate_evals == "all":
+        return list(evalsets)
+    home = [es for es in evalsets if es.in_domain]
+    if config.intermediate_evals == "in-domain-ranking":
+        home = [dataclasses.replace(es, contrastive={}, variants={}) for es in home]
+    return home
 
 
 def fixed_compute(config: RunConfig, prepared: Prepared) -> RunConfig:
@@ -261,7 +272,8 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
         # every rank of a multi-device cell comes here: each scores its share, all get every score
         at = {**columns, "step": step, "examples_seen": step * config.batch_size, "tokens_seen": tokens_seen,
               "flops": whole.training_flops(tokens_seen)}
-        new, rankings, queries = evaluate_checkpoint(sharded(whole), prepared.evalsets, config.metrics, at,
+        evalsets = evalsets_at(config, prepared.evalsets, step)
+        new, rankings, queries = evaluate_checkpoint(sharded(whole), evalsets, config.metrics, at,
                                                      config.eval_batch_size, depth=config.candidates_k,
                                                      chunk=config.eval_chunk_docs, dtype=config.embedding_dtype)
         if not leader:  # rank 0 writes
@@ -272,7 +284,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
                 reference.update(teacher_reference(whole, prepared.evalsets, config.metrics, config.eval_batch_size,
                                                    config.candidates_k, timed, config.eval_chunk_docs,
                                                    config.embedding_dtype))
-            new += distilled_rows(whole, new, reference, prepared.evalsets, config.metrics,
+            new += distilled_rows(whole, new, reference, evalsets, config.metrics,
                                   timed if step == config.steps else None)
         rows.extend(new)
         if step == config.steps:

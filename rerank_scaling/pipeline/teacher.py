@@ -195,6 +195,14 @@ def teacher_query_embeddings(student, tset: TrainingSet, batch_size: int = 64) -
     return TeacherEmbeddings(qids, student.cache.get(texts, "query", normalize=False, batch_size=batch_size))
 
 
+def scores_training_pairs(config) -> bool:
+    """Whether ``config``'s objective distils a teacher's scores of the training pairs (``teacher_scores``:
+    MarginMSE, KL, CL+KD): the cells whose cache :func:`teacher_scores` fills."""
+    from rerank_scaling.objectives import OBJECTIVES
+
+    return "teacher_scores" in OBJECTIVES[config.objective].requires
+
+
 def embeds_teacher_queries(config) -> bool:
     """Whether ``config``'s objective learns a teacher's query embeddings (query-distill's
     ``teacher_embeddings``): the cells whose teacher caches :func:`warm_query_teacher` fills."""

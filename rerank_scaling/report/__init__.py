@@ -4,8 +4,10 @@
 
 | module | job |
 |---|---|
-| `study.py` | read the study folder: table, experiment.toml, cells |
-| `analysis.py` | run the scaling analyzer (fits, forecasts, verdicts, allocation), failures become notes |
+| `study.py` | read the study folder: table, experiment.toml, cells (or their digest); export one beside a report |
+| `analysis.py` | the one adapter to the scaling analyzer: the default estimator's forecasts (in range), verdicts (not testable without measured noise), trust line, appendix laws; failures become notes |
+| `kinds.py` | quality / cost / invariant metrics and their ranges, read from the metric registry |
+| `summary.py` | the first screen: what was trained, the answer table, the next-size forecast, findings, confounds |
 | `wording.py` | what the models are called (reranker, bi-encoder, ...) and whether they are a first stage |
 | `baselines.py` | BM25 against each trained model |
 | `first_stage.py` | first-stage studies: recall@100 of each retrieved list vs BM25's |

@@ -3,10 +3,14 @@
 Everything is produced in a temporary folder next to the output first; only
 when all of it succeeded are the figures moved into ``figures/`` and, last,
 the markdown renamed into place.  On any error nothing is left half-written.
+A report written outside its study folder first gets the study's data beside it
+(:func:`~rerank_scaling.report.study.export_study`, each file written atomically)
+and is built from there, so that folder regenerates the same report.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -18,10 +22,10 @@ from rerank_scaling.report import figures as F
 from rerank_scaling.report import sections as S
 from rerank_scaling.report.analysis import analyse
 from rerank_scaling.report.caveats import caveats
-from rerank_scaling.report.data_scaling import data_section
+from rerank_scaling.report.data_scaling import data_appendix, data_section
 from rerank_scaling.report.first_stage import first_stage_section
 from rerank_scaling.report.query_distill import figure_points, scalingnote_section
-from rerank_scaling.report.study import HEADLINE, Study, load_study
+from rerank_scaling.report.study import HEADLINE, Study, export_study, load_study
 from rerank_scaling.rundir import output_folder
 
 FIGURES = "figures"
@@ -37,38 +41,39 @@ def _out_path(study_dir: Path, out: Path | str | None) -> Path:
     return out
 
 
-def _make_figures(study: Study, analysis, folder: Path) -> tuple[dict, dict, dict, dict]:
-    """Write every PNG into ``folder``; returns {eval set: relative path} for each kind."""
-    size, exposure, metrics, distilled = {}, {}, {}, {}
+def _make_figures(study: Study, analysis, folder: Path) -> dict[str, dict]:
+    """Write every PNG into ``folder``; returns, per kind, {key: relative path}."""
+    out: dict[str, dict] = {"size": {}, "exposure": {}, "metrics": {}, "distilled": {}, "data": {}}
     if HEADLINE in study.metrics:
         for es in study.eval_sets:
             if study.finals.filter((study.finals["eval_set"] == es.name) & (study.finals["metric"] == HEADLINE)).height:
                 name = f"size_{F.slug(HEADLINE)}_{F.slug(es.name)}.png"
                 F.size_figure(study, analysis, es.name, HEADLINE, folder / name)
-                size[es.name] = f"{FIGURES}/{name}"
-        has_exposure = study.trained["exposure"].is_not_null().any()
-        targets = study.in_domain_sets or [study.eval_sets[0].name]
-        for name_es in targets if has_exposure else []:
+                out["size"][es.name] = f"{FIGURES}/{name}"
+        for name_es in study.in_domain_sets or [study.eval_sets[0].name]:
             name = f"exposure_{F.slug(HEADLINE)}_{F.slug(name_es)}.png"
-            F.exposure_figure(study, name_es, HEADLINE, folder / name)
-            exposure[name_es] = f"{FIGURES}/{name}"
+            if F.exposure_figure(study, name_es, HEADLINE, folder / name):
+                out["exposure"][name_es] = f"{FIGURES}/{name}"
     # the side-by-side metrics figure: one per eval set, and per family when there are several (each family
-    # its own ladder, cut and laws); keyed by (eval set, family or None)
+    # its own ladder, cut and forecasts); keyed by (eval set, family or None)
     views = ([(f, study.only_family(f), analysis.for_family(f)) for f in study.families] if len(study.families) > 1
              else [(None, study, analysis)])
     for family, sub, sub_analysis in views:
         for es in sub.eval_sets if len(sub.param_sizes) >= 2 else []:
-            if sub.finals.filter(sub.finals["eval_set"] == es.name).height:
-                name = f"metrics_{F.slug(family) + '_' if family else ''}{F.slug(es.name)}.png"
-                F.metrics_figure(sub, sub_analysis, es.name, folder / name)
-                metrics[(es.name, family)] = f"{FIGURES}/{name}"
+            name = f"metrics_{F.slug(family) + '_' if family else ''}{F.slug(es.name)}.png"
+            if F.metrics_figure(sub, sub_analysis, es.name, folder / name):
+                out["metrics"][(es.name, family)] = f"{FIGURES}/{name}"
     for es in study.eval_sets:
         drawn = figure_points(study, es.name)
         if drawn is not None:
             name = f"retained_latency_{F.slug(es.name)}.png"
             F.retained_latency_figure(study, es.name, *drawn, folder / name)
-            distilled[es.name] = f"{FIGURES}/{name}"
-    return size, exposure, metrics, distilled
+            out["distilled"][es.name] = f"{FIGURES}/{name}"
+        if analysis.data is not None:
+            name = f"data_{F.slug(analysis.data.metric)}_{F.slug(es.name)}.png"
+            if F.data_figure(study, analysis.data.metric, es.name, folder / name):
+                out["data"][es.name] = f"{FIGURES}/{name}"
+    return out
 
 
 def number_sections(lines: list[str]) -> list[str]:
@@ -87,21 +92,20 @@ def number_sections(lines: list[str]) -> list[str]:
     return [line.replace(link, f"](#{anchor})") for line in out]
 
 
-def render(study: Study, analysis, figure_paths: tuple[dict, dict, dict, dict]) -> str:
-    size, exposure, metrics, distilled = figure_paths
+def render(study: Study, analysis, figure_paths: dict[str, dict]) -> str:
     found = caveats(study, analysis)
     lines = [
         *S.header(study, analysis, found),
         *S.study_section(study, analysis),
         *S.baselines_section(study),
         *first_stage_section(study),
-        *scalingnote_section(study, analysis, distilled),
-        *S.size_section(study, analysis, size),
-        *data_section(study, analysis),
-        *S.verdict_section(study, analysis, metrics),
-        *S.exposure_section(study, exposure),
-        *S.allocation_section(study, analysis),
+        *scalingnote_section(study, analysis, figure_paths["distilled"]),
+        *S.size_section(study, analysis, figure_paths["size"]),
+        *data_section(study, analysis, figure_paths["data"]),
+        *S.verdict_section(study, analysis, figure_paths["metrics"]),
+        *S.exposure_section(study, figure_paths["exposure"]),
         *S.caveats_section(found),
+        *S.appendix(study, analysis, data_appendix(study, analysis)),
     ]
     lines = number_sections(lines)
     while lines and not lines[-1]:
@@ -125,17 +129,24 @@ def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_p
     study = load_study(study_dir)
     out = _out_path(study_dir, out)
     output_folder(out.parent, "--out")  # before the analysis: a bad --out fails at once
-    analysis = analyse(study, fit_max_params, n_boot)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if export_study(study, out.parent):  # a report written elsewhere: its folder becomes the study it is read
+        # from (table, per-query values, experiment file, cells digest, paths relative to it), so the report is
+        # the one `rerank-scaling report <that folder>` regenerates
+        study = dataclasses.replace(load_study(out.parent), collected=study.collected)
+    analysis = analyse(study, fit_max_params, n_boot)
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
     try:
         paths = _make_figures(study, analysis, tmp / FIGURES)
         (tmp / out.name).write_text(render(study, analysis, paths), encoding="utf-8")
         published = out.parent / FIGURES
         published.mkdir(exist_ok=True)
-        if (tmp / FIGURES).is_dir():
-            for png in sorted((tmp / FIGURES).iterdir()):
-                os.replace(png, published / png.name)
+        made = sorted((tmp / FIGURES).iterdir()) if (tmp / FIGURES).is_dir() else []
+        for png in made:
+            os.replace(png, published / png.name)
+        for stale in sorted(published.glob("*.png")):  # a figure an earlier report drew and this one does not
+            if stale.name not in {p.name for p in made}:
+                stale.unlink()
         os.replace(tmp / out.name, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

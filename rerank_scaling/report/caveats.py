@@ -14,15 +14,16 @@ import polars as pl
 from rerank_scaling.report.analysis import Analysis
 from rerank_scaling.report.baselines import compare, variant_keys
 from rerank_scaling.report.study import HEADLINE, Study
-from rerank_scaling.report.tables import covered, num, pct, plain
+from rerank_scaling.report.tables import num, plain
 from rerank_scaling.report.tables import size as fmt_size
 from rerank_scaling.scaling import direction
+from rerank_scaling.scaling.backtest import MIN_FIT_LEVELS
 
 MIN_SIZES = 4  # fewer distinct sizes: forecasts rest on very few points
 WIDE_FRACTION = 0.10  # an interval wider than this fraction of the forecast is "wide"
 MIN_QUERIES = 50  # fewer evaluation queries: small differences are noise
 MAX_LISTED = 8  # items listed per caveat before "and N more"
-PER_QUERY_SD = 0.3  # assumed per-query standard deviation of a rank metric (the table has no per-query values)
+PER_QUERY_SD = 0.3  # assumed per-query standard deviation of a rank metric, only when no per-query values exist
 
 
 @dataclass(frozen=True)
@@ -49,41 +50,51 @@ def too_few_sizes(study: Study, analysis: Analysis) -> list[Caveat]:
     return [Caveat("Too few sizes", (
         f"only {len(sizes)} distinct model size(s)" + (f" in family {family}" if family else "")
         + f" ({', '.join(fmt_size(s) for s in sizes)}), fewer than "
-        f"{MIN_SIZES}: forecasts rest on very few points ({len(fitted)} size(s) at or below the fit cut); "
-        "with fewer than 4 sizes the analyzer fits the 2-parameter log-linear law, which cannot show saturation."))]
+        f"{MIN_SIZES}: forecasts rest on very few points ({len(fitted)} size(s) at or below the fit cut; the "
+        f"default estimator needs {MIN_FIT_LEVELS} to forecast a held-out size at all)."))]
 
 
-def _forecast_where(f, keys: list[str]) -> str:
-    extra = ", ".join(f"{k}={plain(getattr(f, k))}" for k in keys)
-    return f"{f.metric} {f.eval_set}/{f.objective}" + (f" ({extra})" if extra else "") + f" at {fmt_size(f.params)}"
+def _forecast_where(f: dict, keys: list[str]) -> str:
+    extra = ", ".join(f"{k}={plain(f.get(k))}" for k in keys)
+    return (f"{f['metric']} {f['eval_set']}/{f.get('objective')}" + (f" ({extra})" if extra else "")
+            + f" at {fmt_size(f['params'])}")
+
+
+def _forecasts(analysis: Analysis) -> list[dict]:
+    """The default estimator's held-out forecasts (the only forecasts a report shows), quality metrics."""
+    return [f for m in analysis.quality for f in analysis.default_forecasts.get(m, [])]
+
+
+def _keys(study: Study) -> list[str]:
+    """The columns that tell two forecasts of one metric, eval set and objective apart."""
+    return (["family"] if len(study.families) > 1 else []) + variant_keys(study)
 
 
 def wide_intervals(study: Study, analysis: Analysis) -> list[Caveat]:
-    keys = variant_keys(study)
+    keys = _keys(study)
     wide, none = [], []
-    for metric in study.metrics:
-        for g in analysis.fits[metric].groups:
-            for f in g.forecasts:
-                where = _forecast_where(f, keys)
-                if not (math.isfinite(f.lower) and math.isfinite(f.upper)):
-                    none.append(where)
-                    continue
-                width = f.upper - f.lower
-                if f.predicted and width > WIDE_FRACTION * abs(f.predicted):
-                    wide.append(f"{where} (width {width:.3g} = {width / abs(f.predicted):.0%} of {f.predicted:.3g})")
+    for f in _forecasts(analysis):
+        where = _forecast_where(f, keys)
+        if not (math.isfinite(f["lower"]) and math.isfinite(f["upper"])):
+            none.append(where)
+            continue
+        width = f["upper"] - f["lower"]
+        if f["predicted"] and width > WIDE_FRACTION * abs(f["predicted"]):
+            wide.append(f"{where} (width {width:.3g} = {width / abs(f['predicted']):.0%} of {f['predicted']:.3g})")
     out = []
     if wide:
-        out.append(Caveat("Wide intervals", f"{len(wide)} forecast(s) have a {analysis.level:.0%} prediction "
-                          f"interval wider than {WIDE_FRACTION:.0%} of the forecast value: {_listing(wide)}."))
+        out.append(Caveat("Wide intervals", f"{len(wide)} default forecast(s) have a {analysis.level:.0%} interval "
+                          f"wider than {WIDE_FRACTION:.0%} of the forecast value: {_listing(wide)}."))
     if none:
-        out.append(Caveat("No intervals", f"{len(none)} forecast(s) have no finite interval (no bootstrap, or no "
-                          f"more runs than law parameters): {_listing(none)}."))
+        out.append(Caveat("No intervals", f"{len(none)} default forecast(s) have no finite interval (no bootstrap): "
+                          f"{_listing(none)}."))
     return out
 
 
-def _size_means(study: Study) -> pl.DataFrame:
+def _size_means(study: Study, metrics: list[str] | None = None) -> pl.DataFrame:
     keys = ["metric", "eval_set", "objective", *variant_keys(study)]
-    return (study.finals.group_by(*keys, "params")
+    finals = study.finals if metrics is None else study.finals.filter(pl.col("metric").is_in(metrics))
+    return (finals.group_by(*keys, "params")
             .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd"), pl.len().alias("n"))
             .sort(*keys, "params"))
 
@@ -96,7 +107,7 @@ def _where(row: dict, keys: list[str]) -> str:
 def non_monotone(study: Study, analysis: Analysis) -> list[Caveat]:
     keys = variant_keys(study)
     drops = []
-    means = _size_means(study)
+    means = _size_means(study, analysis.quality)
     for _, sub in means.group_by(["metric", "eval_set", "objective", *keys], maintain_order=True):
         rows = sub.to_dicts()
         s = direction(rows[0]["metric"])
@@ -112,10 +123,11 @@ def non_monotone(study: Study, analysis: Analysis) -> list[Caveat]:
 
 def seeds_disagree(study: Study, analysis: Analysis) -> list[Caveat]:
     keys = variant_keys(study)
-    means = _size_means(study)
+    means = _size_means(study, analysis.quality)
     if means.height == 0 or int(means["n"].max()) < 2:
-        return [Caveat("One seed per size", "every size was trained with one seed, so run-to-run noise is not "
-                       "measured directly; the intervals estimate it from the fit's residuals.")]
+        return [Caveat("One seed per size", "every size was trained with one seed, so run-to-run noise is measured "
+                       "only from each run's late checkpoints, where there are enough of them; verdicts without "
+                       "are *not testable*.")]
     noisy = []
     for _, sub in means.group_by(["metric", "eval_set", "objective", *keys], maintain_order=True):
         rows = sub.to_dicts()
@@ -183,6 +195,19 @@ def _median_gap(study: Study, eval_set: str) -> float | None:
     return float(np.median(gaps)) if gaps else None
 
 
+def _per_query_sd(study: Study, eval_set: str) -> tuple[float, str] | None:
+    """The per-query standard deviation of the headline on ``eval_set`` from ``per_query.parquet`` (pooled over
+    every run and BM25), and where it came from."""
+    if study.per_query is None:
+        return None
+    rows = study.per_query.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == HEADLINE))
+    sds = [float(sub["value"].std()) for _, sub in rows.group_by("run") if sub.height >= 2]
+    sds = [v for v in sds if math.isfinite(v)]
+    if not sds:
+        return None
+    return float(np.sqrt(np.mean(np.square(sds)))), f"measured: {len(sds)} runs incl. BM25"
+
+
 def few_queries(study: Study, analysis: Analysis) -> list[Caveat]:
     out = []
     for es in study.eval_sets:
@@ -194,67 +219,43 @@ def few_queries(study: Study, analysis: Analysis) -> list[Caveat]:
                                   "between adjacent sizes may be noise."))
             continue
         if es.queries < MIN_QUERIES:
-            se = PER_QUERY_SD / np.sqrt(es.queries)
+            measured = _per_query_sd(study, es.name)
+            sd, source = measured if measured else (PER_QUERY_SD, f"assumed, typical of {HEADLINE}: no per-query "
+                                                                   "values recorded")
+            se = sd / np.sqrt(es.queries)
             gap = _median_gap(study, es.name)
             compare_gap = "" if gap is None else (
                 f"; the median {HEADLINE} gap between adjacent sizes here is {gap:.3f}"
                 + (", smaller than that" if gap < se else ""))
             out.append(Caveat("Few evaluation queries", (
-                f"{es.name} has only {es.queries} judged queries (< {MIN_QUERIES}): assuming a per-query standard "
-                f"deviation of {PER_QUERY_SD} (typical of {HEADLINE}), a mean is uncertain by about ±{se:.3f} "
-                f"(one standard error){compare_gap}.")))
+                f"{es.name} has only {es.queries} judged queries (< {MIN_QUERIES}): with a per-query standard "
+                f"deviation of {sd:.2f} ({source}), a mean is uncertain by about ±{se:.3f} (one standard "
+                f"error){compare_gap}.")))
     if not any(es.queries is not None for es in study.eval_sets) and not out:
         out.append(Caveat("Query counts unknown", "no cell's data.json records how many queries each evaluation "
                           "set has; the reader cannot judge the evaluation noise."))
     return out
 
 
-def _label(g, keys: list[str]) -> str:
-    k = g.key
-    extra = ", ".join(f"{c}={plain(k.get(c))}" for c in keys)
-    return f"{g.metric} {k.get('eval_set')}/{k.get('objective')}" + (f" ({extra})" if extra else "")
-
-
 def fit_problems(study: Study, analysis: Analysis) -> list[Caveat]:
     out = []
-    for metric in study.metrics:
-        mf = analysis.fits[metric]
-        if mf.error:
-            out.append(Caveat("Not enough sizes to fit", f"{metric}: {mf.error}."))
-        if mf.notes:
-            out.append(Caveat("Groups not fitted", f"{metric}: {_listing(mf.notes)}."))
-    keys = variant_keys(study)
-    by_message: dict[str, list[str]] = {}
-    names = [e.name for e in study.eval_sets]
-    for metric in study.metrics:
-        groups = sorted(analysis.fits[metric].groups, key=lambda g: (
-            names.index(g.key.get("eval_set")) if g.key.get("eval_set") in names else len(names),
-            *(str(g.key.get(k)) for k in ("objective", "supervision", "budget"))))
-        for g in groups:
-            for w in g.fit.warnings:
-                by_message.setdefault(w.removeprefix(f"{g.fit.label}: "), []).append(_label(g, keys))
-    for message, where in by_message.items():
-        out.append(Caveat("Analyzer warning", f"{message}, in {len(where)} fit(s): {_listing(where)}."))
-    if not analysis.held_out:
+    if analysis.estimator_note:
+        out.append(Caveat("No size forecast", f"{analysis.estimator_note}: no held-out size is forecast and the "
+                          "size check judges nothing."))
+    elif not analysis.held_out:
         out.append(Caveat("Nothing held out", f"no model is larger than the fit cut ({fmt_size(analysis.cut)}), so "
                           "no forecast could be checked against an actual value."))
     return out
 
 
 def missed_forecasts(study: Study, analysis: Analysis) -> list[Caveat]:
-    keys = variant_keys(study)
-    missed = []
-    for metric in study.metrics:
-        for g in analysis.fits[metric].groups:
-            for f in g.forecasts:
-                if covered(f) is False:
-                    missed.append(f"{_forecast_where(f, keys)} "
-                                  f"(predicted {f.predicted:.4g}, actual {f.actual:.4g}, "
-                                  f"{pct(f.rel_error, plus=True)})")
+    keys = _keys(study)
+    missed = [f"{_forecast_where(f, keys)} (predicted {f['predicted']:.4g}, actual {f['actual']:.4g})"
+              for f in _forecasts(analysis) if f["covered"] is False]
     if not missed:
         return []
-    return [Caveat("Missed forecasts", f"{len(missed)} held-out actual(s) fall outside their {analysis.level:.0%} "
-                   f"prediction interval: {_listing(missed)}.")]
+    return [Caveat("Missed forecasts", f"{len(missed)} held-out actual(s) fall outside the default estimator's "
+                   f"{analysis.level:.0%} interval: {_listing(missed)}.")]
 
 
 CHECKS = (too_few_sizes, failed_cells, not_beating_bm25, few_queries, fit_problems, missed_forecasts,

@@ -15,7 +15,8 @@ import polars as pl
 
 from rerank_scaling.report import tables as T
 from rerank_scaling.report.analysis import Analysis, MetricFits
-from rerank_scaling.report.sections import param
+from rerank_scaling.report.kinds import metric_range
+from rerank_scaling.report.sections import param, r2_text
 from rerank_scaling.report.study import HEADLINE, Study
 from rerank_scaling.scaling import LAWS
 
@@ -27,7 +28,7 @@ def _law_rows(fits: MetricFits, keys: tuple[str, ...]) -> list[list[str]]:
     for g in sorted(fits.groups, key=lambda g: tuple(_order(_key(g, k)) for k in keys)):
         fit = g.fit
         rows.append([*[T.plain(_key(g, k)) for k in keys], "; ".join(param(fit, p, v) for p, v in fit.params.items()),
-                     T.num(fit.r2, 3), str(fit.n_points)])
+                     r2_text(fit), str(fit.n_points)])
     return rows
 
 
@@ -43,7 +44,7 @@ def _key(group, k: str):
 
 
 def _law_block(title: str, law: str, fits: MetricFits, keys: tuple[str, ...]) -> list[str]:
-    lines = [f"### {title}", "", f"`{law}`: {LAWS[law].formula}", ""]
+    lines = [f"#### {title}", "", f"`{law}`: {LAWS[law].formula}", ""]
     if fits.error:
         return lines + [f"Not fitted: {T.esc(fits.error)}.", ""]
     lines += [T.md_table([*keys, "parameters", "R²", "points"], _law_rows(fits, keys), "l" * len(keys) + "lrr"), ""]
@@ -76,10 +77,11 @@ def _comparison(study: Study, analysis: Analysis, eval_set: str) -> list[str]:
         if g.key.get("eval_set") != eval_set:
             continue
         sup, fit = g.key.get("supervision"), g.fit
-        pred = float(fit.predict([n_max], [d_max])[0])
+        bottom, top = metric_range(ds.metric)  # an entropy: never below 0
+        pred = min(max(float(fit.predict([n_max], [d_max])[0]), bottom), top)
         lo = hi = math.nan
         if fit.draws is not None and fit.draws.theta.shape[0] and fit.df >= 1:
-            lo, hi = (float(v[0]) for v in fit.interval([n_max], [d_max]))
+            lo, hi = (min(max(float(v[0]), bottom), top) for v in fit.interval([n_max], [d_max]))
         measured = {m: at.filter((pl.col("supervision") == sup) & (pl.col("metric") == m))["value"].mean()
                     for m in (ds.metric, *shown)}
         rows.append([str(sup), T.num(pred), T.interval(lo, hi), T.num(measured[ds.metric]),
@@ -88,7 +90,7 @@ def _comparison(study: Study, analysis: Analysis, eval_set: str) -> list[str]:
         ranked.append((pred, str(sup), lo, hi))
     if not rows:
         return []
-    lines = [f"### Annotation quality at N = {T.size(n_max)}, D = {T.plain(d_max)} ({eval_set})", "",
+    lines = [f"#### Annotation quality at N = {T.size(n_max)}, D = {T.plain(d_max)} ({eval_set}): joint law", "",
              f"Each supervision's joint law at the grid's largest model and budget (predicted {ds.metric} with its "
              f"{analysis.level:.0%} prediction interval), the run measured there, and the law's exponents "
              "(alpha: model size, beta: data) and floor delta.", "",
@@ -108,22 +110,39 @@ def _comparison(study: Study, analysis: Analysis, eval_set: str) -> list[str]:
     return lines + [line, ""]
 
 
-def data_section(study: Study, analysis: Analysis) -> list[str]:
+def data_section(study: Study, analysis: Analysis, figures: dict[str, str] | None = None) -> list[str]:
+    """The measured data axis: each run's final entropy per budget and the figure of it vs D; the laws fitted
+    to it are in the appendix (:func:`data_appendix`)."""
+    ds = analysis.data
+    if ds is None:
+        return []
+    lines = ["## 0. Scaling with data and annotation quality", "",
+             f"Contrastive entropy `{ds.metric}` (lower is better) of every run's final checkpoint against D, the data "
+             "budget in training queries (nested: a smaller budget is a prefix of a larger one), per supervision "
+             "(annotation quality). Fang et al.'s size, data and joint laws fitted to these points are in the "
+             "appendix (B).", ""]
+    for es in study.eval_sets:
+        if figures and es.name in figures:
+            lines += [f"![{ds.metric} vs data budget, {es.name}]({figures[es.name]})", "",
+                      f"*{ds.metric} on {es.name} ({es.domain}) vs the training budget D (queries, log scale), one "
+                      "panel per supervision, one line per model size; lower is better.*", ""]
+        lines += [f"### Final {ds.metric} per run, {es.name} ({es.domain})", ""]
+        lines += _finals_table(study, ds.metric, es.name)
+    return lines
+
+
+def data_appendix(study: Study, analysis: Analysis) -> list[str]:
+    """Fang et al.'s three laws over (N, D) per supervision, and each supervision's joint law at the grid's
+    largest (N, D): descriptive fits, labelled as such."""
     ds = analysis.data
     if ds is None:
         return []
     n_sizes, n_budgets = len(study.param_sizes), len(study.column_values("budget"))
-    lines = ["## 0. Scaling with data and annotation quality", "",
-             f"Contrastive entropy `{ds.metric}` (lower is better) as Fang et al. (2024) fit it. D is the data "
-             "budget: training queries, nested (a smaller budget is a prefix of a larger one); every run is one "
-             "point, its final checkpoint. The laws are fitted per supervision (annotation quality), with "
-             f"{analysis.level:.0%} bootstrap intervals over runs in brackets (raw units: N in parameters, D in "
-             f"queries). The size law has {n_sizes} size(s) per budget and the data law {n_budgets} budget(s) per "
-             "model for 3 parameters each (with 3 points a law interpolates and its intervals say little); the "
-             "joint law's 5 parameters are fitted on every run of a supervision.", ""]
-    for es in study.eval_sets:
-        lines += [f"### Final {ds.metric} per run, {es.name} ({es.domain})", ""]
-        lines += _finals_table(study, ds.metric, es.name)
+    lines = ["### B. Laws over data (Fang et al. 2024; descriptive)", "",
+             f"`{ds.metric}` with {analysis.level:.0%} bootstrap intervals over runs in brackets (raw units: N in "
+             f"parameters, D in queries). The size law has {n_sizes} size(s) per budget and the data law "
+             f"{n_budgets} budget(s) per model for 3 parameters each: with 3 points a law passes through them and its "
+             "R² and intervals are n/a; the joint law's 5 parameters are fitted on every run of a supervision.", ""]
     keys = ("eval_set", "supervision")
     lines += _law_block("Size law per budget", "fang", ds.size, (*keys, "budget"))
     lines += _law_block("Data law per model", "data-fang", ds.data, (*keys, "model"))

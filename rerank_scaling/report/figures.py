@@ -1,19 +1,24 @@
 """The report's figures (matplotlib, Agg canvas, no pyplot global state).
 
-Fixed size and dpi, no ``Software`` metadata, sorted iteration: the same study
-gives the same PNG bytes.
+Fixed size and dpi, no ``Software`` metadata, sorted iteration: the same study gives the same PNG bytes.
+Every forecast mark is the default estimator's (:mod:`.analysis`: the held-out sizes and the next size);
+no law curve is drawn. Rules a reader can trust: a distinct colour (and marker) per series, at most
+:data:`MAX_SERIES` series per panel, the legend inside the saved canvas, no min-max stretching (a flat
+series stays flat), one panel per objective (and supervision), families told apart by line style.
 
-* :func:`size_figure` -- a metric vs model size per objective: runs, the fitted
-  law, its prediction band, the forecasts of held-out sizes, BM25.
-* :func:`exposure_figure` -- a metric vs examples seen, one line per run, coloured by size.
-* :func:`metrics_figure` -- every metric min-max normalised (losses flipped) vs size,
-  with its fitted law, so which metric extrapolates is visible at a glance.
-* :func:`retained_latency_figure` -- distilled query towers: the teacher's quality they
-  retain vs their query-encoding latency, the teacher at 100%.
+* :func:`size_figure` -- a metric vs model size: runs, size means, the forecasts of held-out sizes and of
+  the next size with their intervals, BM25.
+* :func:`exposure_figure` -- a metric vs examples seen, one line per run (largest budget), coloured by size.
+* :func:`metrics_figure` -- every quality metric's relative change from the smallest size vs size, with the
+  default estimator's forecast of the held-out size on the same scale.
+* :func:`data_figure` -- the contrastive entropy vs the data budget D, one line per size (studies with budgets).
+* :func:`retained_latency_figure` -- distilled query towers: the teacher's quality they retain vs their
+  query-encoding latency, the teacher at 100%.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -28,51 +33,50 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
 from rerank_scaling.evaluation.distilled import RETAINED  # noqa: E402
-from rerank_scaling.report.analysis import Analysis  # noqa: E402
+from rerank_scaling.report.analysis import NEXT_SIZE, Analysis  # noqa: E402
 from rerank_scaling.report.study import Study  # noqa: E402
 from rerank_scaling.report.tables import size as fmt_size  # noqa: E402
-from rerank_scaling.scaling import lower_is_better  # noqa: E402
+from rerank_scaling.scaling import direction, lower_is_better  # noqa: E402
 
 DPI = 110
 PANEL = (4.8, 3.7)  # inches per subplot
 MIN_WIDTH = 7.5  # inches: room for the title and a legend row below a single panel
-OBJECTIVE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-METRIC_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-                  "tab:olive", "tab:cyan", "tab:gray")
+MAX_SERIES = 6  # series per panel; more are not told apart
+# distinct hues, the order series are given them in (tab10 without its grey and olive)
+COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:cyan")
+MARKERS = ("o", "s", "^", "v", "P", "X", "<", ">")  # no "D": an open diamond marks a held-out size
+FAMILY_STYLES = ("-", "--", "-.", ":")  # one line style per model family
 SIZE_AXIS = "non-embedding parameters N (log scale)"
 EXPOSURE_AXIS = "examples seen (query groups, log scale)"
+PANEL_KEYS = ("objective", "supervision")  # one panel per value combination that varies
+SERIES_KEYS = ("family", "budget")  # one series per value combination that varies
 
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("@", "")).strip("-") or "x"
 
 
-def _figure(n_panels: int, extra_height: float = 0.0) -> tuple[Figure, list]:
+def _figure(n_panels: int, sharey: bool = True) -> tuple[Figure, list]:
     ncols = min(n_panels, 3)
     nrows = -(-n_panels // ncols)
-    fig = Figure(figsize=(max(PANEL[0] * ncols, MIN_WIDTH), PANEL[1] * nrows + 0.5 + extra_height), dpi=DPI, layout=None)
+    fig = Figure(figsize=(max(PANEL[0] * ncols, MIN_WIDTH), PANEL[1] * nrows + 0.5), dpi=DPI, layout=None)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel().tolist()
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel().tolist()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
     return fig, axes[:n_panels]
 
 
-def _finish(fig: Figure, handles: list, title: str, ncol: int = 4) -> None:
-    """Suptitle, one legend below the panels, tight layout leaving room for both."""
+def _finish(fig: Figure, handles: list, title: str, ncol: int = 3) -> None:
+    """Suptitle and one legend below the panels; :func:`_save` keeps both inside the canvas."""
     fig.suptitle(title, fontsize=12)
-    height = fig.get_figheight()
+    fig.tight_layout()
     if handles:
-        ncol = min(ncol, len(handles))
-        rows = -(-len(handles) // ncol)
-        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, (0.22 * rows + 0.08) / height, 1, 1))
-    else:
-        fig.tight_layout()
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(ncol, len(handles)),
+                   fontsize=8, frameon=False)
 
 
 def _short(v: float, _pos=None) -> str:
@@ -88,18 +92,9 @@ def _log_axis(ax) -> None:
 
 
 def _save(fig: Figure, path: Path) -> None:
+    """PNG with everything drawn inside it (legends below the axes included)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-
-
-def _variant(df: pl.DataFrame) -> pl.DataFrame:
-    """One training variant per objective: the largest budget, human supervision when present."""
-    if "supervision" in df.columns and df["supervision"].n_unique() > 1:
-        sups = sorted(s for s in df["supervision"].unique().to_list() if s is not None)
-        df = df.filter(pl.col("supervision") == ("human" if "human" in sups else sups[0]))
-    if "budget" in df.columns and df["budget"].n_unique() > 1:
-        df = df.filter(pl.col("budget") == pl.col("budget").max().over("objective"))
-    return df
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
 
 
 def _bm25(study: Study, eval_set: str, metric: str) -> float | None:
@@ -107,202 +102,282 @@ def _bm25(study: Study, eval_set: str, metric: str) -> float | None:
     return float(rows["value"][0]) if rows.height else None
 
 
-def _size_grid(study: Study) -> np.ndarray:
-    sizes = study.param_sizes
-    return np.geomspace(sizes[0] / 1.6, sizes[-1] * 1.6, 240)
+def _varying(df: pl.DataFrame, keys) -> list[str]:
+    return [k for k in keys if k in df.columns and df[k].n_unique() > 1]
 
 
-def _groups(analysis: Analysis, metric: str, eval_set: str, objective: str) -> list:
-    fits = analysis.fits.get(metric)
-    if fits is None:
-        return []
-    return [g for g in fits.groups if g.key.get("eval_set") == eval_set and g.key.get("objective") == objective]
+def _combos(df: pl.DataFrame, keys: list[str]) -> list[tuple]:
+    if not keys:
+        return [()]
+    return sorted({tuple(r[k] for k in keys) for r in df.select(keys).iter_rows(named=True)},
+                  key=lambda t: tuple((0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v)) for v in t))
 
 
-VARIANT_MARKERS = ("o", "s", "^", "v", "P", "X")
-VARIANT_STYLES = ("-", "--", "-.", ":")
-
-
-def _variant_label(key: dict, groups: list) -> str:
-    if len(groups) < 2:
-        return ""
-    parts = [f"{k}={_short(v) if k == 'budget' else v}" for k, v in key.items()
-             if k in ("family", "supervision", "budget") and v is not None]
-    return ", ".join(parts)
-
-
-def _of_group(df: pl.DataFrame, key: dict) -> pl.DataFrame:
-    for k, v in key.items():
-        if k in df.columns and v is not None:
-            df = df.filter(pl.col(k) == v)
+def _where(df: pl.DataFrame, keys: list[str], values: tuple) -> pl.DataFrame:
+    for k, v in zip(keys, values):
+        df = df.filter(pl.col(k) == v)
     return df
 
 
+def _matches(row: dict, keys: list[str], values: tuple) -> bool:
+    return all(row.get(k) == v for k, v in zip(keys, values))
+
+
+def _label(keys: list[str], values: tuple) -> str:
+    """A series' name: its family, ``budget 64``, ..."""
+    return ", ".join(f"budget {_short(v)}" if k == "budget" else str(v) for k, v in zip(keys, values))
+
+
+def _title(keys: list[str], values: tuple, df: pl.DataFrame) -> str:
+    """A panel's title: ``objective: listnet; supervision: human`` (the objective even when it does not vary)."""
+    named = dict(zip(keys, values))
+    if "objective" not in named and "objective" in df.columns and df.height:
+        named = {"objective": df["objective"][0], **named}
+    return "; ".join(f"{k}: {v}" for k, v in named.items())
+
+
+def _largest_budget(df: pl.DataFrame) -> pl.DataFrame:
+    """One budget per configuration: the largest (figures by size show the best-fed models)."""
+    if "budget" in df.columns and df["budget"].n_unique() > 1:
+        keys = [c for c in ("family", "objective", "supervision") if c in df.columns]
+        df = df.filter(pl.col("budget") == pl.col("budget").max().over(keys))
+    return df
+
+
+def _size_grid(study: Study) -> tuple[float, float]:
+    sizes = study.param_sizes
+    return sizes[0] / 1.5, sizes[-1] * NEXT_SIZE * 1.4
+
+
+def _interval_mark(ax, x: float, row: dict, colour, marker: str, transform=lambda v: v) -> None:
+    """A forecast: its marker at the prediction, a vertical bar over its interval (both through ``transform``)."""
+    y = transform(row["predicted"])
+    lo, hi = sorted((transform(row["lower"]), transform(row["upper"])))
+    if math.isfinite(lo) and math.isfinite(hi):
+        ax.errorbar([x], [y], yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], fmt="none", ecolor=colour,
+                    elinewidth=1.6, capsize=4, zorder=6)
+    ax.plot([x], [y], marker, color=colour, markersize=10 if marker == "*" else 8, markeredgewidth=2,
+            markeredgecolor=colour, markerfacecolor="white" if marker == "*" else colour, linestyle="", zorder=7)
+
+
 def size_figure(study: Study, analysis: Analysis, eval_set: str, metric: str, path: Path) -> None:
-    finals = study.finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
-    objectives = sorted(finals["objective"].unique().to_list())
-    fig, axes = _figure(len(objectives))
-    grid = _size_grid(study)
+    finals = _largest_budget(study.finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)))
+    panel_keys, series_keys = _varying(finals, PANEL_KEYS), _varying(finals, SERIES_KEYS)
+    panels, series = _combos(finals, panel_keys), _combos(finals, series_keys)[:MAX_SERIES]
+    fig, axes = _figure(len(panels))
     bm25 = _bm25(study, eval_set, metric)
-    cut = analysis.cut
-    variants: list[str] = []
-    drew_band = False
-    for i, (ax, objective) in enumerate(zip(axes, objectives)):
-        colour = OBJECTIVE_COLOURS[i % len(OBJECTIVE_COLOURS)]
-        pts = finals.filter(pl.col("objective") == objective)
-        groups = _groups(analysis, metric, eval_set, objective)
-        for gi, g in enumerate(groups):
-            style, marker = VARIANT_STYLES[gi % 4], VARIANT_MARKERS[gi % len(VARIANT_MARKERS)]
-            tag = _variant_label(g.key, groups)
-            if tag and tag not in variants:
-                variants.append(tag)
-            fit = g.fit
-            if fit.draws is not None and fit.draws.theta.shape[0] and fit.df >= 1:
-                lo, hi = fit.interval(grid)
-                if np.isfinite(lo).all() and np.isfinite(hi).all():
-                    ax.fill_between(grid, lo, hi, color=colour, alpha=0.15 if gi == 0 else 0.08, linewidth=0)
-                    drew_band = True
-            ax.plot(grid, fit.predict(grid), style, color=colour, linewidth=1.6)
-            mine, g_cut = _of_group(pts, g.key), analysis.cut_of(g.key.get("family"))
-            fitted, held = mine.filter(pl.col("params") <= g_cut), mine.filter(pl.col("params") > g_cut)
+    held = [f for f in analysis.default_forecasts.get(metric, []) if f["eval_set"] == eval_set]
+    nxt = [f for f in analysis.next_forecasts.get(metric, []) if f["eval_set"] == eval_set]
+    families = study.families
+    for i, (ax, pv) in enumerate(zip(axes, panels)):
+        sub = _where(finals, panel_keys, pv)
+        for si, sv in enumerate(series):
+            colour, marker = COLOURS[si % len(COLOURS)], MARKERS[si % len(MARKERS)]
+            pts = _where(sub, series_keys, sv)
+            if pts.height == 0:
+                continue
+            family = dict(zip(series_keys, sv)).get("family") or (pts["family"][0] if "family" in pts.columns else None)
+            style = FAMILY_STYLES[families.index(family) % len(FAMILY_STYLES)] if family in families else "-"
+            cut = analysis.cut_of(family)
+            means = pts.group_by("params").agg(pl.col("value").mean()).sort("params")
+            ax.plot(pts["params"].to_numpy(), pts["value"].to_numpy(), marker, color=colour, markersize=4,
+                    alpha=0.45, linestyle="", zorder=3)
+            ax.plot(means["params"].to_numpy(), means["value"].to_numpy(), style, color=colour, linewidth=1.4,
+                    zorder=4)
+            fitted = means.filter(pl.col("params") <= cut)
+            out = means.filter(pl.col("params") > cut)
             ax.plot(fitted["params"].to_numpy(), fitted["value"].to_numpy(), marker, color=colour, markersize=6,
-                    linestyle="", zorder=4)
-            ax.plot(held["params"].to_numpy(), held["value"].to_numpy(), "D", markerfacecolor="white",
-                    markeredgecolor="crimson", markeredgewidth=1.8, markersize=7, linestyle="", zorder=6)
-            if g.forecasts:
-                ax.plot([f.params for f in g.forecasts], [f.predicted for f in g.forecasts], "x", color="black",
-                        markersize=8, markeredgewidth=2, linestyle="", zorder=7)
-        if not groups:
-            ax.plot(pts["params"].to_numpy(), pts["value"].to_numpy(), "o", color=colour, markersize=6, zorder=4)
-            ax.text(0.5, 0.5, "not enough sizes to fit", transform=ax.transAxes, ha="center", va="center",
-                    fontsize=10, color="crimson", bbox={"facecolor": "white", "edgecolor": "crimson"})
+                    linestyle="", zorder=5)
+            ax.plot(out["params"].to_numpy(), out["value"].to_numpy(), "D", markerfacecolor="white",
+                    markeredgecolor=colour, markeredgewidth=1.8, markersize=8, linestyle="", zorder=5)
+            for f in held + nxt:
+                if _matches(f, panel_keys, pv) and _matches(f, series_keys, sv) and \
+                        (f.get("family") in (None, family)):
+                    _interval_mark(ax, f["params"] * (1.06 if f in held else 1.0), f, colour, "x" if f in held else "*")
         if bm25 is not None:
             ax.axhline(bm25, color="dimgray", linestyle="--", linewidth=1.2)
-        ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
+        if not analysis.cuts:
+            ax.axvline(analysis.cut, color="gray", linestyle=":", linewidth=1.0)
         _log_axis(ax)
-        ax.set_title(f"objective: {objective}", fontsize=11)
+        ax.set_xlim(*_size_grid(study))
+        ax.set_title(_title(panel_keys, pv, sub), fontsize=11)
         ax.set_xlabel(SIZE_AXIS)
         if i % 3 == 0:
             ax.set_ylabel(f"{metric} (final checkpoint)")
         ax.grid(True, which="both", alpha=0.25)
-    handles = [
-        Line2D([], [], color="0.3", marker="o", linestyle="", label="run used in the fit"),
-        Line2D([], [], color="crimson", marker="D", markerfacecolor="white", linestyle="", label="held-out run"),
-        Line2D([], [], color="0.3", linestyle="-", label="fitted law"),
-        *([Patch(color="0.3", alpha=0.25, label=f"{analysis.level:.0%} prediction interval")] if drew_band else []),
-        Line2D([], [], color="black", marker="x", markeredgewidth=2, linestyle="", label="forecast"),
-        Line2D([], [], color="gray", linestyle=":", label=f"fit cut ({fmt_size(cut)})"),
+    handles = [Line2D([], [], color=COLOURS[si % len(COLOURS)], marker=MARKERS[si % len(MARKERS)],
+                      linestyle=_style_of(sv, series_keys, families), label=_label(series_keys, sv))
+               for si, sv in enumerate(series) if series_keys]
+    handles += [
+        Line2D([], [], color="0.3", marker="o", linestyle="", label="size in the fit (mean; small: runs)"),
+        Line2D([], [], color="0.3", marker="D", markerfacecolor="white", linestyle="", label="held-out size (actual)"),
+        Line2D([], [], color="0.3", marker="x", markeredgewidth=2, linestyle="-",
+               label=f"default forecast, {analysis.level:.0%} interval"),
+        Line2D([], [], color="0.3", marker="*", markerfacecolor="white", linestyle="-",
+               label=f"forecast at {NEXT_SIZE:g}x the largest N"),
     ]
+    if not analysis.cuts:
+        handles.append(Line2D([], [], color="gray", linestyle=":", label=f"fit cut ({fmt_size(analysis.cut)})"))
     if bm25 is not None:
         handles.append(Line2D([], [], color="dimgray", linestyle="--", label=f"BM25 ({bm25:.3f})"))
-    for gi, tag in enumerate(variants):
-        handles.append(Line2D([], [], color="0.3", linestyle=VARIANT_STYLES[gi % 4],
-                              marker=VARIANT_MARKERS[gi % len(VARIANT_MARKERS)], label=tag))
     _finish(fig, handles, f"{metric} vs model size: {eval_set} ({study.eval_set(eval_set).domain})")
     _save(fig, path)
 
 
-def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> None:
-    rows = study.trained.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
-                                  & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0))
-    objectives = sorted(rows["objective"].unique().to_list())
-    fig, axes = _figure(max(len(objectives), 1))
-    sizes = study.param_sizes
+def _style_of(sv: tuple, series_keys: list[str], families: list[str]) -> str:
+    family = dict(zip(series_keys, sv)).get("family")
+    return FAMILY_STYLES[families.index(family) % len(FAMILY_STYLES)] if family in families else "-"
+
+
+def _size_colours(sizes: list[float]) -> dict[float, tuple]:
+    """Ordered, distinct colours for model sizes (viridis without its pale yellow end)."""
     cmap = colormaps["viridis"]
-    colour = {p: cmap(0.9 * k / max(len(sizes) - 1, 1)) for k, p in enumerate(sizes)}
-    names = {float(r["params"]): r["model"] for r in study.models()}
+    return {p: cmap(0.85 * k / max(len(sizes) - 1, 1)) for k, p in enumerate(sizes)}
+
+
+def exposure_figure(study: Study, eval_set: str, metric: str, path: Path) -> bool:
+    """Learning curves; False (nothing written) when no run has three checkpoints or more to draw."""
+    rows = _largest_budget(study.trained.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric)
+                                                  & pl.col("exposure").is_not_null() & (pl.col("exposure") > 0)))
+    counts = rows.group_by("run").agg(pl.col("exposure").n_unique().alias("n"))
+    keep = counts.filter(pl.col("n") >= 3)["run"].to_list()
+    rows = rows.filter(pl.col("run").is_in(keep))
+    if rows.height == 0:
+        return False
+    panel_keys = _varying(rows, PANEL_KEYS)
+    panels = _combos(rows, panel_keys)
+    fig, axes = _figure(len(panels))
+    sizes = sorted({float(p) for p in rows["params"].unique().to_list()})
+    colour = _size_colours(sizes)
+    families = study.families
+    names = {(float(m["params"]), m.get("family")): m["model"] for m in study.models()}
     bm25 = _bm25(study, eval_set, metric)
-    for i, (ax, objective) in enumerate(zip(axes, objectives)):
-        sub = rows.filter(pl.col("objective") == objective)
+    for i, (ax, pv) in enumerate(zip(axes, panels)):
+        sub = _where(rows, panel_keys, pv)
         for run in sorted(sub["run"].unique().to_list()):
             r = sub.filter(pl.col("run") == run).sort("exposure")
-            p = float(r["params"][0])
-            ax.plot(r["exposure"].to_numpy(), r["value"].to_numpy(), "o-", color=colour[p], markersize=3.5,
-                    linewidth=1.3, alpha=0.9)
+            p, fam = float(r["params"][0]), r["family"][0] if "family" in r.columns else None
+            style = FAMILY_STYLES[families.index(fam) % len(FAMILY_STYLES)] if fam in families else "-"
+            ax.plot(r["exposure"].to_numpy(), r["value"].to_numpy(), marker="o", linestyle=style, color=colour[p],
+                    markersize=3.5, linewidth=1.3, alpha=0.9)
         if bm25 is not None:
             ax.axhline(bm25, color="dimgray", linestyle="--", linewidth=1.2)
         _log_axis(ax)
-        ax.set_title(f"objective: {objective}", fontsize=11)
+        ax.set_title(_title(panel_keys, pv, sub), fontsize=11)
         ax.set_xlabel(EXPOSURE_AXIS)
         if i % 3 == 0:
             ax.set_ylabel(metric)
         ax.grid(True, which="both", alpha=0.25)
-    present = sorted({float(p) for p in rows["params"].unique().to_list()})
-    handles = [Line2D([], [], color=colour[p], marker="o", label=f"{names.get(p, '')} (N = {fmt_size(p)})")
-               for p in present]
+    several = len(families) > 1
+    present = sorted({(float(p), f) for p, f in rows.select("params", "family").iter_rows()}, key=lambda t: t[0]) \
+        if "family" in rows.columns else [(p, None) for p in sizes]
+    handles = [Line2D([], [], color=colour[p], marker="o",
+                      linestyle=FAMILY_STYLES[families.index(f) % len(FAMILY_STYLES)] if several and f in families
+                      else "-", label=f"{(f + ' ') if several and f else ''}{names.get((p, f), '')} (N = {fmt_size(p)})")
+               for p, f in present]
     if bm25 is not None:
         handles.append(Line2D([], [], color="dimgray", linestyle="--", label=f"BM25 ({bm25:.3f})"))
-    _finish(fig, handles, f"{metric} vs training exposure: {eval_set} ({study.eval_set(eval_set).domain})", ncol=3)
+    _finish(fig, handles, f"{metric} vs training exposure: {eval_set} ({study.eval_set(eval_set).domain})")
     _save(fig, path)
+    return True
 
 
-def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) -> None:
-    finals = _variant(study.finals.filter(pl.col("eval_set") == eval_set))
-    means = finals.group_by("metric", "objective", "params").agg(pl.col("value").mean()).sort(
-        "metric", "objective", "params")
-    metrics = [m for m in study.metrics if m in set(means["metric"].to_list())]
-    objectives = sorted(means["objective"].unique().to_list())
-    fig, axes = _figure(max(len(objectives), 1))
-    grid = _size_grid(study)
-    span, constant = {}, set()
-    for m in metrics:
-        v = means.filter(pl.col("metric") == m)["value"].to_numpy()
-        lo, hi = float(v.min()), float(v.max())
-        if hi - lo <= 1e-9 * max(1.0, abs(lo)):  # the same at every size: nothing to fit, flagged
-            constant.add(m)
-        span[m] = (lo, hi if hi > lo else lo + 1e-9)
-
-    def norm(m: str, v):
-        lo, hi = span[m]
-        v = np.asarray(v, dtype=float)
-        if m in constant:
-            return np.full(v.shape, 0.5)
-        return (hi - v) / (hi - lo) if lower_is_better(m) else (v - lo) / (hi - lo)
-
-    cut = analysis.cut
-    chosen = {}  # objective -> the (supervision, budget) shown
-    for objective in objectives:
-        sub = finals.filter(pl.col("objective") == objective)
-        chosen[objective] = {k: sub[k][0] for k in ("supervision", "budget") if k in sub.columns and sub.height}
+def metrics_figure(study: Study, analysis: Analysis, eval_set: str, path: Path) -> bool:
+    """Every quality metric's relative change from the smallest size; False when there is nothing to draw."""
+    # a retained-<metric> is its metric over a constant (the teacher's): the same relative change, drawn once
+    metrics = [m for m in analysis.quality if m in study.metrics and not m.startswith(RETAINED)][:MAX_SERIES]
+    finals = _largest_budget(study.finals.filter((pl.col("eval_set") == eval_set) & pl.col("metric").is_in(metrics)))
+    if "supervision" in finals.columns and finals["supervision"].n_unique() > 1:  # one supervision: the human one
+        sups = sorted(s for s in finals["supervision"].unique().to_list() if s is not None)
+        finals = finals.filter(pl.col("supervision") == ("human" if "human" in sups else sups[0]))
+    if finals.height == 0 or finals["params"].n_unique() < 2:
+        return False
+    metrics = [m for m in metrics if m in set(finals["metric"].to_list())]
+    objectives = sorted(finals["objective"].unique().to_list())
+    fig, axes = _figure(len(objectives))
+    held = [f for m in metrics for f in analysis.default_forecasts.get(m, []) if f["eval_set"] == eval_set]
     for i, (ax, objective) in enumerate(zip(axes, objectives)):
-        if grid[-1] > cut:
-            ax.axvspan(cut, grid[-1], color="0.92", zorder=0)
+        sub = finals.filter(pl.col("objective") == objective)
+        family = sub["family"][0] if "family" in sub.columns else None
+        cut = analysis.cut_of(family)
         for k, m in enumerate(metrics):
-            colour = METRIC_COLOURS[k % len(METRIC_COLOURS)]
-            pts = means.filter((pl.col("metric") == m) & (pl.col("objective") == objective))
-            x, y = pts["params"].to_numpy(), norm(m, pts["value"].to_numpy())
-            inside = x <= cut
-            ax.plot(x[inside], y[inside], "o", color=colour, markersize=5, zorder=4)
-            spread = 1.0 + 0.035 * (k - (len(metrics) - 1) / 2)  # side by side, not stacked
-            ax.plot(x[~inside] * spread, y[~inside], "D", markerfacecolor="white", markeredgecolor=colour,
-                    markeredgewidth=1.8, markersize=7, zorder=5)
-            if m in constant:
+            colour, marker = COLOURS[k % len(COLOURS)], MARKERS[k % len(MARKERS)]
+            means = sub.filter(pl.col("metric") == m).group_by("params").agg(pl.col("value").mean()).sort("params")
+            if means.height < 2:
                 continue
-            groups = [g for g in _groups(analysis, m, eval_set, objective)
-                      if all(g.key.get(c) in (None, v) for c, v in chosen[objective].items())]
-            for g in groups[:1]:
-                ax.plot(grid, norm(m, g.fit.predict(grid)), "--", color=colour, linewidth=1.2, zorder=3)
-        ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
+            x, v = means["params"].to_numpy(), means["value"].to_numpy()
+            base, s = float(v[0]), direction(m)
+
+            def rel(value, base=base, s=s):
+                return s * (value - base) / abs(base) if base else math.nan
+
+            y = np.array([rel(val) for val in v])
+            ax.plot(x, y, "-", color=colour, linewidth=1.2, zorder=3)
+            inside = x <= cut
+            ax.plot(x[inside], y[inside], marker, color=colour, markersize=6, linestyle="", zorder=4)
+            ax.plot(x[~inside], y[~inside], "D", markerfacecolor="white", markeredgecolor=colour,
+                    markeredgewidth=1.8, markersize=8, linestyle="", zorder=5)
+            for f in held:
+                if f["metric"] == m and f.get("objective") == objective and f.get("family") in (None, family) \
+                        and f.get("supervision") in (None, *sub["supervision"].unique().to_list()) \
+                        and f.get("budget") in (None, *(sub["budget"].unique().to_list() if "budget" in sub.columns
+                                                         else [])):
+                    _interval_mark(ax, f["params"] * (1.0 + 0.03 * (k + 1)), f, colour, "x", rel)
+        ax.axhline(0.0, color="0.6", linewidth=0.8)
+        if cut < finals["params"].max():
+            ax.axvline(cut, color="gray", linestyle=":", linewidth=1.0)
         _log_axis(ax)
-        ax.set_ylim(-0.35, 1.35)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_title(f"objective: {objective}", fontsize=11)
         ax.set_xlabel(SIZE_AXIS)
         if i % 3 == 0:
-            ax.set_ylabel("normalised score (0 worst, 1 best)")
+            ax.set_ylabel("change from the smallest size (up = better)")
         ax.grid(True, which="both", alpha=0.25)
-    handles = [Line2D([], [], color=METRIC_COLOURS[k % len(METRIC_COLOURS)], marker="o",
-                      linestyle="" if m in constant else "--",
-                      label=f"{m} (constant at every size: no law)" if m in constant
-                      else f"{m} (flipped: lower is better)" if lower_is_better(m) else m)
+    handles = [Line2D([], [], color=COLOURS[k % len(COLOURS)], marker=MARKERS[k % len(MARKERS)],
+                      label=f"{m} (lower is better: flipped)" if lower_is_better(m) else m)
                for k, m in enumerate(metrics)]
-    handles += [Line2D([], [], color="black", marker="o", linestyle="", label="size used in the fit"),
-                Line2D([], [], color="black", marker="D", markerfacecolor="white", linestyle="",
+    handles += [Line2D([], [], color="0.3", marker="D", markerfacecolor="white", linestyle="",
                        label="held-out size (actual)"),
-                Line2D([], [], color="black", linestyle="--", label="fitted law (normalised)"),
-                Patch(color="0.92", label="held out (forecast region)")]
-    _finish(fig, handles, f"Which metrics extrapolate: {eval_set} ({study.eval_set(eval_set).domain}), "
-            "min-max normalised per metric")
+                Line2D([], [], color="0.3", marker="x", markeredgewidth=2, linestyle="-",
+                       label=f"default forecast, {analysis.level:.0%} interval")]
+    _finish(fig, handles, f"Quality metrics side by side: {eval_set} ({study.eval_set(eval_set).domain}), "
+            "relative change from the smallest size")
     _save(fig, path)
+    return True
+
+
+def data_figure(study: Study, metric: str, eval_set: str, path: Path) -> bool:
+    """``metric`` (final) vs the data budget D, one panel per supervision, one line per size."""
+    rows = study.finals.filter((pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
+    if "budget" not in rows.columns or rows["budget"].n_unique() < 2:
+        return False
+    panel_keys = _varying(rows, ("objective", "supervision", "family"))
+    panels = _combos(rows, panel_keys)
+    fig, axes = _figure(len(panels))
+    sizes = sorted({float(p) for p in rows["params"].unique().to_list()})
+    colour = _size_colours(sizes)
+    names = {float(m["params"]): m["model"] for m in study.models()}
+    for i, (ax, pv) in enumerate(zip(axes, panels)):
+        sub = _where(rows, panel_keys, pv)
+        for k, p in enumerate(sizes):
+            pts = sub.filter(pl.col("params") == p).group_by("budget").agg(pl.col("value").mean()).sort("budget")
+            if pts.height:
+                ax.plot(pts["budget"].to_numpy(), pts["value"].to_numpy(), marker=MARKERS[k % len(MARKERS)],
+                        color=colour[p], linewidth=1.4, markersize=6)
+        ax.set_xscale("log")
+        budgets = sorted(float(b) for b in sub["budget"].unique().to_list())
+        ax.set_xticks(budgets, [f"{b:g}" for b in budgets])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(_title(panel_keys, pv, sub), fontsize=11)
+        ax.set_xlabel("training budget D (queries, log scale)")
+        if i % 3 == 0:
+            ax.set_ylabel(f"{metric} (final; lower is better)" if lower_is_better(metric) else metric)
+        ax.grid(True, which="both", alpha=0.25)
+    handles = [Line2D([], [], color=colour[p], marker=MARKERS[k % len(MARKERS)], label=f"{names.get(p, '')} "
+                      f"(N = {fmt_size(p)})") for k, p in enumerate(sizes)]
+    _finish(fig, handles, f"{metric} vs data budget: {eval_set} ({study.eval_set(eval_set).domain})")
+    _save(fig, path)
+    return True
 
 
 def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, metric: str, latency: str,
@@ -310,15 +385,15 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
     """One point per student (``points``: :class:`rerank_scaling.report.query_distill.Student`), x its
     ``latency`` (ms/query, log scale), y its retained ``metric``; the teacher at (its ms, 100%)."""
     fig, (ax,) = _figure(1)
-    cmap = colormaps["viridis"]
-    sizes = sorted({p.params for p in points})
+    colours = _size_colours(sorted({p.params for p in points}))
     for p in points:
-        colour = cmap(0.9 * sizes.index(p.params) / max(len(sizes) - 1, 1))
+        colour = colours[p.params]
         x, y = p.values[latency], p.values[RETAINED + metric]
         ax.plot([x], [y], "o", color=colour, markersize=8, zorder=4)
         ax.annotate(f"{p.model} ({fmt_size(p.params)})", (x, y), textcoords="offset points", xytext=(6, 4),
                     fontsize=8)
-    handles = [Line2D([], [], color=cmap(0.45), marker="o", linestyle="", label="distilled query tower")]
+    handles = [Line2D([], [], color=colours[min(colours)], marker="o", linestyle="",
+                      label="distilled query tower (colour: size)")]
     t_ms = teacher.get("query_ms")
     if t_ms:
         ax.plot([t_ms], [1.0], "*", color="crimson", markersize=14, zorder=5)
@@ -326,6 +401,7 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
                               label=f"teacher ({fmt_size(teacher.get('params', 0))}, {t_ms:.1f} ms)"))
     ax.axhline(1.0, color="dimgray", linestyle="--", linewidth=1.0)
     ax.set_xscale("log")
+    ax.margins(x=0.1, y=0.1)  # the teacher's star and the labels stay inside the axes
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())

@@ -6,7 +6,7 @@ cells' ``status.json`` (``teacher``: measured in each student's run, over the
 same cached document index, on the same device); the students' from the tidy
 table. Per eval set: each query tower's quality, the fraction of the teacher's
 it keeps, its query-encoding latency and its speed-up over the teacher's query
-tower, and the size law of the retained quality with its held-out forecast.
+tower, and the default estimator's forecast of the retained quality of the held-out size.
 """
 
 from __future__ import annotations
@@ -93,24 +93,16 @@ def figure_points(study: Study, eval_set: str) -> tuple[list[Student], dict, str
 
 
 def _law_lines(analysis: Analysis, metric: str, eval_set: str) -> list[str]:
-    fits = analysis.fits.get(RETAINED + metric)
-    if fits is None:
-        return []
-    groups = [g for g in fits.groups if g.key.get("eval_set") == eval_set]
-    if not groups:
-        why = fits.error or "; ".join(fits.notes) or "not enough student sizes below the fit cut"
-        return [f"No size law of {RETAINED + metric}: {why}.", ""]
-    lines = []
-    for g in groups:
-        f = g.fit
-        params = ", ".join(f"{k} {T.sig(v, 3)}" for k, v in f.params.items())
-        lines.append(f"Size law of `{RETAINED + metric}` ({g.choice.law}: {params}; fitted on N <= "
-                     f"{T.size(analysis.cut)}, {f.n_points} points, R² {T.num(f.r2, 3)}).")
-        for fc in g.forecasts:
-            measured = f", measured {T.num(fc.actual)} ({T.pct(fc.rel_error, plus=True)})" if fc.actual is not None \
-                else ""
-            lines.append(f"Forecast for `{fc.model}` (N = {T.size(fc.params)}): {T.num(fc.predicted)} "
-                         f"{T.interval(fc.lower, fc.upper)}{measured}.")
+    """The default estimator's forecast of the held-out student sizes' retained quality, against the measured."""
+    rows = [f for f in analysis.default_forecasts.get(RETAINED + metric, []) if f["eval_set"] == eval_set]
+    if not rows:
+        why = analysis.estimator_note or "no student size larger than the fit cut"
+        return [f"No forecast of `{RETAINED + metric}`: {why}.", ""]
+    lines = [f"Default estimator (`{analysis.estimator}`) on the student sizes up to {T.size(analysis.cut)}:"]
+    for fc in rows:
+        lines.append(f"`{fc['model']}` (N = {T.size(fc['params'])}) forecast {T.num(fc['predicted'])} "
+                     f"{T.interval(fc['lower'], fc['upper'])}, measured {T.num(fc['actual'])} "
+                     f"({'inside' if fc['covered'] else 'outside'} the interval).")
     return [" ".join(lines), ""]
 
 

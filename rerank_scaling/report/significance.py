@@ -162,3 +162,39 @@ def between_families(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: st
         for a, b in combinations(sorted(keys, key=lambda k: str(k[-1])), 2):
             pairs.append((label(a, variant, True), f"{b[-1]}", systems[a], systems[b]))
     return _tests(pairs)
+
+
+def between_sizes(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
+    """The largest model against the smallest of each objective (and supervision, budget, family): does size
+    help on these queries? Holm-corrected together; empty where a configuration has one size."""
+    systems = _systems(per_query, finals, eval_set, metric)
+    variant, fam = _varying(finals, eval_set), _several_families(finals)
+    by_config: dict[tuple, list[tuple]] = {}
+    for key in systems:  # the key without model and params: (objective, variant..., [family])
+        by_config.setdefault(key[1:2] + key[3:], []).append(key)
+    pairs = []
+    for keys in by_config.values():
+        if len(keys) >= 2:
+            small, large = min(keys, key=lambda k: float(k[2])), max(keys, key=lambda k: float(k[2]))
+            pairs.append((label(large, variant, fam), f"`{small[0]}`", systems[large], systems[small]))
+    return _tests(pairs)
+
+
+def standard_error(values: pl.DataFrame) -> float | None:
+    """The standard error of a system's mean over queries (``qid``/``value``, seeds already averaged)."""
+    n = values.height
+    if n < 2:
+        return None
+    return float(values["value"].std() / np.sqrt(n))
+
+
+def system_values(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str,
+                  metric: str) -> dict[tuple, pl.DataFrame]:
+    """Per system (the key of :func:`system_columns`), its per-query values on ``eval_set`` (seeds averaged)."""
+    return _systems(per_query, finals, eval_set, metric)
+
+
+def bm25_values(per_query: pl.DataFrame, eval_set: str, metric: str) -> pl.DataFrame:
+    """BM25's per-query values on ``eval_set`` (``qid``/``value``; empty when not recorded)."""
+    return (per_query.filter((pl.col("run") == "bm25") & (pl.col("eval_set") == eval_set)
+                             & (pl.col("metric") == metric)).select("qid", "value").sort("qid"))

@@ -10,7 +10,9 @@ folder give the same facts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from rerank_scaling.scaling import lower_is_better, run_values
 from rerank_scaling.scaling.table import load_results
 
 HEADLINE = "ndcg@10"
+PER_QUERY_MAX_BYTES = 5_000_000  # a study's per-query table is exported beside its report up to this size
 # the order metrics are shown in; others follow alphabetically, losses last
 METRIC_ORDER = ("ndcg@10", "map", "mrr@10")
 
@@ -65,11 +68,26 @@ class Teacher:
     bm25: dict = field(default_factory=dict)  # eval set -> BM25's HEADLINE in its own run
 
 
+def shown_path(value, folder: Path):
+    """A path as a report may print it: an absolute one relative to ``folder`` (the study folder), anything
+    else as it was given. Non-strings pass through."""
+    if isinstance(value, str) and len(value) > 1 and os.path.isabs(value):
+        return os.path.relpath(value, Path(folder).resolve())
+    return value
+
+
+def _relative(value, folder: Path):
+    """``value`` (a config or record: dicts, lists, strings) with every absolute path relative to ``folder``."""
+    if isinstance(value, dict):
+        return {k: _relative(v, folder) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative(v, folder) for v in value]
+    return shown_path(value, folder)
+
+
 def _teacher(source: str, objectives: tuple[str, ...], study_folder: Path) -> Teacher:
     run = RunFolder(source)
-    shown = source
-    if Path(source).is_absolute() and run.exists():
-        shown = os.path.relpath(source, study_folder)
+    shown = shown_path(source, study_folder)
     if not (run.exists() and run.metrics.exists() and run.config.exists()):
         return Teacher(shown, objectives)
     config = read_json(run.config)
@@ -100,6 +118,7 @@ class Study:
     cells: tuple[CellState, ...]
     eval_sets: tuple[EvalSetInfo, ...]
     per_query: pl.DataFrame | None = None  # run, eval_set, metric, qid, value (final checkpoints), when recorded
+    stored_teachers: tuple[Teacher, ...] | None = None  # from the cells digest of a report folder (no cells/)
     finals: pl.DataFrame = field(init=False)  # one row per trained run x eval set x metric: final value
 
     def __post_init__(self) -> None:
@@ -184,6 +203,8 @@ class Study:
     def teachers(self) -> list[Teacher]:
         """The teacher(s) of the distillation cells (``[train] teacher`` of cells whose objective distils), each
         with what its run folder says about it (model, objective, steps, its own final ndcg@10 and BM25's)."""
+        if self.stored_teachers is not None:
+            return list(self.stored_teachers)
         taught: dict[str, set[str]] = {}
         for c in self.configs():
             objective = OBJECTIVES.get(str(c.get("objective")))
@@ -204,16 +225,16 @@ def _experiment(folder: StudyFolder) -> tuple[Experiment | None, str]:
         return None, f"experiment.toml could not be read ({exc})"
 
 
-def _eval_sets(table: pl.DataFrame, experiment: Experiment | None,
-               cells: tuple[CellState, ...]) -> tuple[EvalSetInfo, ...]:
+def _eval_sets(table: pl.DataFrame, experiment: Experiment | None, cells: tuple[CellState, ...],
+               folder: Path) -> tuple[EvalSetInfo, ...]:
     specs: dict[str, dict] = {}
-    for cell in cells:  # the cells' config.json hold the paths as the runs resolved them
+    for spec in experiment.evals if experiment else ():  # the experiment file's own words first: its paths as
+        # the user wrote them (a cell's config.json holds them resolved, absolute)
+        specs.setdefault(spec.name, dataclasses.asdict(spec))
+    for cell in cells:  # the cells fill in sets the file does not name
         for spec in cell.config.get("evals", []) or []:
             if isinstance(spec, dict) and "name" in spec:
                 specs.setdefault(str(spec["name"]), spec)
-    for spec in experiment.evals if experiment else ():  # the copy of the experiment file fills the rest
-        # (its relative paths resolve against the study folder, not where the file was written)
-        specs.setdefault(spec.name, dataclasses.asdict(spec))
     queries: dict[str, int] = {}
     for state in ("done", "failed"):
         for cell in cells:
@@ -231,8 +252,8 @@ def _eval_sets(table: pl.DataFrame, experiment: Experiment | None,
     for name in sorted(table["eval_set"].unique().to_list()):
         spec = specs.get(name, {})
         flag = domain.get(name, spec.get("in_domain") if isinstance(spec.get("in_domain"), bool) else None)
-        out.append(EvalSetInfo(name, flag, spec.get("collection"), spec.get("split"), spec.get("max_queries"),
-                               queries.get(name)))
+        out.append(EvalSetInfo(name, flag, shown_path(spec.get("collection"), folder), spec.get("split"),
+                               spec.get("max_queries"), queries.get(name)))
     return tuple(sorted(out, key=lambda e: (e.in_domain is not True, e.name)))
 
 
@@ -256,6 +277,9 @@ def load_study(folder: Path | str) -> Study:
         raise UserError(f"{results}: no model rows (only the BM25 baseline), nothing to report")
     experiment, note = _experiment(study)
     cells = tuple(cell.state() for cell in study.cells())
+    stored = None
+    if not cells and study.cells_digest.exists():  # a report folder: the cells' facts, exported beside it
+        cells, stored = read_digest(study.cells_digest)
     # a table (or rows) written before the family column held one family: the cells' own, else a reranker's
     family = next((c.config["family"] for c in cells if c.config.get("family")), None)
     if family is None and experiment and experiment.cells:
@@ -269,5 +293,64 @@ def load_study(folder: Path | str) -> Study:
         name=(experiment.study.name if experiment else None) or study.path.resolve().name,
         description=experiment.description if experiment else "",
         experiment=experiment, experiment_note=note, table=table, cells=cells,
-        eval_sets=_eval_sets(table, experiment, cells), per_query=per_query,
+        eval_sets=_eval_sets(table, experiment, cells, study.path), per_query=per_query, stored_teachers=stored,
     )
+
+
+def read_digest(path: Path) -> tuple[tuple[CellState, ...], tuple[Teacher, ...]]:
+    """The cells and teachers :func:`export_study` wrote."""
+    try:
+        data = json.loads(Path(path).read_text())
+        cells = tuple(CellState(**c) for c in data["cells"])
+        teachers = tuple(Teacher(**{**t, "objectives": tuple(t["objectives"])}) for t in data.get("teachers", []))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a cells digest this toolkit wrote ({exc})") from None
+    return cells, teachers
+
+
+DIGEST_MAX_LIST = 50  # longer lists in a cell's data.json (the ids of its training queries) stay out of the digest
+
+
+def _digested(cell: CellState) -> CellState:
+    """A cell as the digest keeps it: its data.json without id lists no report reads."""
+    def short(v):
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items() if not (isinstance(x, list) and len(x) > DIGEST_MAX_LIST)}
+        return v
+
+    return dataclasses.replace(cell, data=short(cell.data))
+
+
+def export_study(study: Study, dest: Path) -> list[Path]:
+    """Make ``dest`` (a report's folder) a study folder a report can be regenerated from without retraining:
+    ``results.parquet``, ``per_query.parquet`` (up to :data:`PER_QUERY_MAX_BYTES`), ``experiment.toml`` and
+    ``cells.json`` (each cell's config, status, data and hardware records, and the distillation teachers, every
+    absolute path made relative to ``dest``). Nothing is written when ``dest`` is the study folder itself.
+    Returns the files written."""
+    dest = Path(dest)
+    if dest.resolve() == study.folder.resolve():
+        return []
+    out = StudyFolder(dest)
+    written = []
+    pairs = [(study.results_path, out.results), (StudyFolder(study.folder).experiment, out.experiment)]
+    source_pq = StudyFolder(study.folder).per_query
+    if source_pq.exists() and source_pq.stat().st_size <= PER_QUERY_MAX_BYTES:
+        pairs.append((source_pq, out.per_query))
+    elif out.per_query.exists():
+        out.per_query.unlink()  # a stale one would pair with the wrong runs
+    for src, dst in pairs:
+        if src.exists():
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+            written.append(dst)
+    cells = [_relative(dataclasses.asdict(_digested(c)), dest) for c in study.cells]
+    teachers = []
+    for t in study.teachers():  # a local teacher folder, named relative to dest instead of the study folder
+        local = Path(t.source) if os.path.isabs(t.source) else study.folder / t.source
+        source = shown_path(str(local.resolve()), dest) if local.exists() else t.source
+        teachers.append({**dataclasses.asdict(t), "source": source})
+    tmp = out.cells_digest.with_name(f".{out.cells_digest.name}.tmp")
+    tmp.write_text(json.dumps({"cells": cells, "teachers": teachers}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, out.cells_digest)
+    return [*written, out.cells_digest]

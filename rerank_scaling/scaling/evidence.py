@@ -7,7 +7,7 @@ small its forecast errors look.
 
 * :func:`noise_estimate` -- the standard deviation of one fitted point, from (in
   this order) seeds: the pooled within-level sd of runs at the same size (or
-  exposure); late checkpoints: each run's checkpoints in the last 30% of its
+  exposure); late checkpoints: each run's checkpoints in the second half of its
   training (exposure >= ``LATE`` x its final one), at least ``MIN_LATE`` of them,
   scattered around their own straight-line trend (pooled residual sd, so training
   progress is not taken as noise); else the residuals of the log-linear fit
@@ -29,7 +29,7 @@ import numpy as np
 
 MOVES_LEVEL = 0.95
 LAST_K = 3
-LATE = 0.7  # late checkpoints: exposure >= LATE x the run's final exposure
+LATE = 0.5  # late checkpoints: exposure >= LATE x the run's final exposure (the second half of training)
 MIN_LATE = 3  # late checkpoints a run needs for its scatter to count as measured noise
 MEASURED = ("seeds", "checkpoints")
 

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from rerank_scaling.scaling.allocate import Allocation
 from rerank_scaling.scaling.util import format_size
-from rerank_scaling.scaling.verdicts import Verdict
+from rerank_scaling.scaling.verdicts import Verdict, rule
 
 
 def default_console() -> Console:
@@ -30,12 +30,6 @@ def condition(row) -> str:
     extra = [x for x in (getattr(row, "family", None), getattr(row, "supervision", None)) if x]
     return row.objective + (f" ({', '.join(extra)})" if extra else "")
 
-
-VERDICT_RULE = ("extrapolates = (a) noise measured (seeds, or >= 3 late checkpoints per run; else 'not testable'), "
-                "(b) moves: the fitted levels' span exceeds run-to-run noise (studentized range q above its 95% "
-                "quantile) and the minimum effect, the metric's way (else 'not informative'), (c) at least {cov:.0%} "
-                "of held-out actuals inside the {level:.0%} interval, (d) its one-sided 90% bound is beyond the last "
-                "fitted value, or the interval is within the minimum effect (else 'not informative')")
 
 
 def fits(rows: list[dict], console: Console | None = None) -> None:
@@ -130,7 +124,7 @@ def verdicts(size: list[Verdict], exposure: list[Verdict], console: Console | No
     rows = size or exposure
     if rows:
         v = rows[0]
-        console.print(VERDICT_RULE.format(cov=v.min_coverage, level=v.level))
+        console.print(rule(v.min_coverage, v.level).replace("*", ""))
     verdict_table(size, "size check: fit small models, forecast larger ones", console)
     verdict_table(exposure, "exposure check: fit early checkpoints, forecast later ones", console)
     summary = Table(title="metrics side by side (groups that extrapolate / not informative / groups checked)")

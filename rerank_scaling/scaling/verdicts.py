@@ -58,6 +58,19 @@ STATUSES = ("extrapolates", "does not extrapolate", "not informative", "not test
 INNER_LEVEL = 0.8  # "forecasts a change": the central 80% interval (one-sided 90%) excludes the last fitted value
 
 
+def rule(min_coverage: float = DEFAULT_MIN_COVERAGE, level: float = 0.9) -> str:
+    """The verdict rule in words (the CLI and the report print this one text)."""
+    from rerank_scaling.scaling.evidence import LATE, MIN_LATE
+
+    return (f"A metric *extrapolates* in a group when (a) its run-to-run noise is measured: two seeds at a size, or "
+            f"at least {MIN_LATE} checkpoints in the last {1 - LATE:.0%} of every run's training (else *not "
+            "testable*); (b) it moves: the span of its fitted levels exceeds that noise (studentized range q above "
+            "its 95% quantile) and the minimum meaningful effect, the metric's way (else *not informative*); (c) at "
+            f"least {min_coverage:.0%} of the held-out actuals fall inside the {level:.0%} interval (else *does not "
+            "extrapolate*); (d) the forecast says something: its one-sided 90% bound lies beyond the last fitted "
+            "value, or the whole interval is within the minimum effect (else *not informative*).")
+
+
 @dataclass(frozen=True)
 class Verdict:
     kind: str  # "size" or "exposure"
@@ -452,5 +465,5 @@ def _inner(dist, rule):
     return dist.interval(INNER_LEVEL, kappa)
 
 
-__all__ = ["DEFAULT_MAX_REL_ERROR", "DEFAULT_MIN_COVERAGE", "MIN_EFFECT", "MOVES_LEVEL", "STATUSES", "Verdict",
+__all__ = ["rule", "DEFAULT_MAX_REL_ERROR", "DEFAULT_MIN_COVERAGE", "MIN_EFFECT", "MOVES_LEVEL", "STATUSES", "Verdict",
            "exposure_verdicts", "judge", "make_unit", "min_effect", "verdicts"]

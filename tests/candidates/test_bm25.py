@@ -12,6 +12,7 @@ import numpy as np
 
 from rerank_scaling.candidates import BM25Settings, bm25_cache_path, bm25_candidates, bm25_index
 from rerank_scaling.candidates import bm25 as bm25_mod
+from rerank_scaling.candidates.tokens import tokenizer
 from rerank_scaling.data import Collection
 from rerank_scaling.errors import UserError
 
@@ -141,7 +142,7 @@ def _reference(docs: dict, queries: dict, k: int, settings: BM25Settings) -> dic
     import bm25s
 
     doc_ids = list(docs)
-    tok = bm25_mod._tokenizer(settings)
+    tok = tokenizer(settings)
     corpus = tok.tokenize([docs[d] for d in doc_ids], update_vocab=True, return_as="ids", show_progress=False)
     vocab = tok.get_vocab_dict()
     retriever = bm25s.BM25(k1=settings.k1, b=settings.b, method=settings.method)

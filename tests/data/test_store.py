@@ -7,7 +7,6 @@ import pickle
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rerank_scaling.data import store as store_mod

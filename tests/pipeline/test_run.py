@@ -1,7 +1,6 @@
 """One run end to end on the real shared data with a tiny model, offline."""
 
 import json
-import os
 
 import polars as pl
 import pytest
@@ -260,3 +259,39 @@ def test_contrastive_entropy_variants_are_rows_of_their_own(tiny, tmp_path):
         dataclasses.replace(tiny, ce_variants=("ce@5",))
     with pytest.raises(UserError, match="'ce#9' is not a contrastive-entropy name"):
         dataclasses.replace(tiny, ce_variants=("ce#9",))
+
+
+@pytest.fixture(scope="module")
+def evaluated_fully(tiny, tmp_path_factory):
+    """Every checkpoint of a 4-step run evaluated on every set and metric: the reference of a cheaper one."""
+    import dataclasses
+
+    folder = tmp_path_factory.mktemp("full")
+    assert train_run(dataclasses.replace(tiny, steps=4, eval_every=2), folder)["state"] == "done"
+    return pl.read_parquet(folder / "metrics.parquet")
+
+
+@pytest.mark.parametrize("mode", ["in-domain", "in-domain-ranking"])
+def test_intermediate_checkpoints_evaluate_less_and_the_last_everything(tiny, tmp_path, mode, evaluated_fully):
+    """``intermediate_evals``: the checkpoints before the last evaluate the in-domain set (without contrastive
+    entropy for in-domain-ranking), the last every set and metric -- the same values a full evaluation gives."""
+    import dataclasses
+
+    config = dataclasses.replace(tiny, steps=4, eval_every=2, intermediate_evals=mode)
+    assert train_run(config, tmp_path / "run")["state"] == "done"
+    df = pl.read_parquet(tmp_path / "run" / "metrics.parquet")
+    early, last = df.filter(pl.col("step") == 2), df.filter(pl.col("step") == 4)
+    assert set(early["eval_set"]) == {"cranfield-test"}
+    assert set(early["metric"]) == (set(METRICS) if mode == "in-domain-ranking" else {*METRICS, "ce@5"})
+    assert set(last["eval_set"]) == {"cranfield-test", "cisi"} and set(last["metric"]) == {*METRICS, "ce@5"}
+    ref = evaluated_fully  # same seed, same batches: the same model at every step
+    key = ["step", "eval_set", "metric"]
+    joined = df.select(*key, "value").join(ref.select(*key, "value"), on=key, suffix="_full")
+    assert joined.height == df.height and (joined["value"] - joined["value_full"]).abs().max() < 1e-6
+
+
+def test_intermediate_evals_need_an_in_domain_set(tiny):
+    import dataclasses
+
+    with pytest.raises(UserError, match="intermediate_evals .*in_domain = true"):
+        dataclasses.replace(tiny, intermediate_evals="in-domain", evals=tiny.evals[1:])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rerank_scaling.config import EvalSpec, RunConfig
 from rerank_scaling.models import get_family

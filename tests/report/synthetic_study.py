@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from rerank_scaling.results import frame, write_parquet
 
@@ -185,10 +184,10 @@ def write_cell(root: Path, run: str, config: dict, rows: list[dict], bm25: list[
 
 N_BOOT = 60  # small but real bootstrap: keeps the tests fast
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-SECTIONS = ("## 1. The study", "## 2. BM25 against the rerankers", "## 3. Scaling with model size",
-            "### Fitted laws", "### Forecasts vs actual (held-out sizes)", "## 4. Which metrics extrapolate",
-            "### Size check", "### Exposure check", "## 5. Training exposure", "## 6. Compute allocation",
-            "## 7. Caveats")
+SECTIONS = ("## Summary", "## 1. The study", "## 2. BM25 against the rerankers", "## 3. Scaling with model size",
+            "### Forecasts of the held-out sizes", "## 4. Which metrics extrapolate", "### Size check",
+            "### Exposure check", "## 5. Training exposure", "## 6. Caveats", "## Appendix", "### A. Size laws",
+            "### C. Compute allocation")
 
 
 def section(text: str, start: str, end: str) -> str:

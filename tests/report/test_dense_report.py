@@ -123,27 +123,36 @@ def test_first_stage_section_tests_each_list_against_bm25(text):
                 f"below, {48 - above - below} not told apart from it") in first
 
 
-def test_data_section_recovers_each_supervisions_joint_law(text):
+def test_data_section_shows_the_measured_axis_and_its_figure(text):
     data = section(text, "Scaling with data and annotation quality", "## 6.")
+    assert "![ce-corpus@64 vs data budget, cranfield-test](figures/data_ce-corpus64_cranfield-test.png)" in data
+    rows = [line for line in data.splitlines() if line.startswith("| human |")]
+    assert len(rows) == len(SIZES)  # final ce-corpus@64 of each size, one column per budget
+    assert "| D = 30 | D = 60 | D = 120 | D = 240 |" in data
+    assert "`joint-fang`" not in data  # the laws are in the appendix
+
+
+def test_data_appendix_recovers_each_supervisions_joint_law(text):
+    data = section(text, "### B. Laws over data", "### C. Compute allocation")
     assert "`ce-corpus@64`" in data and "D = 240" in data
     assert "The size law has 4 size(s) per budget and the data law 4 budget(s) per model" in data
-    joint = section(data, "### Joint law per supervision", "### Annotation quality")
+    joint = section(data, "#### Joint law per supervision", "#### Annotation quality")
     for sup, (_, alpha, _, beta, delta) in LAWS.items():
         row = next(line for line in joint.splitlines() if f"| {sup} |" in line)
         fitted = {k: float(v) for k, v in re.findall(r"(\w+) = ([-0-9.e+]+)", row)}
         assert fitted["delta"] == pytest.approx(delta, abs=0.08)
         assert fitted["beta"] == pytest.approx(beta, abs=0.15)
         assert fitted["alpha"] == pytest.approx(alpha, abs=0.15)
-    comparison = data[data.index("### Annotation quality"):]
+    comparison = data[data.index("#### Annotation quality"):]
     assert re.search(r"Lower is better: human [0-9.]+ < weak [0-9.]+ < ict [0-9.]+\.", comparison)
     assert "the ranking holds beyond run-to-run noise" in comparison  # floors 0.4 apart, noise 0.003
 
 
 def test_data_laws_per_model_and_budget(text):
-    data = section(text, "Scaling with data and annotation quality", "## 6.")
-    size = section(data, "### Size law per budget", "### Data law per model")
+    data = section(text, "### B. Laws over data", "### C. Compute allocation")
+    size = section(data, "#### Size law per budget", "#### Data law per model")
     rows = [line for line in size.splitlines() if line.startswith("| cranfield-test |")]
     assert len(rows) == 3 * 4
     assert [r.split(" | ")[2] for r in rows[:4]] == [str(b) for b in BUDGETS]  # budgets in numeric order
-    per_model = section(data, "### Data law per model", "### Joint law")
+    per_model = section(data, "#### Data law per model", "#### Joint law")
     assert len([line for line in per_model.splitlines() if line.startswith("| cranfield-test |")]) == 3 * 4

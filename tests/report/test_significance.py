@@ -77,3 +77,21 @@ def test_each_first_stage_list_against_bm25_keyed_by_system():
     assert worse.system == "`minilm-6L` (infonce; ict, budget 64)" and worse.queries == 20
     assert [t.system for t in sig.versus_bm25(per_query, finals, "t", "recall@100")] == [
         t.system for t in tests.values()]
+
+
+def test_between_sizes_pairs_the_largest_with_the_smallest_model_of_each_configuration():
+    qids = [f"q{i}" for i in range(25)]
+    base = np.linspace(0.2, 0.7, 25)
+    runs = {"s-list": ("m1", 1.0, "listwise", base), "l-list": ("m3", 3.0, "listwise", base + 0.1),
+            "mid-list": ("m2", 2.0, "listwise", base + 0.5),  # the middle size is not compared
+            "s-point": ("m1", 1.0, "pointwise", base), "l-point": ("m3", 3.0, "pointwise", base)}
+    per_query = pl.DataFrame([{"run": r, "eval_set": "t", "metric": "ndcg@10", "qid": q, "value": float(v)}
+                              for r, (_, _, _, vals) in runs.items() for q, v in zip(qids, vals)])
+    finals = pl.DataFrame([{"run": r, "model": m, "objective": o, "params": p, "eval_set": "t", "metric": "ndcg@10",
+                            "value": float(v.mean())} for r, (m, p, o, v) in runs.items()])
+    tests = {t.system: t for t in sig.between_sizes(per_query, finals, "t", "ndcg@10")}
+    assert set(tests) == {"`m3` (listwise)", "`m3` (pointwise)"}
+    assert tests["`m3` (listwise)"].other == "`m1`" and tests["`m3` (listwise)"].delta == pytest.approx(0.1)
+    assert tests["`m3` (listwise)"].significant and not tests["`m3` (pointwise)"].significant
+    assert sig.standard_error(pl.DataFrame({"qid": ["a"], "value": [1.0]})) is None
+    assert sig.standard_error(pl.DataFrame({"qid": ["a", "b"], "value": [0.0, 2.0]})) == pytest.approx(1.0)

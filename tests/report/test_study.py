@@ -19,7 +19,7 @@ def test_cli_collects_missing_results_and_honours_options(tmp_path, capsys):
     text = out.read_text()
     assert "the table was collected from the cells for this report" in text
     assert "given with --fit-max-params (4M); 2 larger size(s) held out" in text
-    forecasts = section(text, "### Forecasts vs actual", "## 4.")
+    forecasts = section(text, "### Forecasts of the held-out sizes", "## 4.")
     assert "`scratch-L4-H384`" in forecasts and "`scratch-L6-H512`" in forecasts
     assert (out.parent / "figures" / "size_ndcg10_cisi.png").read_bytes().startswith(PNG_MAGIC)
     assert not (study / "REPORT.md").exists()

@@ -55,11 +55,13 @@ def test_flat_noise_table_is_not_informative():
 
 
 def test_one_seed_needs_three_late_checkpoints():
-    """Without seeds the noise comes from >= 3 checkpoints in the last 30% of each run; with fewer it is not
-    measured and nothing is judged on it ('not testable')."""
+    """Without seeds the noise comes from >= 3 checkpoints in the second half of each run; with fewer it is
+    not measured and nothing is judged on it ('not testable')."""
     vs = verdicts(flat_table(seeds=(0,), checkpoints=8), 10.7e6, metrics=["p@10", "ce@64"], estimator="mixture")
     assert all(v.status == "not informative" and v.noise_source == "checkpoints" for v in vs)
     vs = verdicts(flat_table(seeds=(0,), checkpoints=4), 10.7e6, metrics=["p@10"], estimator="mixture")
+    assert vs[0].noise_source == "checkpoints"  # steps 40, 60, 80 of 80: three in the second half
+    vs = verdicts(flat_table(seeds=(0,), checkpoints=3), 10.7e6, metrics=["p@10"], estimator="mixture")
     assert [v.status for v in vs] == ["not testable"] and vs[0].extrapolates is None
     assert "noise not measured" in vs[0].reason and vs[0].noise_source == "residuals"
 
