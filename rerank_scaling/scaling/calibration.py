@@ -43,8 +43,9 @@ def default_estimator() -> str | None:
 def width_rule(estimator: str, level: float = 0.9, axis: str = "size") -> WidthRule | None:
     """The calibrated rule of ``estimator`` at ``level`` on ``axis`` (None where none was fitted)."""
     rule = calibration().get("rules", {}).get(axis, {}).get(estimator)
-    if not rule or not math.isclose(rule["level"], level) or not math.isfinite(rule.get("factor") or math.nan):
-        return None
+    factor = rule.get("factor") if rule else None
+    if factor is None or not math.isclose(rule["level"], level) or not math.isfinite(factor):
+        return None  # (a fitted factor of 0 is a rule: the estimator's own intervals, calibrated as they are)
     return WidthRule(estimator, rule["level"], float(rule["factor"]), int(rule["n"]), rule.get("kind", "factor"), axis)
 
 
@@ -60,11 +61,13 @@ def trust(estimator: str | None = None) -> dict | None:
 
 
 def trust_line(estimator: str | None = None) -> str:
-    """One sentence a report can print under a forecast."""
+    """One sentence a forecast can be weighed by: the default's record on the published ladders. Errors are
+    medians (a few exploding curve fits make plain curve fitting's mean meaningless: see the backtest)."""
     t = trust(estimator)
     if t is None:
         return "not backtested: no calibration on real ladders (run reports/ladders/analyse.sh)"
     return (f"on {len(t['ladders'])} published scaling ladders, held out one ladder at a time, its "
-            f"{t['level']:.0%} intervals covered {t['coverage']:.0%} of the hidden sizes (median width "
-            f"{t['median_width']:.3g}); mean abs error {t['mae']:.3g} vs {t['mae_carry_forward']:.3g} carrying the "
-            f"largest fitted value forward and {t['mae_curve_fit']:.3g} plain curve fitting")
+            f"{t['level']:.0%} intervals covered {t['coverage']:.0%} of {t['n']} hidden sizes (median width "
+            f"{t['median_width']:.3g}); median abs error {t['median_abs_error']:.3g} vs "
+            f"{t['median_abs_error_carry_forward']:.3g} carrying the largest fitted value forward and "
+            f"{t['median_abs_error_curve_fit']:.3g} plain curve fitting")

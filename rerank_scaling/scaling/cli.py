@@ -87,7 +87,7 @@ def _run_forecast(args) -> int:
     import warnings
 
     from rerank_scaling.scaling import render
-    from rerank_scaling.scaling.calibration import FALLBACK, default_estimator, width_rule
+    from rerank_scaling.scaling.calibration import FALLBACK, default_estimator, trust_line, width_rule
     from rerank_scaling.scaling.estimate import estimator_forecasts
     from rerank_scaling.scaling.table import load_results
 
@@ -107,6 +107,8 @@ def _run_forecast(args) -> int:
         _dump(rows)
     else:
         render.estimator_forecasts(rows, rule)
+        if rows and rule is not None and name == default_estimator():
+            print(f"trust: {trust_line(name)}")
     return 0
 
 

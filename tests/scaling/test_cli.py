@@ -98,3 +98,17 @@ def test_a_bootstrap_too_small_for_the_level_is_warned(csv_path, capsys):
     assert main(["fit", str(csv_path), "--metric", "ndcg@10", "--law", "loglinear", "--bootstrap", "20",
                  "--json"]) == 0
     assert "--bootstrap" not in capsys.readouterr().err
+
+
+def test_a_fitted_width_of_zero_is_a_calibrated_rule(monkeypatch):
+    """kappa 0 (the engine's own intervals reached the target coverage) is a calibrated rule, not a missing
+    one: forecasts say 'calibrated' and the CLI prints the default's trust line."""
+    from rerank_scaling.scaling import calibration
+
+    rules = {"size": {"mixture": {"level": 0.9, "factor": 0.0, "n": 12, "kind": "kappa"},
+                      "averaged": {"level": 0.9, "factor": None, "n": 0}}}
+    monkeypatch.setattr(calibration, "calibration", lambda: {"rules": rules})
+    rule = calibration.width_rule("mixture", 0.9)
+    assert rule is not None and (rule.factor, rule.kind, rule.n) == (0.0, "kappa", 12)
+    assert calibration.width_rule("mixture", 0.8) is None  # fitted at another level
+    assert calibration.width_rule("averaged", 0.9) is None and calibration.width_rule("curve-fit", 0.9) is None
