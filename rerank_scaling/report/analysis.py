@@ -279,9 +279,15 @@ def why(v: Verdict) -> str:
     moves = (f"q {_num(v.moves_q, '.2f')} vs {_num(v.moves_threshold, '.2f')}" if v.moves_q is not None
              else "movement not measured")
     if v.status == "not informative":
+        if v.moves:  # it moved, but the forecast does not say the next size differs from the last fitted one
+            return (f"moves ({moves}), but the forecast interval holds the last fitted value: no change forecast "
+                    "beyond its uncertainty")
         if v.n_fits > 1:  # one fit per model (exposure check): a majority of them must move
             return (f"flat: at most half of its {v.n_fits} fits move beyond noise (median {moves}, noise sd "
                     f"{_num(v.noise_sd)})")
+        beyond = v.moves_q is not None and v.moves_threshold is not None and v.moves_q > v.moves_threshold
+        if beyond and v.min_effect is not None and v.span is not None and v.span < v.min_effect:
+            return f"flat: span {_num(v.span)} below the minimum effect {_num(v.min_effect)} ({moves})"
         return f"flat: span {_num(v.span)} within noise (sd {_num(v.noise_sd)}, {moves})"
     error = (f"MAE {_num(v.mae)} vs carry-forward {_num(v.mae_carry_forward)}, log-linear {_num(v.mae_loglinear)}"
              if v.mae is not None else "no held-out error")

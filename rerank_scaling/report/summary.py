@@ -440,7 +440,7 @@ def _noise(study: Study, analysis: Analysis) -> str | None:
     if seeds >= 2:
         return None
     untested: dict[str, set[str]] = {}
-    for v in analysis.size_verdicts + analysis.exposure_verdicts:
+    for v in analysis.size_verdicts:
         if v.status == "not testable":
             untested.setdefault(v.eval_set, set()).add(v.metric)
     judged = {v.metric for v in analysis.size_verdicts}
