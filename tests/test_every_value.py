@@ -36,6 +36,7 @@ VALUELESS = (argparse._HelpAction, argparse._StoreTrueAction, argparse._StoreFal
 BASE = {
     "train": (["--out", "{tmp}/run", "--data-root", "{shared}", "--ladder", "scratch", "--size", "L1-H64", "--steps",
                "1", "--warmup-steps", "0", "--eval", "cranfield-test=cranfield:test"], {}),
+    "grid prepare": ([], {"experiment": "{tmp}/exp.toml"}),
     "grid run": (["--out", "{tmp}/study"], {"experiment": "{tmp}/exp.toml"}),
     "grid status": ([], {"study": "{tmp}/good-study"}),
     "grid collect": ([], {"study": "{tmp}/good-study"}),
@@ -48,6 +49,8 @@ BASE = {
                  {"tables": "{tmp}/good.csv"}),
     "report": (["--bootstrap", "0", "--out", "{tmp}/r/REPORT.md"], {"study": "{tmp}/good-study"}),
     "demo": (["--out", "{tmp}/demo", "--report", "{tmp}/demo/REPORT.md"], {}),
+    "rerank": (["--run", "{tmp}/good.csv", "--collection", "cranfield", "--out", "{tmp}/reranked.trec"],
+               {"model": "{tmp}/model"}),
 }
 
 

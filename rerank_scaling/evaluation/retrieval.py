@@ -110,9 +110,10 @@ def search_corpus(model, docs: Mapping[str, str], evalsets: Sequence[EvalSet], k
             emb = model.encode(texts, "doc", batch_size=batch_size)
             if isinstance(emb, torch.Tensor):
                 emb = emb.to(cast)
-            else:  # scipy.sparse rows: a sparse retriever's
+            elif _is_sparse(emb):  # scipy.sparse rows: a sparse retriever's
                 stats = stats or SparsityStats()
                 stats.add(emb)
+            # anything else (late interaction's token vectors) is searched as its model encoded it
             for s in searches:
                 block = model.similarity(s.queries, emb).float()
                 for i, rows in enumerate(s.wanted):
@@ -134,6 +135,12 @@ def search_corpus(model, docs: Mapping[str, str], evalsets: Sequence[EvalSet], k
         rankings.append(ranking)
         scores.append({q: sc for q, sc in zip(s.qids, s.scores) if sc})
     return rankings, scores, [s.queries for s in searches], stats
+
+
+def _is_sparse(emb) -> bool:
+    import scipy.sparse
+
+    return scipy.sparse.issparse(emb)
 
 
 def _row(ids: Sequence[str], docs: Mapping, doc_id: str) -> int:

@@ -17,22 +17,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from rerank_scaling.errors import UserError
+from rerank_scaling.values import OUTPUT_FILE, OUTPUT_FOLDER, POSITIVE_INT, PathValue, Text
 
 BLOCK = 1 << 15  # pairs scored per call (bounded memory; the progress bar advances per block)
 
 
 def register(sub) -> None:
     p = sub.add_parser("rerank", help="rerank an existing TREC run file with a saved model")
-    p.add_argument("model", help="a run folder (model/), a saved model folder, or a Hugging Face cross-encoder")
-    p.add_argument("--run", required=True, type=Path, help="the TREC run file to rerank")
-    p.add_argument("--collection", required=True,
+    p.add_argument("model", type=Text("a run folder, a saved model folder or a Hugging Face cross-encoder id"),
+                   help="a run folder (model/), a saved model folder, or a Hugging Face cross-encoder")
+    p.add_argument("--run", required=True, type=PathValue("file", "TREC run file"), help="the TREC run file to rerank")
+    p.add_argument("--collection", required=True, type=Text("an ir_datasets id or a BEIR folder"),
                    help="the collection the run is over: an ir_datasets id or a BEIR folder (its texts)")
-    p.add_argument("--out", required=True, type=Path, help="the reranked TREC run to write")
-    p.add_argument("--depth", type=int, default=None, help="rerank each query's first DEPTH documents (default: all)")
-    p.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass")
-    p.add_argument("--tag", default=None, help="the run tag of the output (default: the model folder's name)")
-    p.add_argument("--data-root", type=Path, default=None, help="a folder laid out like ../shared (offline data)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="the toolkit's cache (stored collections)")
+    p.add_argument("--out", required=True, type=OUTPUT_FILE, help="the reranked TREC run to write")
+    p.add_argument("--depth", type=POSITIVE_INT, default=None,
+                   help="rerank each query's first DEPTH documents (default: all)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="pairs per forward pass")
+    p.add_argument("--tag", type=Text("a run tag"), default=None,
+                   help="the run tag of the output (default: the model folder's name)")
+    p.add_argument("--data-root", type=PathValue("folder", "data root"), default=None,
+                   help="a folder laid out like ../shared (offline data)")
+    p.add_argument("--cache-dir", type=OUTPUT_FOLDER, default=None, help="the toolkit's cache (stored collections)")
     p.set_defaults(func=run_command)
 
 

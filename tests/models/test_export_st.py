@@ -38,7 +38,7 @@ def pairs(cranfield):
 
 def _config(**overrides) -> RunConfig:
     base = dict(ladder="minilm", size="1L", max_length=MAX_LENGTH, max_query_length=32, seed=3)
-    return RunConfig(**{**base, **overrides})
+    return RunConfig.from_dict({**base, **overrides})
 
 
 def _perturb(module: torch.nn.Module, seed: int) -> None:
@@ -96,8 +96,9 @@ def test_bi_encoder_loads_in_sentence_transformers(towers, pooling, projection, 
 
 
 def test_sparse_encoder_loads_in_sentence_transformers(pairs, shared_root, tmp_path):
-    config = RunConfig(family="sparse", objective="infonce", ladder="hf",
-                       size=str(shared_root / "models" / "splade-tiny"), max_length=MAX_LENGTH, max_query_length=32)
+    config = RunConfig.from_dict(dict(family="sparse", objective="infonce", ladder="hf",
+                                      size=str(shared_root / "models" / "splade-tiny"), max_length=MAX_LENGTH,
+                                      max_query_length=32))
     model = get_family("sparse").build(config).eval()
     _perturb(model, 4)
     model.save(tmp_path / "model")

@@ -65,15 +65,19 @@ def test_in_batch_scores_are_the_maxsim_of_every_query_and_column(model, cranfie
 
 
 def test_retrieval_searches_every_document_exhaustively(model, cranfield):
-    from rerank_scaling.evaluation.retrieval import encode_corpus
+    """The evaluation's chunked search over the corpus (small chunks: several blocks of MaxSim) returns the
+    same top documents as scoring every pair of the query with all 1,400 documents one by one."""
+    from rerank_scaling.evaluation.rerank import EvalSet
+    from rerank_scaling.evaluation.retrieval import search_corpus
 
-    index = encode_corpus(model, cranfield.docs, batch_size=64)
-    assert len(index.embeddings) == len(cranfield.docs) == 1400
     qid = sorted(cranfield.queries, key=int)[0]
-    scores = model.similarity(model.encode([cranfield.queries[qid]], "query"), index.embeddings)[0]
-    by_pairs = model.score([cranfield.queries[qid]] * 1400, [cranfield.docs[d] for d in index.doc_ids])
-    np.testing.assert_allclose(scores.numpy(), by_pairs, rtol=1e-4, atol=1e-4)
-    assert index.doc_ids[int(scores.argmax())] == index.doc_ids[int(np.argmax(by_pairs))]
+    evalset = EvalSet("q", cranfield.subset([qid]), {}, {}, "ce@7")
+    (ranking,), _, _, stats = search_corpus(model, cranfield.docs, [evalset], k=1400, chunk=300)
+    assert stats is None and len(ranking[qid]) == len(cranfield.docs) == 1400
+    ids = [d for d, _ in ranking[qid]]
+    by_pairs = model.score([cranfield.queries[qid]] * 1400, [cranfield.docs[d] for d in ids])
+    np.testing.assert_allclose([v for _, v in ranking[qid]], by_pairs, rtol=1e-4, atol=1e-4)
+    assert ids[0] == ids[int(np.argmax(by_pairs))] and list(by_pairs) == sorted(by_pairs, reverse=True)
 
 
 def test_size_and_flops_count_the_encoder_and_projection_only(model):
