@@ -82,10 +82,6 @@ def run_command(args) -> int:
     from rerank_scaling.models.family import saved_model_folder
     from rerank_scaling.pipeline.teacher import load_teacher
 
-    if args.depth is not None and args.depth < 1:
-        raise UserError(f"--depth must be >= 1, got {args.depth}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     run = read_trec_run(args.run)
     if not run:
         raise UserError(f"{args.run}: no lines")

@@ -85,7 +85,7 @@ def test_rerank_command_bad_inputs_are_one_line(cranfield, shared_root, tmp_path
     base = ["rerank", "cross-encoder/none", "--collection", "cranfield", "--data-root", str(shared_root),
             "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "out.run")]
     for extra, message in ((["--run", str(tmp_path / "missing.run")], "file not found"),
-                           (["--run", str(tmp_path / "bad.run"), "--depth", "0"], "--depth must be >= 1"),
+                           (["--run", str(tmp_path / "bad.run"), "--depth", "0"], "--depth must be a positive integer, got 0"),
                            (["--run", str(tmp_path / "bad.run")], "document 'no-such-doc' of the run is not in the collection")):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()
