@@ -184,10 +184,11 @@ def tiny_model(seed: int = 0):
 def toolkit_config(corpus: Path, cache: Path, train: int):
     from rerank_scaling.config import EvalSpec, RunConfig
 
-    return RunConfig(train_collection=f"beir-folder:{corpus}#train", train_split=None, budget=train,
-                     evals=(EvalSpec("dev", f"beir-folder:{corpus}#dev", None, None, True),), cache_dir=str(cache),
-                     ladder="scratch", size="L1-H32", pooling="cls", candidates_k=K, rerank_k=K, max_length=128,
-                     max_query_length=32, batch_size=32, eval_batch_size=256)
+    return RunConfig.from_dict(dict(
+        train_collection=f"beir-folder:{corpus}#train", train_split=None, budget=train,
+        evals=(EvalSpec("dev", f"beir-folder:{corpus}#dev", None, None, True),), cache_dir=str(cache),
+        ladder="scratch", size="L1-H32", pooling="cls", candidates_k=K, rerank_k=K, max_length=128,
+        max_query_length=32, batch_size=32, eval_batch_size=256))
 
 
 def toolkit_prepare(corpus: Path, cache: Path, train: int) -> list[dict]:
