@@ -15,9 +15,6 @@ depth 100).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -43,23 +40,14 @@ class CandidateLists(Mapping):
     def save(self, folder: Path, meta: dict | None = None) -> None:
         """Write the arrays into ``folder`` (a temporary folder renamed; another process's identical
         folder is kept)."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+        from rerank_scaling.data.store import atomic_folder
+
+        def fill(tmp: Path) -> None:
             np.save(tmp / "qids.npy", np.asarray(self.qids))
             np.save(tmp / "rows.npy", np.ascontiguousarray(self.rows, dtype=np.int32))
             np.save(tmp / "scores.npy", np.ascontiguousarray(self.scores, dtype=np.float32))
             (tmp / "candidates.json").write_text(json.dumps({"format": ARRAYS_FORMAT, **(meta or {})}, indent=1))
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not (folder / "candidates.json").is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        atomic_folder(Path(folder), fill, marker="candidates.json")
 
     @property
     def depth(self) -> int:

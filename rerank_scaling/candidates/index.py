@@ -31,15 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rerank_scaling.candidates.tokens import BM25Settings, tokenizer as bm25_tokenizer
+from rerank_scaling.candidates.tokens import BM25Settings
+from rerank_scaling.candidates.tokens import tokenizer as bm25_tokenizer
+from rerank_scaling.data.store import atomic_folder
 from rerank_scaling.data.types import sorted_ids
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,8 @@ def build_index(folder: Path, docs: Mapping[str, str], settings, progress=None) 
     settings_key = settings.key()
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         np.save(tmp / "data.npy", data)
         np.save(tmp / "indices.npy", indices)
         np.save(tmp / "indptr.npy", indptr)
@@ -214,15 +213,7 @@ def build_index(folder: Path, docs: Mapping[str, str], settings, progress=None) 
         meta = {"format": INDEX_FORMAT, "docs": n, "terms": n_terms, "postings": int(len(data)),
                 "settings": settings_key, "empty_token": vocab.get(""), "seconds": round(time.perf_counter() - t0, 2)}
         (tmp / "index.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # built by another process meanwhile: the same index
-            if not (folder / "index.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    atomic_folder(folder, fill, marker="index.json")  # built by another process meanwhile: the same index
     log.info("BM25 index of %d documents (%d terms, %d postings) in %.1fs", n, n_terms, len(data),
              time.perf_counter() - t0)
     return BM25Index(folder)

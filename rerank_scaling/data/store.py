@@ -253,9 +253,10 @@ def open_collection(folder: Path) -> Collection:
                       source=meta["source"], info=meta["info"])
 
 
-def atomic_folder(folder: Path, fill: Callable[[Path], None]) -> None:
+def atomic_folder(folder: Path, fill: Callable[[Path], None], marker: str | None = None) -> None:
     """Fill a temporary folder beside ``folder``, then rename it to ``folder``; when another process
-    got there first, keep theirs (the same content)."""
+    got there first, keep theirs (the same content) -- when ``marker`` is given, only if it holds that
+    file (the one written last)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -263,7 +264,7 @@ def atomic_folder(folder: Path, fill: Callable[[Path], None]) -> None:
         try:
             os.rename(tmp, folder)
         except OSError:
-            if not folder.is_dir():
+            if not (folder / marker).is_file() if marker else not folder.is_dir():
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
