@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -141,9 +142,25 @@ class Stages:
         out = fn(*args, **kwargs)
         seconds = time.perf_counter() - t0
         peak = peak_rss_mb()
-        self.rows.append({"stage": name, "seconds": round(seconds, 2), "peak_mb": round(peak)})
-        print(f"    {name:<22} {seconds:8.1f} s {peak:8.0f} MB", file=sys.stderr, flush=True)
+        anon, mapped = rss_parts_mb()
+        self.rows.append({"stage": name, "seconds": round(seconds, 2), "peak_mb": round(peak),
+                          "end_anon_mb": round(anon), "end_file_mb": round(mapped)})
+        print(f"    {name:<22} {seconds:8.1f} s {peak:8.0f} MB  (at its end: {anon:.0f} MB private, "
+              f"{mapped:.0f} MB mapped files)", file=sys.stderr, flush=True)
         return out
+
+
+def rss_parts_mb() -> tuple[float, float]:
+    """This process's resident memory now, split into private (RssAnon) and mapped files (RssFile: pages of
+    memory-mapped stores and indexes, shared with other processes and reclaimable by the kernel)."""
+    parts = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line.split(":")[0]] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return parts.get("RssAnon", float("nan")), parts.get("RssFile", float("nan"))
 
 
 def peak_rss_mb() -> float:
@@ -519,6 +536,7 @@ def measure(paths: dict[str, str | None], corpus: Path, train: int, root: Path, 
         if key in results:
             continue
         cache = root / "cache" / f"{name}-{corpus.name}-{train}"
+        shutil.rmtree(cache, ignore_errors=True)  # the prepare step measured from an empty cache, every time
         results[key] = {"prepare": spawn(name, "prepare", corpus, cache, train, src),
                         "cell": spawn(name, "cell", corpus, cache, train, src)}
         (root / "results.json").write_text(json.dumps(results, indent=1))

@@ -82,7 +82,15 @@ def bm25_index_path(collection: Collection, settings: BM25Settings | None = None
                     cache_dir: Path | None = None) -> Path:
     """The folder of the saved index of ``collection``'s documents (:func:`bm25_index`)."""
     settings = settings or BM25Settings()
-    return _root(cache_dir) / "bm25" / f"{_safe_name(collection.name)}-{_index_key(collection, settings)}"
+    return _root(cache_dir) / "bm25" / f"{_safe_name(corpus_name(collection))}-{_index_key(collection, settings)}"
+
+
+def corpus_name(collection: Collection) -> str:
+    """The name of ``collection``'s corpus, without the query set's part: ``corpus#dev`` and
+    ``corpus#train`` (a BEIR folder's qrels splits), ``msmarco-passage/dev/small`` and
+    ``msmarco-passage/train`` (ir_datasets ids) search one corpus, so they share one index (its key is the
+    documents' fingerprint; the name only makes the folder readable)."""
+    return collection.name.split("#")[0].split("/")[0]
 
 
 def bm25_cache_path(

@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,6 +54,7 @@ def load_collection(
     data_root: Path | None = None,
     cache_dir: Path | None = None,
     split: str | None = None,
+    corpus: tuple[Mapping[str, str], Mapping[str, str]] | None = None,
 ) -> Collection:
     """Load ``spec``: an ir_datasets id or a local BEIR folder.
 
@@ -61,27 +63,45 @@ def load_collection(
     ``"beir-folder:path/to/folder#dev"`` (qrels split ``dev``).  ``split`` (BEIR
     folders only) overrides the qrels split, default ``"test"``.
 
+    ``corpus`` (BEIR folders only): the folder's documents and titles as already read (another qrels split
+    of the same folder), so ``corpus.jsonl`` is not parsed again.
+
     Raises :class:`UserError` for an unknown id, a missing folder, malformed
     files (naming file and line), or a failed download.
     """
     spec = str(spec).strip()
     if not spec:
         raise UserError("empty dataset spec (give an ir_datasets id or a BEIR folder)")
-    if spec.startswith(BEIR_PREFIX):
-        path, frag = _split_fragment(spec[len(BEIR_PREFIX):])
-        if not path:
-            raise UserError(f"'{spec}': missing folder after '{BEIR_PREFIX}'")
-        return load_beir_folder(Path(path).expanduser(), split=split or frag or "test")
-    path, frag = _split_fragment(spec)
-    folder = Path(path).expanduser()
-    if folder.is_dir() and (_beir_file(folder, "corpus") is not None or not _is_ir_datasets_id(spec)):
-        return load_beir_folder(folder, split=split or frag or "test")
+    beir = _beir_spec(spec)
+    if beir is not None:
+        folder, frag = beir
+        return load_beir_folder(folder, split=split or frag or "test", corpus=corpus)
     if split is not None:
         raise UserError(
             f"split '{split}' applies to BEIR folders only; for ir_datasets pick the subset in the id"
             f" (e.g. 'msmarco-passage/dev/small')"
         )
     return load_ir_dataset(spec, data_root=data_root, cache_dir=cache_dir)
+
+
+def _beir_spec(spec: str) -> tuple[Path, str] | None:
+    """``(folder, qrels split or "")`` when ``spec`` names a BEIR folder, else None (an ir_datasets id)."""
+    if spec.startswith(BEIR_PREFIX):
+        path, frag = _split_fragment(spec[len(BEIR_PREFIX):])
+        if not path:
+            raise UserError(f"'{spec}': missing folder after '{BEIR_PREFIX}'")
+        return Path(path).expanduser(), frag
+    path, frag = _split_fragment(spec)
+    folder = Path(path).expanduser()
+    if folder.is_dir() and (_beir_file(folder, "corpus") is not None or not _is_ir_datasets_id(spec)):
+        return folder, frag
+    return None
+
+
+def beir_corpus_file(spec: str) -> Path | None:
+    """The corpus file of a BEIR-folder ``spec`` (None: an ir_datasets id, or no corpus file)."""
+    beir = _beir_spec(str(spec).strip())
+    return _beir_file(beir[0], "corpus") if beir is not None and beir[0].is_dir() else None
 
 
 def _split_fragment(spec: str) -> tuple[str, str]:
@@ -330,6 +350,23 @@ def _assemble(
 # --------------------------------------------------------------------------- #
 # BEIR folders
 # --------------------------------------------------------------------------- #
+def _read_corpus(corpus_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A BEIR ``corpus.jsonl``'s model texts and titles by document id."""
+    docs: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for lineno, obj in _read_jsonl(corpus_path, ("_id",)):
+        did = _str_field(corpus_path, lineno, obj, "_id", required=True).strip()
+        if did in docs:
+            raise UserError(f"{corpus_path}:{lineno}: duplicate _id '{did}'")
+        title = normalise_ws(_str_field(corpus_path, lineno, obj, "title", required=False))
+        text = _str_field(corpus_path, lineno, obj, "text", required=False)
+        titles[did] = title
+        docs[did] = model_text(title, text)
+    if not docs:
+        raise UserError(f"{corpus_path}: no documents")
+    return docs, titles
+
+
 def _beir_file(folder: Path, stem: str) -> Path | None:
     for name in (f"{stem}.jsonl", f"{stem}.jsonl.gz"):
         if (folder / name).is_file():
@@ -379,12 +416,14 @@ def _str_field(path: Path, lineno: int, obj: dict, field: str, *, required: bool
     return value
 
 
-def load_beir_folder(folder: Path | str, split: str = "test") -> Collection:
+def load_beir_folder(folder: Path | str, split: str = "test",
+                     corpus: tuple[Mapping[str, str], Mapping[str, str]] | None = None) -> Collection:
     """Load a BEIR-format folder with the qrels of ``split`` (``qrels/<split>.tsv``).
 
     Queries without a judgment in that split are dropped
     (``info["queries_dropped_unjudged"]``); qrels naming unknown queries or
-    documents are dropped and counted too.
+    documents are dropped and counted too. ``corpus``: the folder's (documents, titles) as already read
+    (:func:`load_collection`).
     """
     folder = Path(folder).expanduser()
     if not folder.exists():
@@ -405,18 +444,7 @@ def load_beir_folder(folder: Path | str, split: str = "test") -> Collection:
             f"{qrels_path}: missing (qrels splits available: {', '.join(avail) or 'none'})"
         )
 
-    docs: dict[str, str] = {}
-    titles: dict[str, str] = {}
-    for lineno, obj in _read_jsonl(corpus_path, ("_id",)):
-        did = _str_field(corpus_path, lineno, obj, "_id", required=True).strip()
-        if did in docs:
-            raise UserError(f"{corpus_path}:{lineno}: duplicate _id '{did}'")
-        title = normalise_ws(_str_field(corpus_path, lineno, obj, "title", required=False))
-        text = _str_field(corpus_path, lineno, obj, "text", required=False)
-        titles[did] = title
-        docs[did] = model_text(title, text)
-    if not docs:
-        raise UserError(f"{corpus_path}: no documents")
+    docs, titles = corpus if corpus is not None else _read_corpus(corpus_path)
 
     raw_queries: list[tuple[str, str]] = []
     seen: set[str] = set()

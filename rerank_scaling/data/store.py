@@ -308,7 +308,47 @@ def stored_collection(spec: str, *, data_root: Path | None = None, cache_dir: Pa
         spec = f"{BEIR_PREFIX}{path}#{split}"
     folder = collection_folder(spec, data_root, cache_dir)
     if not (folder / "collection.json").is_file():
-        collection = load_collection(spec, data_root=data_root, cache_dir=cache_dir)
+        seen = _corpus_record(spec, folder.parent.parent)
+        corpus = _stored_corpus(seen)
+        collection = load_collection(spec, data_root=data_root, cache_dir=cache_dir, corpus=corpus)
         write_collection(folder, collection)
+        if seen is not None and corpus is None:
+            _remember_corpus(seen, json.loads((folder / "collection.json").read_text())["docs"])
         del collection
     return open_collection(folder)
+
+
+# A BEIR folder's qrels splits (``corpus#train``, ``corpus#dev``) share one corpus file: the first one loaded
+# records which stored texts that file became, so the others open them instead of parsing the corpus again
+# (MS MARCO: 8.8M passages parsed once, not once per split).
+def _corpus_record(spec: str, root: Path) -> Path | None:
+    """Where the stored texts of ``spec``'s corpus file are recorded (None: not a BEIR folder)."""
+    from rerank_scaling.data.loaders import beir_corpus_file
+
+    corpus = beir_corpus_file(spec)
+    if corpus is None:
+        return None
+    st = corpus.stat()
+    key = stable_key(json.dumps([str(corpus.resolve()), st.st_size, st.st_mtime_ns]))[:20]
+    return root / "corpus-files" / f"{key}.json"
+
+
+def _stored_corpus(record: Path | None) -> tuple[Mapping, Mapping] | None:
+    """The (docs, titles) stores a corpus file became, when recorded and whole."""
+    if record is None or not record.is_file():
+        return None
+    try:
+        texts = record.parent.parent / "texts" / json.loads(record.read_text())["texts"]
+        if not (texts / "titles" / "store.json").is_file():
+            return None
+        return TextStore(texts / "docs"), TextStore(texts / "titles")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _remember_corpus(record: Path, texts: str) -> None:
+    record.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", dir=record.parent)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps({"texts": texts}))
+    os.replace(tmp, record)

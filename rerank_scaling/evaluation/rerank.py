@@ -44,17 +44,24 @@ class EvalSet:
         return sorted(seen)
 
 
+#: pairs whose texts are read and scored in one call: a set's memory is bounded by this block, not by its size
+#: (MS MARCO dev x top-1000 is 7M pairs, ~5 GB as Python strings at once)
+PAIR_BLOCK = 1 << 13
+
+
 def score_pairs(
     score_fn: Callable[[list[str], list[str]], "list[float]"], evalset: EvalSet
 ) -> dict[str, dict[str, float]]:
-    """Scores of every pair of ``evalset`` as ``qid -> doc -> score``."""
+    """Scores of every pair of ``evalset`` as ``qid -> doc -> score``, ``PAIR_BLOCK`` pairs a call."""
     pairs = evalset.pairs()
     q = evalset.collection.queries
     d = evalset.collection.docs
-    scores = score_fn([q[qid] for qid, _ in pairs], [d[doc] for _, doc in pairs])
     out: dict[str, dict[str, float]] = {}
-    for (qid, doc), s in zip(pairs, scores):
-        out.setdefault(qid, {})[doc] = float(s)
+    for start in range(0, len(pairs), PAIR_BLOCK):
+        block = pairs[start:start + PAIR_BLOCK]
+        scores = score_fn([q[qid] for qid, _ in block], [d[doc] for _, doc in block])
+        for (qid, doc), s in zip(block, scores):
+            out.setdefault(qid, {})[doc] = float(s)
     return out
 
 

@@ -42,7 +42,9 @@ from rerank_scaling.models.family import read_family_file, write_family_file
 from rerank_scaling.models.ladder import ModelSpec, default_pooling
 from rerank_scaling.models.packed import BertRunner
 
-SCORE_BLOCK = 1 << 16  # pairs encoded at a time by CrossEncoder.score (each block sorted by length)
+# pairs encoded at a time by CrossEncoder.score (each block sorted by length): a block's token ids as Python
+# lists and the tokenizer's encodings cost ~10 KB a pair at 128 tokens, so 8,192 keep a block under ~100 MB
+SCORE_BLOCK = 1 << 13
 
 
 class CrossEncoder(torch.nn.Module):

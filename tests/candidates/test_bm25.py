@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -121,6 +122,12 @@ def test_index_is_built_once_per_corpus_and_shared_by_query_sets(cranfield: Coll
     b = bm25_candidates(cranfield, {q: cranfield.queries[q] for q in qids[100:]}, k=20, cache_dir=tmp_path)
     both = bm25_candidates(cranfield, cranfield.queries, k=20, cache_dir=tmp_path)
     assert dict(both) == {**dict(a), **dict(b)}
+    # another query set's collection over the same corpus (a BEIR folder's dev qrels, an ir_datasets
+    # sub-id) searches the same index: the folder is the corpus's, not the query set's
+    for name in ("cranfield#dev", "cranfield/other/queries"):
+        other = dataclasses.replace(cranfield.subset(qids[:7]), name=name)
+        assert dict(bm25_candidates(other, other.queries, k=20, cache_dir=tmp_path)) == {q: both[q] for q in qids[:7]}
+    assert len(list((tmp_path / "bm25").iterdir())) == 1
 
 
 def test_threads_do_not_change_the_lists(vaswani: Collection, tmp_path: Path):

@@ -51,20 +51,30 @@ def test_stored_collection_equals_the_loaded_one_and_is_read_once(name, shared_r
     assert dict(sub.qrels) == {q: loaded.qrels[q] for q in sorted(loaded.queries)[:5]}
 
 
-def test_splits_share_one_copy_of_the_documents_and_a_changed_folder_is_read_again(shared_root, tmp_path):
+def test_splits_share_one_copy_of_the_documents_and_a_changed_folder_is_read_again(shared_root, tmp_path,
+                                                                                    monkeypatch):
     folder = tmp_path / "cisi"
     shutil.copytree(shared_root / "beir" / "cisi", folder)
     qrels = (folder / "qrels" / "test.tsv").read_text().splitlines()
     (folder / "qrels" / "dev.tsv").write_text("\n".join(qrels[:40]) + "\n")
     cache = tmp_path / "cache"
     test = stored_collection(f"beir-folder:{folder}#test", cache_dir=cache)
-    dev = stored_collection(f"beir-folder:{folder}#dev", cache_dir=cache)
+    with monkeypatch.context() as m:  # the second split opens the stored corpus: corpus.jsonl is not parsed again
+        m.setattr("rerank_scaling.data.loaders._read_corpus", lambda *a: (_ for _ in ()).throw(AssertionError()))
+        dev = stored_collection(f"beir-folder:{folder}#dev", cache_dir=cache)
     assert test.docs.folder == dev.docs.folder and len(list((cache / "texts").iterdir())) == 1
     assert len(dev.queries) < len(test.queries) and dev.info["judgments"] == 39
+    fresh = load_collection(f"beir-folder:{folder}#dev")
+    assert (dict(dev.qrels), dict(dev.queries), dev.info) == (fresh.qrels, fresh.queries, fresh.info)
     (folder / "qrels" / "dev.tsv").write_text("\n".join(qrels[:10]) + "\n")
     os.utime(folder / "qrels" / "dev.tsv", ns=(1, 1))  # another size and time: another key
     changed = stored_collection(f"beir-folder:{folder}#dev", cache_dir=cache)
     assert changed.info["judgments"] == 9 and sum(map(len, changed.qrels.values())) == 9
+    # an edited corpus file is parsed again (its size and time are the record's key), never the old texts
+    lines = (folder / "corpus.jsonl").read_text().splitlines()
+    (folder / "corpus.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    edited = stored_collection(f"beir-folder:{folder}#dev", cache_dir=cache)
+    assert len(edited.docs) == len(test.docs) - 1 and edited.docs.folder != test.docs.folder
 
 
 def test_an_interrupted_write_leaves_no_store(tmp_path, cisi, monkeypatch):
