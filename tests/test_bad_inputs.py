@@ -25,7 +25,7 @@ CASES = [
     (TRAIN + ["--objective", "softmax"], "unknown objective 'softmax'"),
     (TRAIN + ["--ladder", "gpt"], "unknown ladder 'gpt'"),
     (TRAIN[:-4] + ["--ladder", "minilm", "--size", "5L"], "size '5L' is not in ladder 'minilm'"),
-    (TRAIN + ["--supervision", "noisy"], "unknown supervision 'noisy'"),
+    (TRAIN + ["--supervision", "noisy"], "--supervision must be human, weak, mixed or ict, optionally with -noise<P>"),
     (TRAIN + ["--family", "bi"], "unknown model family 'bi'"),
     (TRAIN + ["--budget", "0"], "budget must be a positive integer or omitted, got 0"),
     (TRAIN + ["--rerank-k", "200"], "rerank_k (200) cannot exceed candidates_k (100)"),

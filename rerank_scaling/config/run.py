@@ -25,8 +25,12 @@ from rerank_scaling.evaluation.contrastive import parse_variant
 from rerank_scaling.evaluation.metrics import DEFAULT_METRICS, ranx_metric_name
 from rerank_scaling.values import NAME, PROBABILITY, SEED, ListOf, Number, Text, Value
 
-# weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles
-Supervision = Literal["human", "weak", "mixed", "ict"]
+# weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles;
+# any of them with "-noise<P>": P% of its (query, positive) labels replaced by random candidates (data.noise)
+SUPERVISIONS = ("human", "weak", "mixed", "ict")
+SUPERVISION = Text("human, weak, mixed or ict, optionally with -noise<P> (P% of the positive labels replaced by "
+                   "random BM25 candidates, 1-99)", pattern=rf"({'|'.join(SUPERVISIONS)})(-noise[1-9][0-9]?)?",
+                   example="human-noise0")  # example: a value it refuses
 SizeAxis = Literal["non-embedding", "nominal"]  # models.ladder.SIZE_AXES
 Logger = Literal["csv", "tensorboard", "wandb", "none"]
 Strategy = Literal["auto", "ddp", "fsdp"]
@@ -131,7 +135,7 @@ class RunConfig:
     ladder: str = setting("minilm", section="grid", choices=_ladders, label="ladder")
     size: str = setting("2L", section="grid", axis="sizes", value=Text("a size of the ladder", example="9Z"))
     objective: str = setting("listwise", section="grid", axis="objectives", choices=_objectives, label="objective")
-    supervision: Supervision = setting("human", section="grid", axis="supervision", label="supervision")
+    supervision: str = setting("human", section="grid", axis="supervision", label="supervision", value=SUPERVISION)
     budget: int | None = setting(None, section="grid", axis="budgets", min=1, doc="training queries; None: all")
     seed: int = setting(0, section="grid", axis="seeds", value=SEED)
     size_axis: SizeAxis = setting("non-embedding", section="grid", label="size axis",
@@ -252,6 +256,17 @@ class RunConfig:
         from rerank_scaling.models.ladder import ModelSpec
 
         return ModelSpec(self.ladder, self.size)
+
+    @property
+    def supervision_source(self) -> str:
+        """Where the training labels come from: ``supervision`` without its ``-noise<P>`` part."""
+        return self.supervision.split("-noise")[0]
+
+    @property
+    def label_noise(self) -> float:
+        """The fraction of training labels replaced by random candidates (``-noise<P>``: P / 100; else 0)."""
+        _, _, percent = self.supervision.partition("-noise")
+        return int(percent) / 100 if percent else 0.0
 
     @property
     def world_size(self) -> int:

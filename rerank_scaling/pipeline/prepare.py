@@ -16,6 +16,7 @@ from pathlib import Path
 from rerank_scaling.candidates.bm25 import bm25_candidates, bm25_index
 from rerank_scaling.candidates.trec import read_trec_run
 from rerank_scaling.config import EvalSpec, RunConfig
+from rerank_scaling.data.noise import corrupt_labels
 from rerank_scaling.data.store import stored_collection
 from rerank_scaling.data.splits import nested_budget, split_queries
 from rerank_scaling.data.types import Collection, Ranking, sorted_ids
@@ -113,13 +114,14 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
     coll = load(config, config.train_collection)
     qids = split_of(config, coll, config.train_split) if config.train_split else sorted(coll.queries)
     human = coll.subset(qids)
-    if config.supervision == "human":
+    source = config.supervision_source
+    if source == "human":
         base = human
-    elif config.supervision == "ict":
+    elif source == "ict":
         base = ict_queries(coll, seed=config.split_seed)
     else:
         weak = weak_queries(coll)
-        base = weak if config.supervision == "weak" else _union(human, weak)
+        base = weak if source == "weak" else _union(human, weak)
     usable = sorted(q for q in base.queries if base.positives(q))
     if config.budget is not None:
         if config.budget > len(usable):
@@ -130,8 +132,10 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
         usable = nested_budget(usable, config.budget, seed=config.seed)
     train = base.subset(usable, name=f"{coll.name}-{config.supervision}")
     cands = candidates_for(config, coll, train.queries)
-    if config.supervision == "ict":  # an inverse-cloze query's source document holds the query verbatim
+    if source == "ict":  # an inverse-cloze query's source document holds the query verbatim
         cands = {q: [(d, sc) for d, sc in lst if d != ict_source(q)] for q, lst in cands.items()}
+    if config.label_noise:  # noisy supervision: a fraction of the positives replaced by random candidates
+        train = corrupt_labels(train, cands, config.label_noise, seed=config.seed)
     tset = build_training_set(train, cands, n_negatives=config.n_negatives, seed=config.seed)
     warnings = dropped(coll)
     short = tset.info["queries_with_short_candidate_pool"]
@@ -141,6 +145,8 @@ def training_set(config: RunConfig) -> tuple[TrainingSet, dict]:
                         "their groups are topped up with random documents")
     info = {"train_queries": sorted(train.queries), **tset.info, "supervision": config.supervision,
             "warnings": warnings}
+    if config.label_noise:
+        info.update({k: train.info[k] for k in ("label_noise", "labels_replaced", "labels")})
     return tset, info
 
 

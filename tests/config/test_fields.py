@@ -86,7 +86,8 @@ def test_check_normalises_good_values(name, value, expected):
      ("objective", "softmax", "unknown objective 'softmax' (choose from pointwise, pairwise, listnet, softmax-ce, lambdarank, infonce, infonce-hard, infonce-corpus, marginmse, kl, cl-kd, query-distill, listwise, lambda)"),
      ("ladder", "gpt", "unknown ladder 'gpt'"),
      ("family", "bi", f"unknown model family 'bi' (choose from {', '.join(FAMILIES)})"),
-     ("supervision", "noisy", "unknown supervision 'noisy' (choose from human, weak, mixed, ict)"),
+     ("supervision", "noisy", "supervision must be human, weak, mixed or ict, optionally with -noise<P>"),
+     ("supervision", "human-noise100", "got 'human-noise100'"),
      ("train_collection", 3, "train_collection must be an ir_datasets id or a BEIR folder, got 3")],
 )
 def test_check_refuses_bad_values_naming_key_and_value(name, value, message):

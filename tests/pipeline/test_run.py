@@ -135,6 +135,36 @@ def test_mixed_supervision_is_human_train_queries_plus_weak_titles(tiny):
     assert info["supervision"] == "mixed"
 
 
+def test_noisy_supervision_replaces_the_stated_share_of_positives_with_candidates_nested(tiny):
+    """human-noise20 / -noise50: about that share of the (query, positive) labels of the same training
+    queries replaced by non-relevant BM25 candidates; the labels corrupted at 20% are corrupted at 50%
+    too (nested), with the same query set, and evaluation qrels are untouched."""
+    from dataclasses import replace
+
+    from rerank_scaling.pipeline.prepare import candidates_for, load, training_set
+
+    clean, _ = training_set(replace(tiny, supervision="human", budget=None))
+    noisy = {p: training_set(replace(tiny, supervision=f"human-noise{p}", budget=None)) for p in (20, 50)}
+    coll = load(tiny, tiny.train_collection)
+    pairs = {(q, d) for q in clean.collection.queries for d in clean.collection.positives(q)}
+    kept = {}
+    for p, (tset, info) in noisy.items():
+        assert set(tset.collection.queries) == set(clean.collection.queries) and info["supervision"] == f"human-noise{p}"
+        now = {(q, d) for q in tset.collection.queries for d in tset.collection.positives(q)}
+        kept[p] = pairs & now
+        replaced = len(pairs) - len(kept[p])
+        assert info["labels"] == len(pairs) and info["labels_replaced"] == replaced and info["label_noise"] == p / 100
+        assert abs(replaced / len(pairs) - p / 100) < 0.06  # ~p% of ~700 labels
+        cands = candidates_for(tiny, coll, tset.collection.queries)
+        for q, d in now - pairs:  # each replacement: a candidate of its query that the qrels call non-relevant
+            assert d in {doc for doc, _ in cands[q]} and coll.qrels[q].get(d, 0) <= 0
+    assert kept[50] <= kept[20]
+    assert training_set(replace(tiny, supervision="human-noise20", budget=None))[0].collection.qrels == \
+        noisy[20][0].collection.qrels  # deterministic
+    with pytest.raises(UserError, match="supervision"):
+        replace(tiny, supervision="human-noise0").validate()
+
+
 def test_a_truncated_checkpoint_restarts_the_run_to_the_same_numbers(finished, tiny, tmp_path):
     _, reference = finished
 
