@@ -371,21 +371,36 @@ def r2_text(fit) -> str:
 
 
 IDENTIFIED = 1e6  # an interval reaching past this many times its value's magnitude (or 1) says nothing
+DEGENERATE = 1e30  # a fitted value beyond this magnitude (or below its inverse) ran to the optimiser's bound
 
 
 def param(fit, name: str, value: float) -> str:
     """``name = value [lo, hi]`` (the bootstrap interval when there is one and it means something: ``n/a`` when
-    the fit has no more distinct points than parameters, ``not identified`` when it spans many magnitudes)."""
+    the fit has no more distinct points than parameters; ``not identified`` when it spans many magnitudes, or
+    has no width, or lies off its own estimate by more than its width: the resamples did not agree with the
+    fit). A value the optimiser ran to its bound (``6.8e-168``, ``8.4e+174``) is shown as degenerate, not as a
+    number."""
+    if T.finite(value) and value != 0 and not 1 / DEGENERATE < abs(value) < DEGENERATE:
+        return f"{name} {'→ 0' if abs(value) < 1 else '→ ∞'} [degenerate: the fit ran to its bound]"
     text = f"{name} = {T.sig(value)}"
     if name in fit.param_intervals:
         lo, hi = fit.param_intervals[name]
         if fit.n_distinct <= fit.law.n_params:
             text += " [n/a]"
-        elif not (T.finite(lo) and T.finite(hi)) or max(abs(lo), abs(hi)) > IDENTIFIED * max(abs(value), 1.0):
+        elif not identified(value, lo, hi):
             text += " [not identified]"
         else:
             text += f" [{T.sig(lo, 3)}, {T.sig(hi, 3)}]"
     return text
+
+
+def identified(value: float, lo: float, hi: float) -> bool:
+    """Whether the bootstrap interval ``[lo, hi]`` of a fitted ``value`` says something (see :func:`param`)."""
+    if not (T.finite(lo) and T.finite(hi)) or hi <= lo:
+        return False
+    if max(abs(lo), abs(hi)) > IDENTIFIED * max(abs(value), 1.0) or max(abs(lo), abs(hi)) > DEGENERATE:
+        return False
+    return lo - (hi - lo) <= value <= hi + (hi - lo)
 
 
 def _group_sort(study: Study, key: dict):

@@ -128,6 +128,28 @@ def test_two_point_laws_have_no_r2_or_parameter_intervals(tmp_path):
     assert g.fit.n_distinct > g.fit.law.n_params and r2_text(g.fit) != "n/a"
 
 
+def test_parameters_the_resamples_do_not_pin_down_are_not_printed_as_numbers():
+    """The dense demo's appendix printed B = 8.354e+174 [-5.56e+152, 9.34e+174], A = 6.799e-168 and
+    alpha = 0.3749 [3, 3]: a value at the optimiser's bound is degenerate, an interval with no width or
+    off its own estimate is not identified; an ordinary interval is kept."""
+    from types import SimpleNamespace
+
+    from rerank_scaling.report.sections import param
+
+    law = SimpleNamespace(n_params=3)
+    fit = SimpleNamespace(n_distinct=5, law=law, param_intervals={
+        "B": (-5.56e152, 9.34e174), "A": (1e-170, 1e-160), "alpha": (3.0, 3.0), "beta": (0.151, 0.188),
+        "delta": (0.0, 0.327), "gamma": (1.0, 2.0)})
+    assert param(fit, "B", 8.354e174) == "B → ∞ [degenerate: the fit ran to its bound]"
+    assert param(fit, "A", 6.799e-168).startswith("A → 0 [degenerate")
+    assert param(fit, "alpha", 0.3749) == "alpha = 0.3749 [not identified]"  # zero width, off its estimate
+    assert param(fit, "gamma", 9.0) == "gamma = 9 [not identified]"  # far outside [1, 2]
+    assert param(fit, "beta", 0.1612) == "beta = 0.1612 [0.151, 0.188]"
+    assert param(fit, "delta", 7.061e-14) == "delta = 7.061e-14 [0, 0.327]"  # tiny but not at a bound
+    assert param(SimpleNamespace(n_distinct=3, law=law, param_intervals=fit.param_intervals), "beta", 0.16) == \
+        "beta = 0.16 [n/a]"
+
+
 def test_metric_kinds_and_ranges():
     from rerank_scaling.report.kinds import COST, INVARIANT, QUALITY, metric_kind, metric_range
 
