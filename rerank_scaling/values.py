@@ -383,7 +383,7 @@ def help_text(help: str | None, value: Any) -> str | None:
     if not isinstance(value, Value) or help == argparse.SUPPRESS:
         return help
     text = (help or "").rstrip()
-    return f"{text} [{value.described()}]".strip()
+    return f"{text} [{value.described().replace('%', '%%')}]".strip()  # argparse %-formats help strings
 
 
 def flag_error(message: str) -> str:
