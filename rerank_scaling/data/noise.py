@@ -44,5 +44,5 @@ def corrupt_labels(collection: Collection, candidates: Mapping[str, list[tuple[s
         qrels[qid] = grades
     info = {**collection.info, "label_noise": fraction, "labels_replaced": replaced, "labels": total}
     return Collection(name=collection.name, docs=collection.docs, titles=collection.titles,
-                      queries={q: collection.queries[q] for q in sorted(collection.queries)}, qrels=qrels,
+                      queries=collection.queries, qrels=qrels,
                       source=collection.source, info=info)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from rerank_scaling.data.types import Collection
-from rerank_scaling.data.util import default_cache_dir, stable_key
+from rerank_scaling.data.util import atomic_write_bytes, default_cache_dir, stable_key
 
 STORE_FORMAT = 1
 COLLECTION_FORMAT = 1
@@ -272,10 +272,11 @@ def atomic_folder(folder: Path, fill: Callable[[Path], None], marker: str | None
         raise
 
 
-def write_collection(folder: Path, collection: Collection) -> None:
+def write_collection(folder: Path, collection: Collection) -> str:
     """Write ``collection`` as stores: its documents and titles once per distinct corpus
     (``<cache>/texts/<fingerprint>/``, shared by every spec over the same passages: MS MARCO's train,
-    dev and TREC DL ids), its queries and qrels into ``folder``; each folder written atomically."""
+    dev and TREC DL ids), its queries and qrels into ``folder``; each folder written atomically.
+    Returns the name of the documents' folder under ``<cache>/texts/``."""
     docs = collection.docs
     fp = getattr(docs, "fingerprint", None) or fingerprint_items((d, docs[d]) for d in sorted(docs))
     texts = folder.parent.parent / "texts" / fp[:24]
@@ -294,6 +295,7 @@ def write_collection(folder: Path, collection: Collection) -> None:
                 "info": collection.info, "docs": fp[:24]}
         (tmp / "collection.json").write_text(json.dumps(meta, indent=1))
     atomic_folder(folder, fill)
+    return fp[:24]
 
 
 def stored_collection(spec: str, *, data_root: Path | None = None, cache_dir: Path | None = None,
@@ -311,9 +313,9 @@ def stored_collection(spec: str, *, data_root: Path | None = None, cache_dir: Pa
         seen = _corpus_record(spec, folder.parent.parent)
         corpus = _stored_corpus(seen)
         collection = load_collection(spec, data_root=data_root, cache_dir=cache_dir, corpus=corpus)
-        write_collection(folder, collection)
+        texts = write_collection(folder, collection)
         if seen is not None and corpus is None:
-            _remember_corpus(seen, json.loads((folder / "collection.json").read_text())["docs"])
+            atomic_write_bytes(seen, json.dumps({"texts": texts}).encode())
         del collection
     return open_collection(folder)
 
@@ -346,9 +348,3 @@ def _stored_corpus(record: Path | None) -> tuple[Mapping, Mapping] | None:
         return None
 
 
-def _remember_corpus(record: Path, texts: str) -> None:
-    record.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{record.name}.", dir=record.parent)
-    with os.fdopen(fd, "w") as out:
-        out.write(json.dumps({"texts": texts}))
-    os.replace(tmp, record)
