@@ -8,7 +8,8 @@
 """
 
 from rerank_scaling.config.experiment import Experiment, Hardware, StudyInfo, load_experiment
-from rerank_scaling.config.run import DEFAULT_METRICS, EvalSpec, RunConfig, eval_spec, train_settings
+from rerank_scaling.config.run import (DEFAULT_METRICS, EvalSpec, RunConfig, eval_spec, supervision_parts,
+                                       train_settings)
 
-__all__ = ["DEFAULT_METRICS", "EvalSpec", "Experiment", "Hardware", "RunConfig", "StudyInfo", "eval_spec",
+__all__ = ["DEFAULT_METRICS", "EvalSpec", "Experiment", "Hardware", "RunConfig", "StudyInfo", "eval_spec", "supervision_parts",
            "load_experiment", "train_settings"]

@@ -28,6 +28,13 @@ from rerank_scaling.values import NAME, PROBABILITY, SEED, ListOf, Number, Text,
 # weak: title queries; ict: inverse cloze task (a sentence for the rest of its document); mixed: human + titles;
 # any of them with "-noise<P>": P% of its (query, positive) labels replaced by random candidates (data.noise)
 SUPERVISIONS = ("human", "weak", "mixed", "ict")
+def supervision_parts(value: str) -> tuple[str, float]:
+    """A ``supervision`` value as (its source, its label-noise fraction): ``"human-noise20"`` ->
+    ``("human", 0.2)``, ``"mixed"`` -> ``("mixed", 0.0)`` (the tidy table's column reads the same)."""
+    source, _, percent = value.partition("-noise")
+    return source, int(percent) / 100 if percent else 0.0
+
+
 SUPERVISION = Text("human, weak, mixed or ict, optionally with -noise<P> (P% of the positive labels replaced by "
                    "random BM25 candidates, 1-99)", pattern=rf"({'|'.join(SUPERVISIONS)})(-noise[1-9][0-9]?)?",
                    example="human-noise0")  # example: a value it refuses
@@ -166,6 +173,9 @@ class RunConfig:
                                       "id or folder (./x, ../x, /x: against the experiment file's folder); "
                                       "query-distill: a bi-encoder's (a run folder, a saved bi-encoder, or a "
                                       "Hugging Face encoder, mean-pooled, cosine)")
+    teacher_bm25_weight: float = setting(0.0, section="train", value=PROBABILITY,
+                                         doc="w > 0 fuses the teacher with BM25: per training query, (1 - w) x the "
+                                             "teacher's z-scored scores + w x BM25's (pipeline.teacher)")
     # optimisation
     steps: int = setting(100, section="train", min=1, doc="optimizer steps (derived from compute when it is set)")
     compute: float | None = setting(None, section="grid", above=0,
@@ -260,13 +270,12 @@ class RunConfig:
     @property
     def supervision_source(self) -> str:
         """Where the training labels come from: ``supervision`` without its ``-noise<P>`` part."""
-        return self.supervision.split("-noise")[0]
+        return supervision_parts(self.supervision)[0]
 
     @property
     def label_noise(self) -> float:
         """The fraction of training labels replaced by random candidates (``-noise<P>``: P / 100; else 0)."""
-        _, _, percent = self.supervision.partition("-noise")
-        return int(percent) / 100 if percent else 0.0
+        return supervision_parts(self.supervision)[1]
 
     @property
     def world_size(self) -> int:

@@ -32,8 +32,10 @@ proportional to the postings of the query's terms, not to ``n_docs x V``.
 
 Backbones (``load_backbone(..., pooling="mlm")``): ``hf`` (any masked-LM folder
 or hub id, e.g. the pretrained ``../shared/models/splade-tiny`` or
-``naver/splade-*``), ``minilm`` (all-MiniLM-L6-v2 ships no MLM head: a new
-transform is drawn from the seed, the decoder tied to its word embeddings) and
+``naver/splade-*``), ``minilm`` (all-MiniLM-L6-v2 ships no MLM head: a new one
+starts lexical -- identity transform, decoder tied to its word embeddings, output bias -6, so each token
+activates itself and its neighbours and ~1% of the vocabulary is active at step 0,
+:func:`~rerank_scaling.models.backbone.lexical_head`) and
 ``scratch`` (a random BERT with its head).
 
 Decoder backbones (the ``llama`` ladder, any causal LM through ``hf``; Zeng et

@@ -31,7 +31,8 @@ from rerank_scaling.models.ladder import nominal_params
 from rerank_scaling.models.memory import GB, estimate, suggestions
 from rerank_scaling.objectives import get_objective
 from rerank_scaling.pipeline.prepare import Prepared, prepare
-from rerank_scaling.pipeline.teacher import teacher_query_embeddings, teacher_scores
+from rerank_scaling.pipeline.teacher import (distillation_targets, evaluate_teacher, scores_training_pairs,
+                                              teacher_query_embeddings)
 from rerank_scaling.results import frame, per_query_frame, read_rows, write_parquet
 from rerank_scaling.rundir import RunFolder
 from rerank_scaling.runtime import local_device, pin_allocator, process_rank, setup_process
@@ -244,8 +245,7 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
     objective = get_objective(config.objective, config)
     # a distillation objective's teacher scores every pair of the training set once (cached on disk);
     # query-distill's embeds every training query once (the student's teacher cache)
-    teacher = (teacher_scores(config.teacher, tset, config.cache_dir, config.eval_batch_size)
-               if "teacher_scores" in objective.info.requires else
+    teacher = (distillation_targets(config, tset) if "teacher_scores" in objective.info.requires else
                teacher_query_embeddings(model, tset, config.eval_batch_size)
                if "teacher_embeddings" in objective.info.requires else None)
     reference: dict = {}  # query-distill: the teacher measured as its students are (once, at the first evaluation)
@@ -292,7 +292,9 @@ def _train(config: RunConfig, prepared: Prepared, run: RunFolder, emit: Progress
                 whole.save(run.model)
             for name, ranking in rankings.items():
                 write_trec_run(run.run_file(name), ranking, tag=config.run_id)
-            write_parquet(per_query_frame(queries + baseline_per_query(prepared)), run.per_query)
+            teacher = ([r for name, pq in evaluate_teacher(config, prepared.evalsets).items()
+                        for r in per_query_rows("teacher", name, pq)] if scores_training_pairs(config) else [])
+            write_parquet(per_query_frame(queries + baseline_per_query(prepared) + teacher), run.per_query)
         write_parquet(frame(rows), run.metrics)
         emit("eval", {"run": config.run_id, "step": step,
                       "values": {r["eval_set"] + ":" + r["metric"]: r["value"] for r in new}})

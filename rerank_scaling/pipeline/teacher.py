@@ -24,6 +24,17 @@ reuses them, and every cell of a grid over the same training set shares one. A p
 topped up with random corpus documents when a query's pool is short) is
 scored when it is first asked for.
 
+A teacher can be *fused with BM25* (``[train] teacher_bm25_weight`` = w > 0): each
+training query's teacher scores and BM25 scores of its documents are standardised
+over those documents (z-scores: mean 0, standard deviation 1) and mixed as
+``(1 - w) z_teacher + w z_bm25`` -- the classic score interpolation of a reranker
+with its first stage. A document outside the query's BM25 candidate list (a
+positive BM25 ranked below ``candidates_k``, a random top-up) gets that list's
+lowest score, a bound its true score does not pass. The cache keeps the model's
+own scores; the mix is applied when they are read. Distillation objectives only
+compare documents of one query (MarginMSE's margins, KL's softmax), so
+standardising per query changes nothing else.
+
 A ``query-distill`` run's teacher is a bi-encoder
 (:mod:`rerank_scaling.models.query_distill`); its targets are the teacher's
 query embeddings of every training query (:func:`teacher_query_embeddings`),
@@ -39,6 +50,7 @@ import bisect
 import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +105,37 @@ class TeacherScores:
         self.extra: dict[tuple[str, str], float] = {}  # pairs outside the table, scored when first asked for
         self._docs: dict[str, list[str]] = {}
         self._model = model
+        self._fusion: tuple[float, Mapping, np.ndarray, np.ndarray] | None = None
+
+    def fuse_with_bm25(self, weight: float, bm25: Mapping[str, Sequence[tuple[str, float]]]) -> "TeacherScores":
+        """Mix the scores with BM25's (the module docstring): ``bm25`` maps each training query to its
+        candidate list ``[(doc, score), ...]``. The table's scores are replaced by the mix (a copy: the
+        memory-mapped cache is never written); pairs scored later (:meth:`groups`) are mixed with their
+        query's statistics. Returns ``self``."""
+        stats = np.zeros((len(self.qids), 4), dtype=np.float64)  # teacher mean, std; bm25 mean, std
+        mixed = np.array(self.scores, dtype=np.float32)
+        lists = {}
+        for i, q in enumerate(self.qids):
+            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+            lists[q] = dict(bm25.get(q, ()))
+            t = mixed[lo:hi].astype(np.float64)
+            b = np.array([lists[q].get(d, _floor(lists[q])) for d in query_docs(self.tset, q)], dtype=np.float64)
+            stats[i] = t.mean(), _spread(t), b.mean(), _spread(b)
+            mixed[lo:hi] = (1 - weight) * (t - stats[i, 0]) / stats[i, 1] + weight * (b - stats[i, 2]) / stats[i, 3]
+        self._fusion = (weight, lists, stats, mixed)
+        self.scores = mixed
+        return self
+
+    def _mixed(self, qid: str, doc: str, score: float) -> float:
+        if self._fusion is None:
+            return score
+        weight, lists, stats, _ = self._fusion
+        i = bisect.bisect_left(self.qids, qid)
+        if i == len(self.qids) or self.qids[i] != qid:  # a query outside the table: no statistics to use
+            return score
+        b = lists[qid].get(doc, _floor(lists[qid]))
+        tm, ts, bm, bs = stats[i]
+        return float((1 - weight) * (score - tm) / ts + weight * (b - bm) / bs)
 
     def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         if self._model is None:
@@ -121,10 +164,21 @@ class TeacherScores:
         values = [[self.lookup(g.qid, d) for d in g.doc_ids] for g in groups]
         missing = sorted({(g.qid, d) for g, row in zip(groups, values) for d, v in zip(g.doc_ids, row) if v is None})
         if missing:
-            self.extra.update(zip(missing, map(float, self._score(missing))))
+            self.extra.update((pair, self._mixed(*pair, float(v))) for pair, v in zip(missing, self._score(missing)))
             values = [[v if v is not None else self.extra[(g.qid, d)] for d, v in zip(g.doc_ids, row)]
                       for g, row in zip(groups, values)]
         return torch.tensor(values, dtype=torch.float32)
+
+
+def _floor(candidates: Mapping[str, float]) -> float:
+    """The score a document outside a candidate list gets: the list's lowest (0 for an empty list)."""
+    return min(candidates.values()) if candidates else 0.0
+
+
+def _spread(values: np.ndarray) -> float:
+    """The standard deviation a z-score divides by: 1 where the values do not vary."""
+    std = float(values.std())
+    return std if std > 1e-12 else 1.0
 
 
 BLOCK = 1 << 16  # pairs scored per call when the cache is built
@@ -172,6 +226,64 @@ def teacher_scores(source: str, tset: TrainingSet, cache_dir: str | None = None,
         (tmp / "teacher.json").write_text(json.dumps({"teacher": str(source), "queries": len(qids),
                                                       "pairs": int(offsets[-1])}))
     atomic_folder(folder, fill)
+    return out
+
+
+def distillation_targets(config, tset: TrainingSet) -> TeacherScores:
+    """A distilling run's teacher scores of ``tset`` (cached), fused with BM25 where
+    ``config.teacher_bm25_weight`` > 0 (the module docstring)."""
+    scores = teacher_scores(config.teacher, tset, config.cache_dir, config.eval_batch_size)
+    if config.teacher_bm25_weight > 0:
+        from rerank_scaling.pipeline.prepare import candidates_for, load
+
+        corpus = load(config, config.train_collection)  # the index and candidates the training set was built from
+        scores.fuse_with_bm25(config.teacher_bm25_weight, candidates_for(config, corpus, tset.collection.queries))
+    return scores
+
+
+def fused_scores(scores: dict[str, dict[str, float]], bm25: Mapping[str, Sequence[tuple[str, float]]],
+                 weight: float) -> dict[str, dict[str, float]]:
+    """``qid -> doc -> score``: ``scores`` mixed with BM25's as the training targets are (the module docstring;
+    z-scores over each query's scored documents; a document outside its BM25 list gets the list's lowest)."""
+    if weight <= 0:
+        return scores
+    out = {}
+    for qid, docs in scores.items():
+        listed = dict(bm25.get(qid, ()))
+        ids = list(docs)
+        t = np.array([docs[d] for d in ids], dtype=np.float64)
+        b = np.array([listed.get(d, _floor(listed)) for d in ids], dtype=np.float64)
+        mixed = (1 - weight) * (t - t.mean()) / _spread(t) + weight * (b - b.mean()) / _spread(b)
+        out[qid] = dict(zip(ids, map(float, mixed)))
+    return out
+
+
+def evaluate_teacher(config, evalsets) -> dict[str, dict[str, dict[str, float]]]:
+    """The teacher as a reranker of each evaluation set's candidates (fused with BM25 as its training targets
+    are): ``eval set -> metric -> qid -> value``, what the report sets beside BM25 with the paired test.
+    Cached in ``<cache>/teacher-evals/`` per (teacher, weight, metrics, the sets' pairs): every distilling cell
+    of a study records it (``per_query.parquet``, run ``teacher``) and only the first computes it."""
+    from rerank_scaling.data.util import atomic_write_bytes
+    from rerank_scaling.evaluation.rerank import rerank_per_query, score_pairs
+
+    digest = hashlib.sha256(json.dumps([teacher_fingerprint(config.teacher), config.teacher_bm25_weight,
+                                        list(config.metrics)]).encode())
+    for evalset in evalsets:
+        digest.update(json.dumps([evalset.name, evalset.relevance_level, sorted(evalset.candidates.items()),
+                                  sorted(evalset.tail.items())]).encode())
+    path = Path(config.cache_dir or default_cache_dir()) / "teacher-evals" / f"{digest.hexdigest()[:32]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    model = load_teacher(config.teacher)
+    out = {}
+    for evalset in evalsets:
+        with torch.inference_mode():
+            scores = score_pairs(lambda q, d: model.score(q, d, batch_size=config.eval_batch_size), evalset)
+        bm25 = {q: [*evalset.candidates.get(q, ()), *evalset.tail.get(q, ())] for q in evalset.collection.queries}
+        out[evalset.name] = rerank_per_query(fused_scores(scores, bm25, config.teacher_bm25_weight), evalset,
+                                             config.metrics)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(out).encode())
     return out
 
 

@@ -25,6 +25,7 @@ from rerank_scaling.report.caveats import caveats
 from rerank_scaling.report.data_scaling import data_appendix, data_section
 from rerank_scaling.report.first_stage import first_stage_section
 from rerank_scaling.report.query_distill import figure_points, scalingnote_section
+from rerank_scaling.report.robustness import robustness_section
 from rerank_scaling.report.study import HEADLINE, Study, export_study, load_study
 from rerank_scaling.rundir import output_folder
 
@@ -99,6 +100,7 @@ def render(study: Study, analysis, figure_paths: dict[str, dict]) -> str:
         *S.study_section(study, analysis),
         *S.baselines_section(study),
         *first_stage_section(study),
+        *robustness_section(study),
         *scalingnote_section(study, analysis, figure_paths["distilled"]),
         *S.size_section(study, analysis, figure_paths["size"]),
         *data_section(study, analysis, figure_paths["data"]),

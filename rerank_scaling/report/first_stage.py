@@ -125,7 +125,26 @@ def first_stage_section(study: Study) -> list[str]:
                       + (f", {variant})" if variant else ")")
                       + f", {T.num(best.values[RECALL])} vs BM25's {T.num(c.bm25)} ({T.signed(c.delta)}{tested}); "
                       f"{c.n_better} of {c.n_total} {w.noun} lists have a higher {RECALL} than BM25's.", ""]
+        lines += _teacher(study, es.name, k)
     return lines
+
+
+def _teacher(study: Study, eval_set: str, k) -> list[str]:
+    """The distillation teacher as a reranker of BM25's list, against BM25 (paired test): whether the
+    teacher knows more than the baseline its students must beat."""
+    if study.per_query is None or HEADLINE not in study.metrics:
+        return []
+    found = sig.teacher_versus_bm25(study.per_query, eval_set, HEADLINE)
+    if found is None:
+        return []
+    teacher, bm25, test = found
+    source, weight = study.config.get("teacher"), study.config.get("teacher_bm25_weight") or 0
+    fused = f", fused with BM25 at w = {weight:g} (`teacher_bm25_weight`)" if weight else ""
+    verdict = "significantly above" if test.significant and test.delta > 0 else (
+        "significantly below" if test.significant else "not told apart from")
+    return [f"**Distillation teacher** (`{source}`{fused}, reranking BM25's top-{study.config.get('rerank_k', k)}): "
+            f"{HEADLINE} {T.num(teacher)} vs BM25's {T.num(bm25)} ({T.signed(test.delta)}, paired randomization "
+            f"p = {test.p:.3g} over {test.queries} queries): {verdict} BM25.", ""]
 
 
 def _cost(value) -> str:

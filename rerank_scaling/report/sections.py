@@ -160,7 +160,10 @@ def teacher_lines(study: Study) -> list[str]:
         elif not t.model:
             text += " (not a run folder of this toolkit: its own quality is not in the report)"
         parts.append(text)
-    return [T.bullet("Distillation teacher", "; ".join(parts))]
+    weight = study.config.get("teacher_bm25_weight") or 0
+    fused = (f"; the students were taught by it fused with BM25, per query (1 - w) z(teacher) + w z(BM25) at w = "
+             f"{weight:g} (`teacher_bm25_weight`), which the first-stage section tests against BM25" if weight else "")
+    return [T.bullet("Distillation teacher", "; ".join(parts) + fused)]
 
 
 def compute_budget(study: Study) -> list[str]:

@@ -127,6 +127,23 @@ def versus_bm25_by_system(per_query: pl.DataFrame, finals: pl.DataFrame, eval_se
     return dict(zip(systems, tests))
 
 
+TEACHER = "teacher"  # the per-query rows of a distillation teacher (pipeline.teacher.evaluate_teacher)
+
+
+def teacher_versus_bm25(per_query: pl.DataFrame, eval_set: str, metric: str) -> tuple[float, float, Test] | None:
+    """(teacher mean, BM25 mean, the paired test of teacher - BM25) on ``eval_set``, one test (no correction:
+    the question is asked once); None where either has no per-query values."""
+    def of(run: str) -> pl.DataFrame:
+        return (per_query.filter((pl.col("run") == run) & (pl.col("eval_set") == eval_set) & (pl.col("metric") == metric))
+                .select("qid", "value").sort("qid"))
+    teacher, bm25 = of(TEACHER), of("bm25")
+    if not teacher.height or not bm25.height:
+        return None
+    test = _tests([("teacher", "BM25", teacher, bm25)])[0]
+    x, y = _pair(teacher, bm25)
+    return float(x.mean()), float(y.mean()), test
+
+
 def versus_bm25(per_query: pl.DataFrame, finals: pl.DataFrame, eval_set: str, metric: str) -> list[Test]:
     """Every reranker against BM25 on ``eval_set``, Holm-corrected together."""
     return list(versus_bm25_by_system(per_query, finals, eval_set, metric).values())

@@ -425,6 +425,19 @@ def _sparsity(study: Study) -> str | None:
 
 def _teacher(study: Study) -> list[str]:
     out = []
+    used = {es.name: sig.teacher_versus_bm25(study.per_query, es.name, HEADLINE) for es in study.eval_sets} \
+        if study.per_query is not None else {}
+    used = {es: found for es, found in used.items() if found is not None}
+    if used:  # the teacher as the students were taught (fused with BM25 where asked), from the cells' rows
+        weaker = {es: found for es, found in used.items() if direction(HEADLINE) * found[2].delta <= 0
+                  or not found[2].significant}
+        if weaker:
+            out.append("**Teacher not above BM25**: the distillation teacher, as the students were taught, scored "
+                       + "; ".join(f"{HEADLINE} {T.num(t, 3)} vs BM25 {T.num(b, 3)} on {es} (p = {test.p:.3g})"
+                                   for es, (t, b, test) in weaker.items())
+                       + ": the students learn from a ranker not shown to be better than the baseline they are "
+                       "compared with.")
+        return out
     for t in study.teachers():
         weaker = [es for es, v in t.values.items() if es in t.bm25 and direction(HEADLINE) * (v - t.bm25[es]) <= 0]
         if weaker:

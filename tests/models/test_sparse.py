@@ -96,3 +96,28 @@ def test_penalty_is_the_ramped_weighted_flops_of_the_batch(config, model):
     assert float(model.penalty(1)) == pytest.approx(full / 9, rel=1e-5)
     with pytest.raises(RuntimeError):
         model.penalty(1)  # one penalty per scored batch
+
+
+def test_minilm_head_starts_lexical_and_sparse(cranfield):
+    """MiniLM ships no MLM head: the new one starts lexical (each token's top term is itself) and sparse
+    (about 1% of the vocabulary active per text), not as a random head that activates nearly every term."""
+    from rerank_scaling.models.backbone import LEXICAL_HEAD_BIAS, load_backbone
+    from rerank_scaling.models.ladder import ModelSpec
+    from rerank_scaling.models.sparse import SparseEncoder
+
+    mlm, tokenizer = load_backbone(ModelSpec("minilm", "1L"), pooling="mlm")
+    head = mlm.cls.predictions
+    assert torch.equal(head.transform.dense.weight, torch.eye(384)) and bool((head.bias == LEXICAL_HEAD_BIAS).all())
+    encoder = SparseEncoder(mlm.eval(), tokenizer, max_length=48, max_query_length=32)
+    docs = [cranfield.docs[d] for d in sorted(cranfield.docs)[:20]]
+    vectors = encoder.encode(docs, "doc")
+    active = vectors.getnnz(axis=1)
+    assert 0 < active.min() and active.max() < 0.02 * 30522  # sparse from step 0
+    batch = encoder.texts.collate(encoder.texts.encode(docs[:4], False))
+    with torch.no_grad():
+        logits = mlm(**batch).logits
+    real = batch["attention_mask"].bool()
+    top = logits.argmax(-1)[real]
+    assert (top == batch["input_ids"][real]).float().mean() > 0.9  # the token itself leads
+    own = {int(i) for i in batch["input_ids"][0][real[0]]} - set(tokenizer.all_special_ids)
+    assert own <= set(vectors[0].indices.tolist())  # every word of the text is among its active terms

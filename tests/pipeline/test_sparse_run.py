@@ -34,6 +34,14 @@ def test_a_trained_reranker_teaches_sparse_and_dense_retrievers(shared_root, tmp
     df = pl.read_parquet(tmp_path / "sparse" / "metrics.parquet")
     assert {"active-q", "active-d", "flops", "ndcg@10"} <= set(df["metric"])
     assert (df.filter(pl.col("metric") == "active-q")["value"] > 0).all()
+    # the teacher as the students see it, recorded beside BM25 (run "teacher"): here unfused, so its values are
+    # the teacher run's own on the same candidates
+    own = pl.read_parquet(tmp_path / "teacher" / "per_query.parquet").filter(
+        (pl.col("run") == teacher.run_id) & (pl.col("metric") == "ndcg@10")).sort("qid")
+    seen = pl.read_parquet(tmp_path / "sparse" / "per_query.parquet").filter(
+        (pl.col("run") == "teacher") & (pl.col("metric") == "ndcg@10")).sort("qid")
+    assert seen["qid"].to_list() == own["qid"].to_list() and seen.height == 4
+    np.testing.assert_allclose(seen["value"].to_numpy(), own["value"].to_numpy(), atol=1e-6)
 
     # a second student of the same teacher and training set reuses the file: the teacher is not loaded
     monkeypatch.setattr(teacher_module, "load_teacher", lambda *a, **k: pytest.fail("teacher scored again"))
@@ -41,6 +49,7 @@ def test_a_trained_reranker_teaches_sparse_and_dense_retrievers(shared_root, tmp
                       teacher=str(tmp_path / "teacher"), **common)
     assert train_run(dense, tmp_path / "dense")["state"] == "done"
     assert len(list((tmp_path / "cache" / "teacher-scores").glob("*/teacher.json"))) == 1
+    assert pl.read_parquet(tmp_path / "dense" / "per_query.parquet").filter(pl.col("run") == "teacher").height  # cached
     monkeypatch.undo()
 
     # another teacher (the same run, its weights changed) or another training set: new scores

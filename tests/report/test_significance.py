@@ -95,3 +95,19 @@ def test_between_sizes_pairs_the_largest_with_the_smallest_model_of_each_configu
     assert tests["`m3` (listwise)"].significant and not tests["`m3` (pointwise)"].significant
     assert sig.standard_error(pl.DataFrame({"qid": ["a"], "value": [1.0]})) is None
     assert sig.standard_error(pl.DataFrame({"qid": ["a", "b"], "value": [0.0, 2.0]})) == pytest.approx(1.0)
+
+
+def test_teacher_against_bm25_pairs_its_own_rows_and_ignores_the_models():
+    """The distillation teacher's per-query rows (run "teacher") against BM25's, one uncorrected test; the
+    students' rows play no part; no teacher rows: no test."""
+    qids = [f"q{i}" for i in range(25)]
+    rng = np.random.default_rng(3)
+    bm25 = rng.uniform(0.2, 0.6, 25)
+    runs = {"bm25": bm25, "teacher": bm25 + 0.04, "student": bm25 - 0.3}
+    per_query = pl.DataFrame([{"run": r, "eval_set": "t", "metric": "ndcg@10", "qid": q, "value": float(v)}
+                              for r, vals in runs.items() for q, v in zip(qids, vals)])
+    teacher, base, test = sig.teacher_versus_bm25(per_query, "t", "ndcg@10")
+    assert teacher == pytest.approx(bm25.mean() + 0.04) and base == pytest.approx(bm25.mean())
+    assert test.delta == pytest.approx(0.04) and test.p_holm == test.p and test.significant and test.queries == 25
+    assert sig.teacher_versus_bm25(per_query.filter(pl.col("run") != "teacher"), "t", "ndcg@10") is None
+    assert sig.teacher_versus_bm25(per_query, "other-set", "ndcg@10") is None
