@@ -128,6 +128,7 @@ class Analysis:
     kinds: dict[str, str] = field(default_factory=dict)  # metric -> quality / cost / invariant
     trust: Trust | None = None
     estimator_note: str = ""  # why there is no default estimator's forecast, when there is none
+    chains: ChainAnalysis | None = None  # the chain law and pipeline allocation, in a study with chained runs
 
     def cut_of(self, family: str | None) -> float:
         """The fit cut of ``family``'s models (:attr:`cut` unless the families were cut one by one)."""
@@ -466,3 +467,73 @@ def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300
     return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes,
                     data_scaling(study, n_boot), name, rule is not None, forecasts, cuts, nxt, metric_kinds,
                     trust(default) if default else None, why_not)
+
+
+@dataclass
+class ChainAnalysis:
+    """The chain law of a study with chained runs (``stage == "chain"`` rows): per reranker condition its fit,
+    every measured chain's point with the fit's forecast (``predicted``/``lower``/``upper``), the backtest with
+    the largest reranker size hidden, and the recommended chain under a few per-query budgets."""
+
+    metric: str
+    cost_metric: str
+    points: pl.DataFrame  # measured chains and first stages alone, with the law's forecast
+    fits: list[dict]
+    backtest: dict | None
+    plans: list  # PipelinePlan, one per budget and condition
+    frontier: list  # Candidate: the law's frontier (first condition) over every chain searched
+    notes: list[str] = field(default_factory=list)
+
+
+CHAIN_BUDGET_QUANTILES = (0.25, 0.5, 0.9)  # the report's budgets: these quantiles of the measured chains' costs
+
+
+def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
+    """The chain law, its backtest and the pipeline allocation of ``study`` (None without chain rows);
+    a :class:`UserError` becomes a note. Every interval inside the metric's range."""
+    from rerank_scaling.scaling.chain import DEFAULT_METRIC, backtest_chains, chain_rows, fit_chains
+    from rerank_scaling.scaling.pipeline import plan_pipeline
+
+    try:
+        chain_rows(study.results_path)
+    except UserError:
+        return None
+    metric, notes = DEFAULT_METRIC, []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fitted = fit_chains(study.results_path, metric, level=LEVEL, n_boot=n_boot, seed=SEED)
+        except UserError as exc:
+            return ChainAnalysis(metric, "", pl.DataFrame(), [], None, [], [], [str(exc)])
+        frames = []
+        for fit, pts in fitted:
+            chains = pts.filter(pl.col("depth") > 0)
+            pred, lo, hi = fit.interval(chains["params"], chains["recall"], chains["y0"])
+            frames.append(pts.filter(pl.col("depth") == 0)
+                          .with_columns(predicted=pl.col("y"), lower=pl.col("y"), upper=pl.col("y")))
+            frames.append(chains.with_columns(predicted=pl.Series(pred), lower=pl.Series(lo), upper=pl.Series(hi)))
+        points = pl.concat(frames, how="diagonal_relaxed")
+        bt = None
+        try:
+            bt = backtest_chains(study.results_path, metric, level=LEVEL, n_boot=n_boot, seed=SEED).to_dict()
+        except UserError as exc:
+            notes.append(f"backtest: {exc}")
+        cost_metric = next((c for c in ("chain-ms", "chain-flops") if c in points.columns
+                            and points[c].drop_nulls().len()), "")
+        plans, frontier = [], []
+        if cost_metric:
+            costs = points.filter(pl.col("depth") > 0)[cost_metric].drop_nulls()
+            for q in CHAIN_BUDGET_QUANTILES:
+                budget = float(costs.quantile(q))
+                try:
+                    made = plan_pipeline(study.results_path, budget=budget, cost=cost_metric.removeprefix("chain-"),
+                                         metric=metric, level=LEVEL, n_boot=n_boot, seed=SEED)
+                except UserError as exc:
+                    notes.append(f"budget {budget:.4g}: {exc}")
+                    continue
+                plans += made
+                frontier = frontier or list(made[0].frontier)
+        else:
+            notes.append("the chain rows carry no cost (chain-ms, chain-flops): no allocation")
+    notes += _record(caught)
+    return ChainAnalysis(metric, cost_metric, points, [f.to_dict() for f, _ in fitted], bt, plans, frontier, notes)
