@@ -471,15 +471,16 @@ def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300
 
 @dataclass
 class ChainAnalysis:
-    """The chain law of a study with chained runs (``stage == "chain"`` rows): per reranker condition its fit,
-    every measured chain's point with the fit's forecast (``predicted``/``lower``/``upper``), the backtest with
-    the largest reranker size hidden, and the recommended chain under a few per-query budgets."""
+    """The chain law of a study with chained runs (``stage == "chain"`` rows): per reranker condition its fit
+    on every chain (what the allocation uses), every measured chain's forecast by the law fitted on all but the
+    largest reranker size (``predicted``/``lower``/``upper``; ``held_out`` marks the largest size's chains, the
+    backtest), and the recommended chain under a few per-query budgets."""
 
     metric: str
     cost_metric: str
-    points: pl.DataFrame  # measured chains and first stages alone, with the law's forecast
+    points: pl.DataFrame  # measured chains and first stages alone, with the held-out fit's forecast
     fits: list[dict]
-    backtest: dict | None
+    backtest: dict | None  # over the held-out chains: chains, mae, coverage, mae_first_stage_alone, hidden
     plans: list  # PipelinePlan, one per budget and condition
     frontier: list  # Candidate: the law's frontier (first condition) over every chain searched
     notes: list[str] = field(default_factory=list)
@@ -488,10 +489,22 @@ class ChainAnalysis:
 CHAIN_BUDGET_QUANTILES = (0.25, 0.5, 0.9)  # the report's budgets: these quantiles of the measured chains' costs
 
 
+def _held_out_forecasts(key: dict, pts: pl.DataFrame, metric: str, n_boot: int, seed: int) -> pl.DataFrame:
+    """Every chain of one condition forecast by the law fitted without its largest reranker size."""
+    from rerank_scaling.scaling.chain import fit_chain_law
+
+    chains = pts.filter(pl.col("depth") > 0)
+    top = chains["params"].max()
+    fit = fit_chain_law(pts.filter(pl.col("params") < top), metric, key=key, level=LEVEL, n_boot=n_boot, seed=seed)
+    pred, lo, hi = fit.interval(chains["params"], chains["recall"], chains["y0"])
+    return chains.with_columns(predicted=pl.Series(pred), lower=pl.Series(lo), upper=pl.Series(hi),
+                               held_out=pl.col("params") == top)
+
+
 def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
     """The chain law, its backtest and the pipeline allocation of ``study`` (None without chain rows);
     a :class:`UserError` becomes a note. Every interval inside the metric's range."""
-    from rerank_scaling.scaling.chain import DEFAULT_METRIC, backtest_chains, chain_rows, fit_chains
+    from rerank_scaling.scaling.chain import DEFAULT_METRIC, chain_points, chain_rows, conditions, fit_chain_law
     from rerank_scaling.scaling.pipeline import plan_pipeline
 
     try:
@@ -502,22 +515,27 @@ def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fitted = fit_chains(study.results_path, metric, level=LEVEL, n_boot=n_boot, seed=SEED)
+            points = chain_points(study.results_path, metric)
+            groups = conditions(points)
+            fits = [fit_chain_law(pts, metric, key=key, level=LEVEL, n_boot=n_boot, seed=SEED + i)
+                    for i, (key, pts) in enumerate(groups)]
         except UserError as exc:
             return ChainAnalysis(metric, "", pl.DataFrame(), [], None, [], [], [str(exc)])
-        frames = []
-        for fit, pts in fitted:
-            chains = pts.filter(pl.col("depth") > 0)
-            pred, lo, hi = fit.interval(chains["params"], chains["recall"], chains["y0"])
-            frames.append(pts.filter(pl.col("depth") == 0)
-                          .with_columns(predicted=pl.col("y"), lower=pl.col("y"), upper=pl.col("y")))
-            frames.append(chains.with_columns(predicted=pl.Series(pred), lower=pl.Series(lo), upper=pl.Series(hi)))
-        points = pl.concat(frames, how="diagonal_relaxed")
+        frames = [points.filter(pl.col("depth") == 0).with_columns(
+            predicted=pl.col("y"), lower=pl.col("y"), upper=pl.col("y"), held_out=pl.lit(False))]
+        for i, (key, pts) in enumerate(groups):
+            try:
+                frames.append(_held_out_forecasts(key, pts, metric, n_boot, SEED + i))
+            except UserError as exc:  # two sizes or fewer: nothing to hold out
+                notes.append(f"held-out forecasts: {exc}")
+        shown = pl.concat(frames, how="diagonal_relaxed")
+        held = shown.filter(pl.col("held_out"))
         bt = None
-        try:
-            bt = backtest_chains(study.results_path, metric, level=LEVEL, n_boot=n_boot, seed=SEED).to_dict()
-        except UserError as exc:
-            notes.append(f"backtest: {exc}")
+        if held.height:
+            bt = {"hidden": "the largest reranker size", "chains": held.height,
+                  "mae": float((held["predicted"] - held["y"]).abs().mean()),
+                  "mae_first_stage_alone": float((held["y0"] - held["y"]).abs().mean()),
+                  "coverage": float(((held["lower"] <= held["y"]) & (held["y"] <= held["upper"])).mean())}
         cost_metric = next((c for c in ("chain-ms", "chain-flops") if c in points.columns
                             and points[c].drop_nulls().len()), "")
         plans, frontier = [], []
@@ -536,4 +554,4 @@ def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
         else:
             notes.append("the chain rows carry no cost (chain-ms, chain-flops): no allocation")
     notes += _record(caught)
-    return ChainAnalysis(metric, cost_metric, points, [f.to_dict() for f, _ in fitted], bt, plans, frontier, notes)
+    return ChainAnalysis(metric, cost_metric, shown, [f.to_dict() for f in fits], bt, plans, frontier, notes)

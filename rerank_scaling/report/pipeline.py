@@ -30,10 +30,12 @@ def pipeline_section(chains: ChainAnalysis | None, figure: str | None) -> list[s
         rows = []
         for p in chains.plans:
             b = p.best
+            bm = p.best_measured
             rows.append([f"{p.budget:.4g}", p.eval_set, _name(b), f"{b.predicted:.3f}", _iv(b.lower, b.upper),
-                         "—" if b.measured is None else f"{b.measured:.3f}", f"{b.cost:.4g}"])
+                         "—" if b.measured is None else f"{b.measured:.3f}", f"{b.cost:.4g}",
+                         "—" if bm is None else f"{_name(bm)}: {bm.measured:.3f}"])
         out += [md_table(["budget (" + cost + ")", "eval set", "recommended chain", "predicted", "90% interval",
-                      "measured", "its cost"], rows), ""]
+                          "measured", "its cost", "best measured chain under the budget"], rows), ""]
     fits = chains.fits
     out += ["The chain law, fitted per reranker condition on every measured chain: "
             f"`{fits[0]['formula']}` (y0: the first stage alone; r: its recall at the depth; scaling/README.md):", ""]
@@ -46,20 +48,21 @@ def pipeline_section(chains: ChainAnalysis | None, figure: str | None) -> list[s
     if bt is not None:
         out += [f"**Backtest**: the law fitted without {bt['hidden']} forecasts its {bt['chains']} chains with mean "
                 f"abs error {bt['mae']:.4f} (the first stage alone as the forecast: {bt['mae_first_stage_alone']:.4f}); "
-                f"{bt['coverage']:.0%} of them inside their 90% interval.", ""]
+                f"{bt['coverage']:.0%} of them inside their 90% interval (the rows marked *held out* below).", ""]
     if figure:
         out += [f"![chains vs cost]({figure})", "",
                 f"*{m} vs {cost} per query: the law's frontier with its 90% band (grey), every measured chain "
                 "(dots, one colour per first stage), each first stage alone (stars), the rerankers over BM25 "
                 "joined by depth.*", ""]
     pts = chains.points.sort("eval_set", "first_stage", "params", "depth")
-    rows = [[r["eval_set"], r["first_stage"], "—" if r["depth"] == 0 else r["model"], str(r["depth"]),
+    rows = [[r["eval_set"], r["first_stage"], "—" if r["depth"] == 0 else r["model"]
+             + (" (held out)" if r["held_out"] else ""), str(r["depth"]),
              "—" if r.get("recall") is None else f"{r['recall']:.3f}", f"{r['y']:.3f}",
-             "(measured)" if r["depth"] == 0 else f"{r['predicted']:.3f}",
+             "(measured)" if r["depth"] == 0 else "—" if r["predicted"] is None else f"{r['predicted']:.3f}",
              "" if r["depth"] == 0 else _iv(r["lower"], r["upper"]),
              "—" if not cost or r.get(cost) is None else f"{r[cost]:.4g}"] for r in pts.iter_rows(named=True)]
-    out += ["Every measured chain, measured vs the law fitted on all chains:", ""]
-    out += [md_table(["eval set", "first stage", "reranker", "depth", "fs-recall", f"{m} measured", "predicted",
-                  "90% interval", cost or "cost"], rows), ""]
+    out += ["Every measured chain, measured vs forecast by the law fitted on all but the largest reranker size:", ""]
+    out += [md_table(["eval set", "first stage", "reranker", "depth", "fs-recall", f"{m} measured", "forecast",
+                      "90% interval", cost or "cost"], rows), ""]
     out += [f"*Note: {n}*" for n in chains.notes] + ([""] if chains.notes else [])
     return out

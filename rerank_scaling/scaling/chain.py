@@ -42,6 +42,7 @@ from scipy import stats
 
 from rerank_scaling.errors import UserError
 from rerank_scaling.scaling.metrics import bounds as metric_bounds
+from rerank_scaling.scaling.metrics import kind as metric_kind
 from rerank_scaling.scaling.table import CHAIN, as_table, is_chain
 from rerank_scaling.scaling.util import jsonable
 
@@ -72,6 +73,9 @@ def chain_points(table, metric: str = DEFAULT_METRIC, eval_set: str | None = Non
     ``first_stage``, ``depth``, ``y`` (the metric), ``recall`` (fs-recall at the depth), ``y0`` (the first
     stage alone), the measured costs present, and ``first_stage_params``. Depth-0 rows (first stage alone)
     are kept with ``params`` 0. :class:`UserError` names a missing metric, eval set or first stage alone."""
+    if metric == RECALL or metric in COSTS or metric_kind(metric) != "quality":
+        raise UserError(f"metric '{metric}' is not a quality metric of the chain (e.g. {DEFAULT_METRIC}, map@100, "
+                        "mrr@10): the chain law forecasts quality")
     rows = chain_rows(table)
     have = sorted(rows["metric"].unique().to_list())
     if metric not in have:
@@ -94,9 +98,13 @@ def chain_points(table, metric: str = DEFAULT_METRIC, eval_set: str | None = Non
             .agg(*[pl.col(c).first() for c in first],
                  *[pl.col("value").filter(pl.col("metric") == m).first().alias(m) for m in wanted]))
     wide = wide.rename({metric: "y", RECALL: "recall"}).with_columns(pl.col("depth").cast(pl.Int64))
-    alone = (wide.filter(pl.col("depth") == 0).group_by("first_stage", "eval_set")
-             .agg(pl.col("y").mean().alias("y0")))
+    # the first stage alone, once per eval set (written once, or beside every reranker: the same measurement)
+    alone_rows = (wide.filter(pl.col("depth") == 0).group_by("first_stage", "eval_set", maintain_order=True)
+                  .agg(pl.all().exclude(["y", "recall", *wanted[2:]]).first(),
+                       *[pl.col(c).mean() for c in ("y", "recall", *wanted[2:])]))
+    alone = alone_rows.select("first_stage", "eval_set", pl.col("y").alias("y0"))
     chains = wide.filter(pl.col("depth") > 0)
+    wide = pl.concat([alone_rows.select(wide.columns), chains], how="vertical_relaxed")
     lacking = chains.join(alone, on=["first_stage", "eval_set"], how="anti")
     if lacking.height:
         r = lacking.row(0, named=True)

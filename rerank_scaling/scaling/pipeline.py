@@ -61,10 +61,12 @@ class PipelinePlan:
     candidates: int
     fit: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    best_measured: Candidate | None = None  # the measured chain (or first stage alone) best under the budget
 
     def to_dict(self) -> dict:
         return jsonable({"metric": self.metric, "eval_set": self.eval_set, **self.key, "budget": self.budget,
                          "cost": self.cost_metric, "best": asdict(self.best),
+                         "best_measured": None if self.best_measured is None else asdict(self.best_measured),
                          "runner_ups": [asdict(c) for c in self.runner_ups],
                          "frontier": [asdict(c) for c in self.frontier], "candidates": self.candidates,
                          "law": self.fit, "notes": list(self.notes)})
@@ -116,9 +118,12 @@ def plan_pipeline(table, *, budget: float, cost: str = "ms", metric: str = DEFAU
             raise UserError(f"budget {budget:g} {cost_metric} is below the cheapest chain "
                             f"({_name(cheapest)}: {cheapest.cost:.4g})")
         ranked = sorted(feasible, key=lambda c: (-c.predicted, c.cost))
+        measured = [c for c in feasible if c.measured is not None and c.cost_from == "measured"]
+        best_measured = max(measured, key=lambda c: (c.measured, -c.cost)) if measured else None
         plans.append(PipelinePlan(metric, key["eval_set"], {k: v for k, v in key.items() if k != "eval_set"},
                                   float(budget), cost_metric, ranked[0], tuple(ranked[1:top]), tuple(_frontier(cands)),
-                                  len(cands), fit.to_dict(), tuple(notes + ([fit.note] if fit.note else []))))
+                                  len(cands), fit.to_dict(), tuple(notes + ([fit.note] if fit.note else [])),
+                                  best_measured))
     return plans
 
 
@@ -146,6 +151,8 @@ def _candidates(sub: pl.DataFrame, fit: ChainFit, cost_metric: str, depths, size
     index = {(r["first_stage"], float(r["params"]), int(r["depth"])): r for r in chains.iter_rows(named=True)}
     for fs in alone.iter_rows(named=True):
         f = fs["first_stage"]
+        if fs[cost_metric] is None:
+            raise UserError(f"first stage '{f}' alone has no '{cost_metric}' row: its chains' cost is unknown")
         mine = chains.filter(pl.col("first_stage") == f).group_by("depth").agg(pl.col("recall").mean()).sort("depth")
         known_d = mine["depth"].to_list() + ([ALONE_RECALL_DEPTH] if fs["recall"] is not None
                                              and ALONE_RECALL_DEPTH not in mine["depth"].to_list() else [])

@@ -228,7 +228,8 @@ def _candidate_row(c) -> list[str]:
                          ("" if c.recall_from in ("measured", "-") else f"recall {c.recall_from}"),
                          ("" if c.cost_from == "measured" else "cost scaled")) if w]
     return [_chain_name(c), f"{c.predicted:.4f}", f"[{_num(c.lower)}, {_num(c.upper)}]",
-            _num(c.measured), f"{c.cost:.4g}", "; ".join(where) or "measured chain"]
+            _num(c.measured), f"{c.cost:.4g}",
+            "measured (first stage alone)" if c.params == 0 else "; ".join(where) or "measured chain"]
 
 
 def pipeline_plans(plans, console: Console | None = None) -> None:
@@ -242,6 +243,10 @@ def pipeline_plans(plans, console: Console | None = None) -> None:
         console.print(f"  best: [bold]{_chain_name(b)}[/bold]: predicted {b.predicted:.4f} "
                       f"[{_num(b.lower)}, {_num(b.upper)}] at {b.cost:.4g} {p.cost_metric}"
                       + (f" (measured {b.measured:.4f})" if b.measured is not None else ""))
+        if p.best_measured is not None:
+            m = p.best_measured
+            console.print(f"  best measured chain under the budget: {_chain_name(m)}: {m.measured:.4f} at "
+                          f"{m.cost:.4g} {p.cost_metric} (law {m.predicted:.4f})")
         law = p.fit
         console.print(f"  chain law: {law.get('formula')}; b {law['params']['b']:.3g}, c {law['params']['c']:.3g}, "
                       f"gamma {law['params']['gamma']:.3g}; R² {_num(law.get('r2'), '.3f')} on {law['chains']} "

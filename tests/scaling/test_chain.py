@@ -147,6 +147,7 @@ def test_allocate_picks_the_best_feasible_chain():
     assert (plan.best.first_stage, plan.best.params, plan.best.depth) == ("dense", 4e6, 10)
     assert plan.best.measured == pytest.approx(0.35 + 0.5 * 0.15)
     assert plan.best.predicted == pytest.approx(plan.best.measured, abs=0.01)
+    assert plan.best_measured == plan.best  # here the law's choice is the best measured chain under the budget
     # the frontier rises in quality as cost rises, and starts at the cheapest chain (BM25 alone)
     q = [c.predicted for c in plan.frontier]
     assert plan.frontier[0].first_stage == "bm25" and plan.frontier[0].params == 0
@@ -164,6 +165,11 @@ def test_allocate_errors():
         plan_pipeline(t, budget=1e9, cost="flops", n_boot=10)
     with pytest.raises(UserError, match="metric 'map@100'"):
         plan_pipeline(t, budget=50, metric="map@100", n_boot=10)
+    with pytest.raises(UserError, match="'chain-ms' is not a quality metric"):
+        plan_pipeline(t, budget=50, metric="chain-ms", n_boot=10)
+    with pytest.raises(UserError, match="no 'chain-ms' row"):
+        plan_pipeline(t.filter(~((pl.col("depth") == 0) & (pl.col("metric") == "chain-ms")
+                                 & (pl.col("first_stage") == "dense"))), budget=50, n_boot=10)
 
 
 def test_allocate_pipeline_cli(tmp_path, capsys):
