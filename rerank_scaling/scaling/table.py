@@ -119,10 +119,8 @@ def _numeric(df: pl.DataFrame, col: str, source: str) -> pl.Series:
 
 
 def normalise(df: pl.DataFrame, source: str = "table", chains: bool = False) -> pl.DataFrame:
-    """Validate types and add ``exposure``, ``run``, ``baseline`` (see module doc). Chain rows are dropped
-    first unless ``chains``."""
-    if not chains and "stage" in df.columns:
-        df = df.filter(pl.col("stage").cast(pl.Utf8).str.strip_chars().ne_missing(CHAIN))
+    """Validate types and add ``exposure``, ``run``, ``baseline`` (see module doc). Every row is checked
+    (row numbers count the file's rows); chain rows are then dropped unless ``chains``."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise UserError(f"{source}: missing required column '{missing[0]}'")
@@ -171,7 +169,7 @@ def normalise(df: pl.DataFrame, source: str = "table", chains: bool = False) -> 
             raise UserError(f"{source}: column 'size_axis' mixes {axes[0]!r} and {axes[1]!r}: params are not"
                             " on one axis (keep the rows of one)")
     _check_rows(df, source)
-    return df
+    return df if chains else without_chains(df)
 
 
 def _check_numbers(df: pl.DataFrame, source: str) -> None:
