@@ -31,7 +31,7 @@ MS_PER_PARAM_PAIR = 2e-8  # ms per reranker parameter and pair (CPU-like)
 
 def chain_law(N, recall, y0, b, c, gamma, n_ref):
     skill = 1.0 - b * (np.asarray(N, dtype=float) / n_ref) ** (-c)
-    return y0 + skill * (np.asarray(recall, dtype=float) ** gamma - y0)
+    return y0 + skill * np.maximum(np.asarray(recall, dtype=float) ** gamma - y0, 0.0)
 
 
 def chain_table(*, b: float = 0.93, c: float = 0.6, gamma: float = 1.0, rerankers=RERANKERS, depths=DEPTHS,

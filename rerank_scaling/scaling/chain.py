@@ -17,7 +17,7 @@ default, any ranking metric) is modelled as
   negative for a reranker worse than the first stage's order.
 
 Three parameters (``b``, ``c``, ``gamma``) are shared by every first stage and depth of a reranker
-condition (family, objective, supervision, eval set), so two or three reranker sizes fit it: the first
+condition (family, objective, supervision, data budget, eval set), so two or three reranker sizes fit it: the first
 stages and depths pin ``gamma``, the sizes pin ``b`` and ``c``. The fit is least squares, profiled over a
 grid of ``(c, gamma)`` with ``b`` in closed form (no optimiser, no local minima).
 
@@ -49,7 +49,7 @@ from rerank_scaling.scaling.util import jsonable
 RECALL = "fs-recall"
 COSTS = ("chain-flops", "chain-ms", "chain-ms-batched")
 DEFAULT_METRIC = "ndcg@10"
-RERANKER_KEYS = ("family", "objective", "supervision", "eval_set")
+RERANKER_KEYS = ("family", "objective", "supervision", "budget", "eval_set")  # a reranker condition
 C_GRID = np.geomspace(0.02, 3.0, 40)
 GAMMA_GRID = np.linspace(0.2, 3.0, 29)
 FORMULA = "y = y0 + (1 - b*(N/N_ref)^-c) * max(r^gamma - y0, 0)"
@@ -125,7 +125,7 @@ def ceiling(recall, gamma):
 
 
 def _design(N, recall, y0, n_ref, c_grid, g_grid):
-    """``z[c, g, n] = x^-c * (U - y0)`` and ``t[g, n] = y0 + (U - y0)`` pieces of the profiled fit."""
+    """``z[c, g, n] = x^-c * gap`` and ``gap[g, n] = max(U - y0, 0)``: the law is ``y0 + gap - b * z``."""
     x = np.asarray(N, dtype=float) / n_ref
     gap = np.maximum(ceiling(recall, g_grid[:, None]) - np.asarray(y0, dtype=float), 0.0)  # [G, n]
     z = np.power(x, -c_grid[:, None])[:, None, :] * gap[None, :, :]  # [C, G, n]
@@ -279,7 +279,7 @@ def fit_chain_law(points: pl.DataFrame, metric: str = DEFAULT_METRIC, *, key: di
 
 
 def conditions(points: pl.DataFrame) -> list[tuple[dict, pl.DataFrame]]:
-    """The reranker conditions of the chains (family, objective, supervision, eval set), each with its
+    """The reranker conditions of the chains (family, objective, supervision, budget, eval set), each with its
     chain points (depth > 0) and the first stages alone (depth 0) of its eval set."""
     keys = [k for k in RERANKER_KEYS if k in points.columns]
     chains = points.filter(pl.col("depth") > 0)

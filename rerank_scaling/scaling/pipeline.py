@@ -64,7 +64,7 @@ class PipelinePlan:
     best_measured: Candidate | None = None  # the measured chain (or first stage alone) best under the budget
 
     def to_dict(self) -> dict:
-        return jsonable({"metric": self.metric, "eval_set": self.eval_set, **self.key, "budget": self.budget,
+        return jsonable({"metric": self.metric, "eval_set": self.eval_set, **self.key, "budget_per_query": self.budget,
                          "cost": self.cost_metric, "best": asdict(self.best),
                          "best_measured": None if self.best_measured is None else asdict(self.best_measured),
                          "runner_ups": [asdict(c) for c in self.runner_ups],
