@@ -484,6 +484,7 @@ class ChainAnalysis:
     plans: list  # PipelinePlan, one per budget and condition
     frontier: list  # Candidate: the law's frontier (first condition) over every chain searched
     notes: list[str] = field(default_factory=list)
+    frontier_eval_set: str = ""  # the eval set of the frontier's condition
 
 
 CHAIN_BUDGET_QUANTILES = (0.25, 0.5, 0.9)  # the report's budgets: these quantiles of the measured chains' costs
@@ -538,7 +539,7 @@ def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
                   "coverage": float(((held["lower"] <= held["y"]) & (held["y"] <= held["upper"])).mean())}
         cost_metric = next((c for c in ("chain-ms", "chain-flops") if c in points.columns
                             and points[c].drop_nulls().len()), "")
-        plans, frontier = [], []
+        plans, frontier, frontier_set = [], [], ""
         if cost_metric:
             costs = points.filter(pl.col("depth") > 0)[cost_metric].drop_nulls()
             for q in CHAIN_BUDGET_QUANTILES:
@@ -550,8 +551,10 @@ def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
                     notes.append(f"budget {budget:.4g}: {exc}")
                     continue
                 plans += made
-                frontier = frontier or list(made[0].frontier)
+                if not frontier:
+                    frontier, frontier_set = list(made[0].frontier), made[0].eval_set
         else:
             notes.append("the chain rows carry no cost (chain-ms, chain-flops): no allocation")
     notes += _record(caught)
-    return ChainAnalysis(metric, cost_metric, shown, [f.to_dict() for f in fits], bt, plans, frontier, notes)
+    return ChainAnalysis(metric, cost_metric, shown, [f.to_dict() for f in fits], bt, plans, frontier, notes,
+                         frontier_set)

@@ -426,7 +426,7 @@ def frontier_figure(chains, path: Path) -> bool:
     ax.fill_between(x, [c.lower for c in front], [c.upper for c in front], step="post", color="0.85",
                     label=f"law's frontier, {int(round(100 * LEVEL))}% band")
     ax.step(x, [c.predicted for c in front], where="post", color="0.3", label="law's frontier (predicted)")
-    pts = chains.points
+    pts = chains.points.filter(pl.col("eval_set") == chains.frontier_eval_set)
     stages = sorted(pts["first_stage"].unique().to_list())
     handles = []
     for i, fs in enumerate(stages[:len(COLOURS)]):
@@ -449,7 +449,7 @@ def frontier_figure(chains, path: Path) -> bool:
     ax.set_xlabel(f"{chains.cost_metric} per query (log scale)")
     ax.set_ylabel(chains.metric)
     h, _ = ax.get_legend_handles_labels()
-    _finish(fig, h + handles, f"{chains.metric}: chains vs cost per query", ncol=3)
+    _finish(fig, h + handles, f"{chains.metric} on {chains.frontier_eval_set}: chains vs cost per query", ncol=3)
     _save(fig, path)
     return True
 

@@ -51,7 +51,7 @@ def pipeline_section(chains: ChainAnalysis | None, figure: str | None) -> list[s
                 f"{bt['coverage']:.0%} of them inside their 90% interval (the rows marked *held out* below).", ""]
     if figure:
         out += [f"![chains vs cost]({figure})", "",
-                f"*{m} vs {cost} per query: the law's frontier with its 90% band (grey), every measured chain "
+                f"*{m} on {chains.frontier_eval_set} vs {cost} per query: the law's frontier with its 90% band (grey), every measured chain "
                 "(dots, one colour per first stage), each first stage alone (stars), the rerankers over BM25 "
                 "joined by depth.*", ""]
     pts = chains.points.sort("eval_set", "first_stage", "params", "depth")
