@@ -187,3 +187,10 @@ def test_allocate_pipeline_cli(tmp_path, capsys):
     assert main(["backtest", "--chains", str(path), "--json"]) == 0
     bt = json.loads(capsys.readouterr().out)
     assert bt[0]["chains"] == 21 and bt[0]["coverage"] is not None
+
+
+def test_cli_mirrors_the_analyzer():
+    from rerank_scaling.scaling.chain import HIDE
+    from rerank_scaling.scaling.cli import CHAIN_HIDE
+
+    assert CHAIN_HIDE == HIDE
