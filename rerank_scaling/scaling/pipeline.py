@@ -148,7 +148,9 @@ def _candidates(sub: pl.DataFrame, fit: ChainFit, cost_metric: str, depths, size
     measured_depths = sorted(set(chains["depth"].to_list()))
     all_depths = sorted(set(int(d) for d in depths) | set(measured_depths))
     out: list[Candidate] = []
-    index = {(r["first_stage"], float(r["params"]), int(r["depth"])): r for r in chains.iter_rows(named=True)}
+    # a measured chain (its runs' mean, when the reranker was trained with several seeds)
+    means = chains.group_by("first_stage", "params", "depth").agg(pl.col("y").mean(), pl.col(cost_metric).mean())
+    index = {(r["first_stage"], float(r["params"]), int(r["depth"])): r for r in means.iter_rows(named=True)}
     for fs in alone.iter_rows(named=True):
         f = fs["first_stage"]
         if fs[cost_metric] is None:
