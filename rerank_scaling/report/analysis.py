@@ -128,6 +128,7 @@ class Analysis:
     kinds: dict[str, str] = field(default_factory=dict)  # metric -> quality / cost / invariant
     trust: Trust | None = None
     estimator_note: str = ""  # why there is no default estimator's forecast, when there is none
+    chains: ChainAnalysis | None = None  # the chain law and pipeline allocation, in a study with chained runs
 
     def cut_of(self, family: str | None) -> float:
         """The fit cut of ``family``'s models (:attr:`cut` unless the families were cut one by one)."""
@@ -466,3 +467,94 @@ def analyse(study: Study, fit_max_params: float | None = None, n_boot: int = 300
     return Analysis(cut, reason, n_boot, LEVEL, fits, size_v, size_err, exp_v, exp_err, flops, allocs, alloc_notes,
                     data_scaling(study, n_boot), name, rule is not None, forecasts, cuts, nxt, metric_kinds,
                     trust(default) if default else None, why_not)
+
+
+@dataclass
+class ChainAnalysis:
+    """The chain law of a study with chained runs (``stage == "chain"`` rows): per reranker condition its fit
+    on every chain (what the allocation uses), every measured chain's forecast by the law fitted on all but the
+    largest reranker size (``predicted``/``lower``/``upper``; ``held_out`` marks the largest size's chains, the
+    backtest), and the recommended chain under a few per-query budgets."""
+
+    metric: str
+    cost_metric: str
+    points: pl.DataFrame  # measured chains and first stages alone, with the held-out fit's forecast
+    fits: list[dict]
+    backtest: dict | None  # over the held-out chains: chains, mae, coverage, mae_first_stage_alone, hidden
+    plans: list  # PipelinePlan, one per budget and condition
+    frontier: list  # Candidate: the law's frontier (first condition) over every chain searched
+    notes: list[str] = field(default_factory=list)
+    frontier_eval_set: str = ""  # the eval set of the frontier's condition
+
+
+CHAIN_BUDGET_QUANTILES = (0.25, 0.5, 0.9)  # the report's budgets: these quantiles of the measured chains' costs
+
+
+def _held_out_forecasts(key: dict, pts: pl.DataFrame, metric: str, n_boot: int, seed: int) -> pl.DataFrame:
+    """Every chain of one condition forecast by the law fitted without its largest reranker size."""
+    from rerank_scaling.scaling.chain import fit_chain_law
+
+    chains = pts.filter(pl.col("depth") > 0)
+    top = chains["params"].max()
+    fit = fit_chain_law(pts.filter(pl.col("params") < top), metric, key=key, level=LEVEL, n_boot=n_boot, seed=seed)
+    pred, lo, hi = fit.interval(chains["params"], chains["recall"], chains["y0"])
+    return chains.with_columns(predicted=pl.Series(pred), lower=pl.Series(lo), upper=pl.Series(hi),
+                               held_out=pl.col("params") == top)
+
+
+def chain_analysis(study: Study, n_boot: int) -> ChainAnalysis | None:
+    """The chain law, its backtest and the pipeline allocation of ``study`` (None without chain rows);
+    a :class:`UserError` becomes a note. Every interval inside the metric's range."""
+    from rerank_scaling.scaling.chain import DEFAULT_METRIC, chain_points, chain_rows, conditions, fit_chain_law
+    from rerank_scaling.scaling.pipeline import plan_pipeline
+
+    try:
+        chain_rows(study.results_path)
+    except UserError:
+        return None
+    metric, notes = DEFAULT_METRIC, []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            points = chain_points(study.results_path, metric)
+            groups = conditions(points)
+            fits = [fit_chain_law(pts, metric, key=key, level=LEVEL, n_boot=n_boot, seed=SEED + i)
+                    for i, (key, pts) in enumerate(groups)]
+        except UserError as exc:
+            return ChainAnalysis(metric, "", pl.DataFrame(), [], None, [], [], [str(exc)])
+        frames = [points.filter(pl.col("depth") == 0).with_columns(
+            predicted=pl.col("y"), lower=pl.col("y"), upper=pl.col("y"), held_out=pl.lit(False))]
+        for i, (key, pts) in enumerate(groups):
+            try:
+                frames.append(_held_out_forecasts(key, pts, metric, n_boot, SEED + i))
+            except UserError as exc:  # two sizes or fewer: nothing to hold out
+                notes.append(f"held-out forecasts: {exc}")
+        shown = pl.concat(frames, how="diagonal_relaxed")
+        held = shown.filter(pl.col("held_out"))
+        bt = None
+        if held.height:
+            bt = {"hidden": "the largest reranker size", "chains": held.height,
+                  "mae": float((held["predicted"] - held["y"]).abs().mean()),
+                  "mae_first_stage_alone": float((held["y0"] - held["y"]).abs().mean()),
+                  "coverage": float(((held["lower"] <= held["y"]) & (held["y"] <= held["upper"])).mean())}
+        cost_metric = next((c for c in ("chain-ms", "chain-flops") if c in points.columns
+                            and points[c].drop_nulls().len()), "")
+        plans, frontier, frontier_set = [], [], ""
+        if cost_metric:
+            costs = points.filter(pl.col("depth") > 0)[cost_metric].drop_nulls()
+            for q in CHAIN_BUDGET_QUANTILES:
+                budget = float(costs.quantile(q))
+                try:
+                    made = plan_pipeline(study.results_path, budget=budget, cost=cost_metric.removeprefix("chain-"),
+                                         metric=metric, level=LEVEL, n_boot=n_boot, seed=SEED)
+                except UserError as exc:
+                    notes.append(f"budget {budget:.4g}: {exc}")
+                    continue
+                plans += made
+                if not frontier:
+                    frontier, frontier_set = list(made[0].frontier), made[0].eval_set
+        else:
+            notes.append("the chain rows carry no cost (chain-ms, chain-flops): no allocation")
+    notes += _record(caught)
+    return ChainAnalysis(metric, cost_metric, shown, [f.to_dict() for f in fits], bt, plans, frontier, notes,
+                         frontier_set)

@@ -20,10 +20,11 @@ from pathlib import Path
 from rerank_scaling.errors import UserError
 from rerank_scaling.report import figures as F
 from rerank_scaling.report import sections as S
-from rerank_scaling.report.analysis import analyse
+from rerank_scaling.report.analysis import analyse, chain_analysis
 from rerank_scaling.report.caveats import caveats
 from rerank_scaling.report.data_scaling import data_appendix, data_section
 from rerank_scaling.report.first_stage import first_stage_section
+from rerank_scaling.report.pipeline import pipeline_section
 from rerank_scaling.report.query_distill import figure_points, scalingnote_section
 from rerank_scaling.report.robustness import robustness_section
 from rerank_scaling.report.study import HEADLINE, Study, export_study, load_study
@@ -44,7 +45,9 @@ def _out_path(study_dir: Path, out: Path | str | None) -> Path:
 
 def _make_figures(study: Study, analysis, folder: Path) -> dict[str, dict]:
     """Write every PNG into ``folder``; returns, per kind, {key: relative path}."""
-    out: dict[str, dict] = {"size": {}, "exposure": {}, "metrics": {}, "distilled": {}, "data": {}}
+    out: dict[str, dict] = {"size": {}, "exposure": {}, "metrics": {}, "distilled": {}, "data": {}, "chains": {}}
+    if analysis.chains is not None and F.frontier_figure(analysis.chains, folder / "chains_frontier.png"):
+        out["chains"]["frontier"] = f"{FIGURES}/chains_frontier.png"
     if HEADLINE in study.metrics:
         for es in study.eval_sets:
             if study.finals.filter((study.finals["eval_set"] == es.name) & (study.finals["metric"] == HEADLINE)).height:
@@ -101,6 +104,7 @@ def render(study: Study, analysis, figure_paths: dict[str, dict]) -> str:
         *S.baselines_section(study),
         *first_stage_section(study),
         *robustness_section(study),
+        *pipeline_section(analysis.chains, figure_paths["chains"].get("frontier")),
         *scalingnote_section(study, analysis, figure_paths["distilled"]),
         *S.size_section(study, analysis, figure_paths["size"]),
         *data_section(study, analysis, figure_paths["data"]),
@@ -136,7 +140,7 @@ def build_report(study_dir: Path | str, out: Path | str | None = None, fit_max_p
         # from (table, per-query values, experiment file, cells digest, paths relative to it), so the report is
         # the one `rerank-scaling report <that folder>` regenerates
         study = dataclasses.replace(load_study(out.parent), collected=study.collected)
-    analysis = analyse(study, fit_max_params, n_boot)
+    analysis = dataclasses.replace(analyse(study, fit_max_params, n_boot), chains=chain_analysis(study, n_boot))
     tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out.parent))
     try:
         paths = _make_figures(study, analysis, tmp / FIGURES)

@@ -12,6 +12,8 @@ series stays flat), one panel per objective (and supervision), families told apa
 * :func:`metrics_figure` -- every quality metric's relative change from the smallest size vs size, with the
   default estimator's forecast of the held-out size on the same scale.
 * :func:`data_figure` -- the contrastive entropy vs the data budget D, one line per size (studies with budgets).
+* :func:`frontier_figure` -- chained runs: the chain law's frontier (quality with its band vs cost per query),
+  the measured chains, each first stage alone, the rerankers over BM25.
 * :func:`retained_latency_figure` -- distilled query towers: the teacher's quality they retain vs their
   query-encoding latency, the teacher at 100%.
 """
@@ -36,7 +38,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter  # noqa: E402
 
 from rerank_scaling.evaluation.distilled import RETAINED  # noqa: E402
-from rerank_scaling.report.analysis import NEXT_SIZE, Analysis  # noqa: E402
+from rerank_scaling.report.analysis import LEVEL, NEXT_SIZE, Analysis  # noqa: E402
 from rerank_scaling.report.study import Study  # noqa: E402
 from rerank_scaling.report.tables import size as fmt_size  # noqa: E402
 from rerank_scaling.scaling import direction, lower_is_better  # noqa: E402
@@ -410,3 +412,44 @@ def retained_latency_figure(study: Study, eval_set: str, points, teacher: dict, 
     ax.grid(True, which="both", alpha=0.25)
     _finish(fig, handles, f"Retained {metric} vs latency: {eval_set} ({study.eval_set(eval_set).domain})", ncol=2)
     _save(fig, path)
+
+
+def frontier_figure(chains, path: Path) -> bool:
+    """The chain law's Pareto frontier (predicted quality with its band vs cost per query), the measured
+    chains as points (one colour per first stage), each first stage alone as a marked baseline, and the
+    rerankers over BM25 joined by a line. ``chains``: :class:`~rerank_scaling.report.analysis.ChainAnalysis`."""
+    if not chains.frontier or not chains.cost_metric:
+        return False
+    fig, (ax,) = _figure(1)
+    front = sorted(chains.frontier, key=lambda c: c.cost)
+    x = [c.cost for c in front]
+    ax.fill_between(x, [c.lower for c in front], [c.upper for c in front], step="post", color="0.85",
+                    label=f"law's frontier, {int(round(100 * LEVEL))}% band")
+    ax.step(x, [c.predicted for c in front], where="post", color="0.3", label="law's frontier (predicted)")
+    pts = chains.points.filter(pl.col("eval_set") == chains.frontier_eval_set)
+    stages = sorted(pts["first_stage"].unique().to_list())
+    handles = []
+    for i, fs in enumerate(stages[:len(COLOURS)]):
+        mine = pts.filter(pl.col("first_stage") == fs)
+        chained = mine.filter(pl.col("depth") > 0)
+        colour = COLOURS[i]
+        ax.scatter(chained[chains.cost_metric].to_list(), chained["y"].to_list(), color=colour, s=14, alpha=0.8)
+        alone = mine.filter(pl.col("depth") == 0)
+        ax.scatter(alone[chains.cost_metric].to_list(), alone["y"].to_list(), color=colour, marker="*", s=90,
+                   edgecolor="black", linewidth=0.5)
+        handles.append(Line2D([], [], color=colour, marker="o", linestyle="", label=fs))
+        if fs == "bm25":
+            for _, run in chained.sort("params", "depth").group_by("run", maintain_order=True):
+                ax.plot(run[chains.cost_metric].to_list(), run["y"].to_list(), color=colour, linewidth=0.8,
+                        alpha=0.6)
+    handles += [Line2D([], [], color="black", marker="*", linestyle="", label="first stage alone"),
+                Line2D([], [], color=COLOURS[stages.index("bm25")] if "bm25" in stages else "black",
+                       linewidth=0.8, label="a reranker over BM25, by depth")]
+    ax.set_xscale("log")
+    ax.set_xlabel(f"{chains.cost_metric} per query (log scale)")
+    ax.set_ylabel(chains.metric)
+    h, _ = ax.get_legend_handles_labels()
+    _finish(fig, h + handles, f"{chains.metric} on {chains.frontier_eval_set}: chains vs cost per query", ncol=3)
+    _save(fig, path)
+    return True
+

@@ -24,6 +24,7 @@ DATA_LAWS = ("data", "data-fang", "data-loglinear")
 FIT_LAW_CHOICES = (*LAW_CHOICES, *DATA_LAWS)
 DATA_AXES = ("exposure", "budget")
 STAGES = ("rerank", "retrieval")
+CHAIN_HIDE = ("largest-reranker", "first-stage")
 DEFAULT_MIN_COVERAGE = 0.5
 ESTIMATOR_NAMES = ("mixture", "mixture-pooled", "mixture-shared", "loglinear-scaled", "curve-fit", "carry-forward", "loglinear", "auto",
                    "averaged", "pooled-objectives")
@@ -193,6 +194,16 @@ def _run_allocate(args) -> int:
     from rerank_scaling.scaling.allocate import allocate
     from rerank_scaling.scaling.table import load_results
 
+    if args.pipeline is not None:
+        return _run_pipeline(args)
+    for flag, value in (("--budget-ms", args.budget_ms), ("--budget-flops", args.budget_flops),
+                        ("--depths", args.depths), ("--size-factors", args.size_factors)):
+        if value is not None:
+            raise UserError(f"{flag} is a whole-pipeline budget: it needs --pipeline STUDY")
+    for what, value in (("a results table or study folder", args.results), ("--metric", args.metric),
+                        ("--flops", args.flops)):
+        if value is None:
+            raise UserError(f"allocate needs {what} (or --pipeline STUDY with --budget-ms / --budget-flops)")
     table = checked(load_results(args.results), args)
     rows = allocate(
         table, args.metric, args.flops, tokens_per_example=args.tokens_per_example,
@@ -208,6 +219,52 @@ def _run_allocate(args) -> int:
     return 0
 
 
+def _run_pipeline(args) -> int:
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.pipeline import DEPTH_GRID, SIZE_FACTORS, plan_pipeline
+
+    if args.results is not None:
+        raise UserError(f"allocate --pipeline takes its study after --pipeline; drop '{args.results}'")
+    if args.flops is not None:
+        raise UserError("--flops is a training budget; a pipeline's is per query: --budget-flops")
+    if (args.budget_ms is None) == (args.budget_flops is None):
+        raise UserError("allocate --pipeline needs one budget: --budget-ms X or --budget-flops F (per query)")
+    if args.batched and args.budget_ms is None:
+        raise UserError("--batched is a timing: it goes with --budget-ms")
+    cost = "flops" if args.budget_flops is not None else ("ms-batched" if args.batched else "ms")
+    plans = plan_pipeline(args.pipeline, budget=args.budget_flops or args.budget_ms, cost=cost,
+                          metric=args.metric or "ndcg@10", eval_set=args.eval_set,
+                          depths=args.depths or DEPTH_GRID, size_factors=args.size_factors or SIZE_FACTORS,
+                          level=args.level, seed=args.seed, n_boot=args.bootstrap)
+    if args.json:
+        _dump([p.to_dict() for p in plans])
+    else:
+        render.pipeline_plans(plans)
+    return 0
+
+
+def _chain_backtest(args) -> int:
+    from rerank_scaling.scaling import render
+    from rerank_scaling.scaling.chain import DEFAULT_METRIC, backtest_chains
+
+    if len(args.tables) != 1 or args.controls:
+        raise UserError("backtest --chains takes one study (its chain rows), no --controls")
+    metrics = args.metrics or [DEFAULT_METRIC]
+    results = [backtest_chains(args.tables[0], m, hide=args.hide, level=args.level, n_boot=args.bootstrap,
+                               seed=args.seed) for m in metrics]
+    if args.cases:
+        import polars as pl
+
+        pl.concat([r.cases.with_columns(metric=pl.lit(r.metric)) for r in results],
+                  how="diagonal_relaxed").write_csv(args.cases)
+    if args.json:
+        _dump([r.to_dict(cases=args.json_cases) for r in results])
+    else:
+        for r in results:
+            render.chain_backtest(r)
+    return 0
+
+
 def _run_backtest(args) -> int:
     import warnings
 
@@ -217,6 +274,8 @@ def _run_backtest(args) -> int:
     from rerank_scaling.scaling.backtest import backtest, calibration_json
     from rerank_scaling.scaling.table import load_results
 
+    if args.chains:
+        return _chain_backtest(args)
     checked(pl.concat([load_results(t).select("metric", "baseline")
                        for t in (*args.tables, *(args.controls or ()))]), args)
     with warnings.catch_warnings():
@@ -325,12 +384,33 @@ def register(subparsers) -> None:
     p.add_argument("--no-exposure", action="store_true", help="skip the exposure check")
     p.set_defaults(func=_run_verdicts)
 
-    p = subparsers.add_parser("allocate", help="best model size and data for a FLOP budget",
+    p = subparsers.add_parser("allocate", help="best model size and data for a FLOP budget; --pipeline: the best "
+                                               "first stage x reranker x depth for a per-query budget",
                               description="Fit the joint law and find the (N, D) that maximises the metric "
-                                          "for a budget of 6*N*tokens training (+ inference) FLOPs.")
-    _common(p)
-    p.add_argument("--metric", type=METRIC, required=True, help="metric to optimise, e.g. ndcg@10")
-    p.add_argument("--flops", type=AMOUNT, required=True, help="total FLOP budget, e.g. 1e18")
+                                          "for a budget of 6*N*tokens training (+ inference) FLOPs. With --pipeline "
+                                          "STUDY: fit the chain law on the study's chained runs and find the first "
+                                          "stage, reranker size and depth with the best predicted quality under "
+                                          "--budget-ms or --budget-flops per query.")
+    p.add_argument("results", nargs="?", type=TABLE, default=None,
+                   help="study folder (DIR/results.parquet) or a .parquet/.csv table (not with --pipeline)")
+    p.add_argument("--eval-set", type=EVAL_SET, default=None, help="only this evaluation set (default: each one)")
+    p.add_argument("--level", type=LEVEL, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--metric", type=METRIC, default=None,
+                   help="metric to optimise, e.g. ndcg@10 (required; with --pipeline default ndcg@10)")
+    p.add_argument("--flops", type=AMOUNT, default=None, help="total FLOP budget, e.g. 1e18 (required without "
+                                                              "--pipeline)")
+    p.add_argument("--pipeline", type=TABLE, default=None, metavar="STUDY",
+                   help="allocate a whole chain (first stage x reranker size x depth) from this study's chain rows")
+    p.add_argument("--budget-ms", type=POSITIVE, default=None, help="--pipeline: milliseconds per query (chain-ms, "
+                                                                    "batch 1; --batched: chain-ms-batched)")
+    p.add_argument("--budget-flops", type=AMOUNT, default=None, help="--pipeline: FLOPs per query (chain-flops)")
+    p.add_argument("--batched", action="store_true", help="--pipeline with --budget-ms: the batched timing")
+    p.add_argument("--depths", type=ListOf(POSITIVE_INT), default=None,
+                   help="--pipeline: depths searched besides the measured ones (default 5,10,20,30,50,75,100)")
+    p.add_argument("--size-factors", type=ListOf(POSITIVE), default=None,
+                   help="--pipeline: forecast reranker sizes, as multiples of the largest trained (default 2,4)")
     p.add_argument("--tokens-per-example", type=POSITIVE, default=None,
                    help="training tokens per example (default: tokens_seen / examples_seen from the table)")
     p.add_argument("--inference-queries", type=NON_NEGATIVE_AMOUNT, default=0.0,
@@ -386,4 +466,10 @@ def register(subparsers) -> None:
                         "record to FILE (the analyzer reads rerank_scaling/scaling/calibration.json)")
     p.add_argument("--json", action="store_true", help="print JSON (summary, widths, choice) instead of tables")
     p.add_argument("--json-cases", action="store_true", help="with --json, include every case")
+    p.add_argument("--chains", action="store_true",
+                   help="backtest the chain law on one study's chain rows instead: hide chains (--hide), fit on the "
+                        "rest, forecast them (mean abs error, coverage)")
+    p.add_argument("--hide", choices=CHAIN_HIDE, default=CHAIN_HIDE[0],
+                   help="with --chains: largest-reranker (every chain of the largest reranker size; default) or "
+                        "first-stage (each first stage in turn)")
     p.set_defaults(func=_run_backtest)

@@ -217,3 +217,66 @@ def backtest(bt, console: Console | None = None) -> None:
                       f"+- {_num(c['margin_se'], '.3f')} (SE over ladders); out-of-sample score of the rule "
                       f"{_num(c['nested_score'], '.3f')} +- {_num(c['nested_score_se'], '.3f')} (picks per left-out "
                       f"ladder: {', '.join(f'{k}: {v}' for k, v in c['nested_picks'].items())})")
+
+
+def _chain_name(c) -> str:
+    return f"{c.first_stage} alone" if c.params == 0 else f"{c.first_stage} -> {c.reranker} @ {c.depth}"
+
+
+def _candidate_row(c) -> list[str]:
+    where = [w for w in ((("forecast size" if c.forecast_size else "") or ""),
+                         ("" if c.recall_from in ("measured", "-") else f"recall {c.recall_from}"),
+                         ("" if c.cost_from == "measured" else "cost scaled")) if w]
+    return [_chain_name(c), f"{c.predicted:.4f}", f"[{_num(c.lower)}, {_num(c.upper)}]",
+            _num(c.measured), f"{c.cost:.4g}",
+            "measured (first stage alone)" if c.params == 0 else "; ".join(where) or "measured chain"]
+
+
+def pipeline_plans(plans, console: Console | None = None) -> None:
+    """``allocate --pipeline``: the recommended chain, the runner-ups and the Pareto frontier."""
+    console = console or default_console()
+    for p in plans:
+        extra = ", ".join(f"{k}={v}" for k, v in p.key.items() if v is not None)
+        b = p.best
+        console.print(f"[bold]{p.metric}, {p.eval_set}[/bold] ({extra}): budget {p.budget:.4g} {p.cost_metric} "
+                      f"per query; {p.candidates} chains searched")
+        console.print(f"  best: [bold]{_chain_name(b)}[/bold]: predicted {b.predicted:.4f} "
+                      f"[{_num(b.lower)}, {_num(b.upper)}] at {b.cost:.4g} {p.cost_metric}"
+                      + (f" (measured {b.measured:.4f})" if b.measured is not None else ""))
+        if p.best_measured is not None:
+            m = p.best_measured
+            console.print(f"  best measured chain under the budget: {_chain_name(m)}: {m.measured:.4f} at "
+                          f"{m.cost:.4g} {p.cost_metric} (law {m.predicted:.4f})")
+        law = p.fit
+        console.print(f"  chain law: {law.get('formula')}; b {law['params']['b']:.3g}, c {law['params']['c']:.3g}, "
+                      f"gamma {law['params']['gamma']:.3g}; R² {_num(law.get('r2'), '.3f')} on {law['chains']} "
+                      f"chains of {len(law['sizes'])} reranker sizes")
+        for title, rows in (("runner-ups", p.runner_ups), ("Pareto frontier (quality vs cost)", p.frontier)):
+            table = Table(title=title)
+            for name in ("chain", "predicted", f"{int(round(100 * law['level']))}% interval", "measured",
+                         p.cost_metric, "from"):
+                table.add_column(name)
+            for c in rows:
+                table.add_row(*_candidate_row(c))
+            console.print(table)
+        for note in p.notes:
+            console.print(f"  [yellow]note:[/yellow] {note}")
+
+
+def chain_backtest(bt, console: Console | None = None) -> None:
+    """``backtest --chains``: the hidden chains' forecasts and their error and coverage."""
+    console = console or default_console()
+    table = Table(title=f"chain law, {bt.metric}: {bt.hidden} hidden, fitted on the rest")
+    for name in ("hidden", "chain", "actual", "predicted", f"{int(round(100 * bt.level))}% interval", "inside"):
+        table.add_column(name)
+    for r in bt.cases.sort("hidden", "first_stage", "depth").iter_rows(named=True):
+        inside = r["lower"] <= r["actual"] <= r["upper"]
+        table.add_row(r["hidden"], f"{r['first_stage']} -> N {_size(r['params'])} @ {r['depth']}",
+                      f"{r['actual']:.4f}", f"{r['predicted']:.4f}", f"[{_num(r['lower'])}, {_num(r['upper'])}]",
+                      "yes" if inside else "no")
+    console.print(table)
+    console.print(f"  {bt.cases.height} hidden chains: mean abs error {bt.mae:.4f} (first stage alone: "
+                  f"{bt.mae_first_stage:.4f}), coverage of the {int(round(100 * bt.level))}% interval "
+                  f"{bt.coverage:.0%}")
+    for note in bt.notes:
+        console.print(f"  [yellow]note:[/yellow] {note}")

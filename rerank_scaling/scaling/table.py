@@ -6,7 +6,11 @@ Input: one row per run x checkpoint x eval set x metric (see
 (exposure D; ``examples_seen`` preferred), ``eval_set`` (default ``"default"``),
 ``seed``, ``run``, ``budget``, ``supervision``, ``in_domain``, ``tokens_seen``,
 ``total_params``, ``flops``, ``family`` (the model family: a sparse and a dense
-model of one size are separate curves; absent: one family), ``size_axis`` (what ``params`` counts; absent:
+model of one size are separate curves; absent: one family), ``stage`` /
+``first_stage`` / ``first_stage_params`` / ``depth`` (a chained evaluation's
+rows, ``stage == "chain"``: a first stage whose top ``depth`` a reranker
+reorders; read by :mod:`rerank_scaling.scaling.chain` only -- every other
+analysis drops them, :func:`normalise`), ``size_axis`` (what ``params`` counts; absent:
 whatever the table's author counted -- our older tables, non-embedding
 parameters). A table whose models' ``size_axis`` values differ is refused:
 their ``params`` are not on one axis.
@@ -37,13 +41,16 @@ import polars as pl
 from rerank_scaling.errors import UserError, warn
 
 REQUIRED = ("objective", "model", "params", "metric", "value")
-NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops")
-TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis", "family")
+NUMERIC = ("params", "value", "examples_seen", "step", "seed", "budget", "tokens_seen", "total_params", "flops",
+           "first_stage_params", "depth")
+TEXT = ("objective", "model", "metric", "eval_set", "run", "supervision", "size_axis", "family", "stage",
+        "first_stage")
+CHAIN = "chain"  # the ``stage`` of a chained evaluation's rows (first stage -> reranker at a depth)
 NULL_TOKENS = ("", "na", "n/a", "null", "none")
 TRUE_TOKENS, FALSE_TOKENS = ("true", "1", "yes", "t", "y"), ("false", "0", "no", "f", "n")
 # what identifies one measurement: two rows equal on these would count one checkpoint twice
 ROW_KEY = ("ladder", "family", "objective", "supervision", "eval_set", "budget", "seed", "run", "model", "params", "metric",
-           "exposure")
+           "exposure", "first_stage", "depth")
 # What sets one curve apart from another, stated once: a condition (model family,
 # objective, supervision, eval set) and, within it, the data budget. Verdicts and
 # allocation compare laws per condition; fits are per condition x budget.
@@ -53,8 +60,9 @@ GROUP_COLUMNS = (*CONDITION_KEYS, "budget")
 DATA_AXES = ("exposure", "budget")
 
 
-def load_results(path: str | Path) -> pl.DataFrame:
-    """Read a study folder (``DIR/results.parquet``) or a .parquet/.csv file, validated."""
+def load_results(path: str | Path, chains: bool = False) -> pl.DataFrame:
+    """Read a study folder (``DIR/results.parquet``) or a .parquet/.csv file, validated; chain rows
+    (``stage == "chain"``) are dropped unless ``chains``."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.parquet"
@@ -73,14 +81,27 @@ def load_results(path: str | Path) -> pl.DataFrame:
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path.name}: cannot read table ({first})") from None
-    return normalise(df, source=path.name)
+    return normalise(df, source=path.name, chains=chains)
 
 
-def as_table(table: pl.DataFrame | str | Path) -> pl.DataFrame:
-    """A path is loaded; a DataFrame is validated unless it already was."""
+def as_table(table: pl.DataFrame | str | Path, chains: bool = False) -> pl.DataFrame:
+    """A path is loaded; a DataFrame is validated unless it already was. Chain rows are dropped unless
+    ``chains`` (a validated table that holds them is filtered too: no analysis but the chain law sees them)."""
     if isinstance(table, pl.DataFrame):
-        return table if {"exposure", "baseline"} <= set(table.columns) else normalise(table)
-    return load_results(table)
+        if {"exposure", "baseline"} <= set(table.columns):
+            return table if chains else without_chains(table)
+        return normalise(table, chains=chains)
+    return load_results(table, chains=chains)
+
+
+def is_chain(df: pl.DataFrame) -> pl.Expr:
+    """Rows of a chained evaluation (``stage == "chain"``); none in a table without the column."""
+    return (pl.col("stage") == CHAIN).fill_null(False) if "stage" in df.columns else pl.lit(False)
+
+
+def without_chains(df: pl.DataFrame) -> pl.DataFrame:
+    """The table without its chain rows: what every analysis but the chain law reads."""
+    return df.filter(~is_chain(df)) if "stage" in df.columns else df
 
 
 def _numeric(df: pl.DataFrame, col: str, source: str) -> pl.Series:
@@ -97,8 +118,9 @@ def _numeric(df: pl.DataFrame, col: str, source: str) -> pl.Series:
     return num
 
 
-def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
-    """Validate types and add ``exposure``, ``run``, ``baseline`` (see module doc)."""
+def normalise(df: pl.DataFrame, source: str = "table", chains: bool = False) -> pl.DataFrame:
+    """Validate types and add ``exposure``, ``run``, ``baseline`` (see module doc). Every row is checked
+    (row numbers count the file's rows); chain rows are then dropped unless ``chains``."""
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise UserError(f"{source}: missing required column '{missing[0]}'")
@@ -147,7 +169,7 @@ def normalise(df: pl.DataFrame, source: str = "table") -> pl.DataFrame:
             raise UserError(f"{source}: column 'size_axis' mixes {axes[0]!r} and {axes[1]!r}: params are not"
                             " on one axis (keep the rows of one)")
     _check_rows(df, source)
-    return df
+    return df if chains else without_chains(df)
 
 
 def _check_numbers(df: pl.DataFrame, source: str) -> None:
@@ -179,7 +201,8 @@ def _check_rows(df: pl.DataFrame, source: str) -> None:
         where = ", ".join(f"{c} {first[c]!r}" for c in ("run", "eval_set", "metric", "exposure") if c in key)
         raise UserError(f"{source}: rows {same[0] + 1} and {same[1] + 1} are one measurement ({where}): it would "
                         "count twice (remove one, or tell them apart with a seed, run or step column)")
-    unsized = df.filter(pl.col("baseline") & (pl.col("model").str.to_lowercase() != "bm25"))
+    # a chain's first stage alone (depth 0, reranker "none") is a baseline by design: not counted
+    unsized = df.filter(pl.col("baseline") & (pl.col("model").str.to_lowercase() != "bm25") & ~is_chain(df))
     if unsized.height:
         models = sorted(unsized["model"].unique().to_list())
         warn(f"{source}: {unsized.height} rows of {len(models)} model(s) without a size (params empty or 0, e.g. "
