@@ -146,11 +146,12 @@ def plan_table(plan: ChainPlan):
     title = (f"chains: {len(plan.first_stages)} first stages x {len(plan.rerankers)} rerankers x depths "
              f"{', '.join(map(str, plan.depths))} + each first stage alone = {n} chains")
     out = Table(title=title)
-    for col in ("first stage", "source", "rerankers", "chains"):
+    for col in ("first stage", "source", "rerankers (sizes)", "chains"):
         out.add_column(col)
+    sizes = ", ".join(f"{c.ladder} {c.size}" for c in plan.rerankers)
     for fs in plan.first_stages:
-        out.add_row(fs.label, fs.source if fs.source != "grid" else f"grid ({fs.key})",
-                    ", ".join(c.run_id for c in plan.rerankers), str(1 + len(plan.rerankers) * len(plan.depths)))
+        out.add_row(fs.label, fs.source if fs.source != "grid" else f"grid ({fs.key})", sizes,
+                    str(1 + len(plan.rerankers) * len(plan.depths)))
     for note in plan.notes:
         out.add_row(f"[yellow]{note}[/]", "", "", "")
     return out
