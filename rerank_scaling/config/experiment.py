@@ -133,8 +133,12 @@ class ChainSettings:
                 raise UserError(f"{key} names {twice!r} twice")
 
     def matches(self, config: dict) -> bool:
-        """Whether a retriever run's config (``config.json``'s dict) passes :attr:`first_stage_filter`."""
-        return all(str(config.get(key)) in values for key, values in self.first_stage_filter)
+        """Whether a retriever run's config (``config.json``'s dict) passes :attr:`first_stage_filter` (a budget of
+        every training query is ``"all"``, as the grid names it)."""
+        def text(key: str) -> str:
+            value = config.get(key)
+            return "all" if key == "budget" and value is None else str(value)
+        return all(text(key) in values for key, values in self.first_stage_filter)
 
 
 LEGACY_SLURM = {"slurm_partition": "partition", "slurm_gpus": "gpus_per_node", "slurm_cpus": "cpus_per_task",

@@ -214,7 +214,8 @@ def run_chains(experiment: Experiment, out: Path, console=None) -> dict:
             "timing": "chain-ms: median over latency_queries queries, one at a time, of first-stage (query encode + "
                       "search of the pre-encoded corpus / BM25 index) + reranking its depth pairs in one forward; "
                       "chain-ms-batched: batch_queries queries encoded and searched together, their pairs reranked "
-                      "rerank_batch_size at a time, per query; tokenisation cached before timing"}
+                      "rerank_batch_size at a time, per query; the models' tokenisation cached before timing (BM25's "
+                      "search includes its query tokenisation)"}
     write_json(study.chains_meta, meta)
     evalsets = [evaluation_set(base, spec) for spec in base.evals]
     # BM25 searches the index of the whole collection (the one the cells' candidates came from)

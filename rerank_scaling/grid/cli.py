@@ -280,6 +280,11 @@ def status_command(args) -> int:
 def collect_command(args) -> int:
     from rerank_scaling.results import collect
 
+    import polars as pl
+
     table, path = collect(args.study)
-    print(f"{path}: {table.height} rows, {table['run'].n_unique() - 1} runs + bm25")
+    chains = table.filter(pl.col("stage") == "chain")
+    runs = table.filter(pl.col("stage").is_null())["run"].n_unique() - 1
+    more = f", {chains.select('first_stage', 'run', 'depth').unique().height} chains" if chains.height else ""
+    print(f"{path}: {table.height} rows, {runs} runs + bm25{more}")
     return 0

@@ -19,7 +19,8 @@ The two halves are measured apart and joined per query
 A timed query's ``chain-ms`` is its first-stage time plus its reranking time;
 the row holds the median over the timed queries. Tokenisation is done before
 timing (cached, as ``query-ms-*`` does: the same WordPiece work whatever the
-model size), so the times are the models' and the search's.
+model size), so the times are the models' and the search's (BM25's search
+tokenises its query itself: its times include that).
 """
 
 from __future__ import annotations
