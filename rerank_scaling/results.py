@@ -31,7 +31,18 @@ flops          training FLOPs so far, ``6 * N * tokens_seen`` with N the
 eval_set       evaluation set name
 in_domain      whether the evaluation set is the training domain
 metric, value  e.g. ``ndcg@10`` / 0.41
+stage          ``chain`` on a chain's rows (``[chain]``: a first stage's top
+               ``depth`` reranked, :mod:`rerank_scaling.grid.chains`); null on
+               every other row. A chain row's run ... flops columns are its
+               reranker's (final checkpoint); depth 0 (the first stage alone):
+               run / model / objective ``none``, params 0, family null
+first_stage    a chain's first stage: ``bm25`` or ``<family>/<model>``
+first_stage_params  its N (non-embedding; 0 for BM25)
+depth          the first-stage candidates the reranker reorders (0: none)
 =============  =========================================================
+
+A chain's per-query values sit in ``per_query.parquet`` under the run
+``chain:<chain id>`` (:attr:`rerank_scaling.grid.chains.Chain.id`).
 """
 
 from __future__ import annotations
@@ -67,6 +78,10 @@ SCHEMA = {
     "in_domain": pl.Boolean,
     "metric": pl.Utf8,
     "value": pl.Float64,
+    "stage": pl.Utf8,
+    "first_stage": pl.Utf8,
+    "first_stage_params": pl.Int64,
+    "depth": pl.Int64,
 }
 
 
@@ -120,7 +135,8 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
-    """Concatenate every finished cell (+ one BM25 baseline) into the study's results.parquet."""
+    """Concatenate every finished cell (+ one BM25 baseline, + every finished chain's rows) into the study's
+    results.parquet (and their per-query values into per_query.parquet)."""
     folder = StudyFolder(study)
     frames, baselines = [], []
     folder.check()
@@ -137,8 +153,12 @@ def collect(study: Path | str) -> tuple[pl.DataFrame, Path]:
             queries.append(read_table(cell.per_query))
     if not frames:
         raise UserError(f"{folder.path}: no finished cell to collect")
+    chains = sorted(folder.chain_rows().glob("*.parquet")) if folder.chain_rows().is_dir() else []
+    frames += [conform(read_table(path)) for path in chains]
+    queries += [read_table(p) for path in chains if (p := folder.chain_per_query(path.stem)).exists()]
     baseline = pl.concat(baselines).unique(subset=["eval_set", "metric"], keep="first", maintain_order=True)
-    table = pl.concat([baseline, *frames]).select(list(SCHEMA)).sort(["run", "step", "eval_set", "metric"])
+    table = pl.concat([baseline, *frames]).select(list(SCHEMA)).sort(
+        ["run", "step", "eval_set", "metric", "first_stage", "depth"], nulls_last=False)
     write_parquet(table, folder.results)
     if queries:
         per_query = pl.concat(queries).unique(subset=["run", "eval_set", "metric", "qid"], keep="first",

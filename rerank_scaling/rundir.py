@@ -20,8 +20,11 @@ A study is a folder of cells keyed by run id (:class:`StudyFolder`)::
 
     experiment.toml         a copy of the experiment file that made the study
     cells/<run_id>/         one run folder each
-    results.parquet         every finished cell's rows + the BM25 baseline
-    per_query.parquet       every finished cell's per-query values + BM25's
+    results.parquet         every finished cell's rows + the BM25 baseline (+ the chains' rows)
+    per_query.parquet       every finished cell's per-query values + BM25's (+ the chains')
+    chains/                 [chain]: rows/<chain>.parquet (one file per chain, written last),
+                            per_query/<chain>.parquet, first-stages/<first stage>/<eval set>.json (a
+                            first stage's ranking of a set, computed once), meta.json (device, threads, timing)
 
 The lock: ``flock`` on ``.lock`` where the filesystem has it; where it does
 not (Lustre mounted ``noflock``: ``flock`` fails with ENOSYS), or with
@@ -77,6 +80,11 @@ ZIP_END = b"PK\x05\x06"  # end-of-central-directory record: torch.save files are
 def to_json(obj) -> str:
     """The one JSON layout of the run files (sorted keys, NaN/inf as null)."""
     return json.dumps(_finite(obj), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def write_json(path: Path, obj) -> None:
+    """``obj`` as :func:`to_json` into ``path``, atomically (readers never see half a file)."""
+    atomic_write_text(path, to_json(obj))
 
 
 def _finite(obj):
@@ -222,7 +230,7 @@ class RunFolder:
             sub.mkdir(parents=True, exist_ok=True)
 
     def write_json(self, path: Path, obj) -> None:
-        atomic_write_text(path, to_json(obj))
+        write_json(path, obj)
 
     def write_status(self, status: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -502,6 +510,23 @@ class StudyFolder:
     per_query = _File("per_query.parquet")
     # what a report needs of the cells, beside a report folder that has no cells/ (report.study.export_study)
     cells_digest = _File("cells.json")
+    chains_dir = _File("chains")
+
+    def chain_rows(self, chain: str | None = None) -> Path:
+        """A chain's tidy rows (written last: its presence says the chain is done); None: their folder."""
+        folder = self.chains_dir / "rows"
+        return folder if chain is None else folder / f"{chain}.parquet"
+
+    def chain_per_query(self, chain: str) -> Path:
+        return self.chains_dir / "per_query" / f"{chain}.parquet"
+
+    def first_stage_ranking(self, first_stage: str, eval_set: str) -> Path:
+        """A first stage's ranking of an eval set, with its measured costs (computed once, reused by every chain)."""
+        return self.chains_dir / "first-stages" / first_stage / f"{eval_set}.json"
+
+    @property
+    def chains_meta(self) -> Path:
+        return self.chains_dir / "meta.json"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)

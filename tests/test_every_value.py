@@ -22,7 +22,7 @@ import pytest
 
 from rerank_scaling.cli import build_parser, main
 from rerank_scaling.config import EvalSpec, RunConfig
-from rerank_scaling.config.experiment import Hardware, StudyInfo
+from rerank_scaling.config.experiment import ChainSettings, Hardware, StudyInfo
 from rerank_scaling.config.fields import file_key, hints, meta, settings, value_of
 from rerank_scaling.values import Value
 
@@ -153,7 +153,7 @@ def test_every_flag_refuses_a_value_outside_its_range(files, cmd, flag, text, ca
 def _key_cases():
     """``(class, field, value)`` for every declared configuration key and each value outside its range."""
     out = []
-    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware):
+    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware, ChainSettings):
         for f in settings(cls):
             if meta(f).get("tables"):
                 continue
@@ -163,7 +163,7 @@ def _key_cases():
 
 
 KEY_CASES = _key_cases()
-CLASSES = {c.__name__: c for c in (StudyInfo, RunConfig, EvalSpec, Hardware)}
+CLASSES = {c.__name__: c for c in (StudyInfo, RunConfig, EvalSpec, Hardware, ChainSettings)}
 
 
 def _lit(v) -> str:

@@ -41,7 +41,7 @@ from typing import Any
 from rerank_scaling.config.fields import check, check_all, file_key, hints, meta, section_keys, setting, settings
 from rerank_scaling.config.run import EXECUTION, EvalSpec, RunConfig, eval_spec, family_fields
 from rerank_scaling.errors import UserError
-from rerank_scaling.values import NAME
+from rerank_scaling.values import NAME, POSITIVE_INT, ListOf, Text, Value
 
 GRID_DEFAULTS = {"objectives": ["listwise"], "supervision": ["human"], "budgets": ["all"], "seeds": [0]}
 
@@ -74,6 +74,71 @@ class Hardware:
 
     def __post_init__(self) -> None:
         check_all(self)
+
+
+FIRST_STAGE = Text('"bm25", "grid" or "study:PATH"', pattern=r"bm25|grid|study:.+", example="dense")
+FILTER_KEYS = ("family", "size", "objective", "supervision", "budget", "seed")  # a retriever cell's keys
+
+
+class RunFilter(Value):
+    """``{objective = "infonce-hard", supervision = "human"}``: a retriever run matches when each key's value (or
+    one of a list of values) is its config's; normalised to sorted ``(key, (values...))`` pairs."""
+
+    what = f"a table of {' / '.join(FILTER_KEYS)} = a value or a list of values"
+
+    def _check(self, value: Any, name: str) -> Any:
+        if isinstance(value, tuple):
+            return value
+        if not isinstance(value, dict):
+            raise self._bad(name, value)
+        out = []
+        for key in sorted(value):
+            if key not in FILTER_KEYS:
+                raise UserError(f"{name}: unknown key '{key}' (keys: {', '.join(FILTER_KEYS)})")
+            items = value[key] if isinstance(value[key], list) else [value[key]]
+            if not items or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in items):
+                raise UserError(f"{name}.{key} must be a string, an integer or a list of them, got {value[key]!r}")
+            out.append((key, tuple(str(v) for v in items)))
+        return tuple(out)
+
+    def bad_values(self) -> list[Any]:
+        return ["objective", {"model": "x"}]
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """``[chain]``: the study's chains (first stage -> top ``depth`` -> a reranker of the grid), evaluated end to
+    end after the cells (:mod:`rerank_scaling.grid.chains`). Rerankers: every cross-encoder cell with
+    ``save_model = true``."""
+
+    first_stages: tuple[str, ...] = setting((), section="chain", value=ListOf(FIRST_STAGE),
+                                            doc='"bm25"; "grid" (this grid\'s retriever cells); "study:PATH" '
+                                                "(the retriever runs with saved models of another study folder)")
+    first_stage_filter: tuple = setting((), section="chain", value=RunFilter(),
+                                        doc="which retriever runs of grid / study:PATH are first stages")
+    depths: tuple[int, ...] = setting((10, 20, 50), section="chain", value=ListOf(POSITIVE_INT),
+                                      doc="rerank depths k: the first stage's top k reordered by the reranker")
+    batch_queries: int = setting(32, section="chain", min=1, doc="queries per batch of the batched timing")
+    latency_queries: int = setting(20, section="chain", min=1, doc="queries timed one at a time per chain")
+
+    def __post_init__(self) -> None:
+        check_all(self)
+        if not self.first_stages:
+            raise UserError("first_stages is empty: give \"bm25\", \"grid\" or \"study:PATH\"")
+        if not self.depths:
+            raise UserError("depths is empty: give rerank depths such as [10, 20, 50]")
+        for key, values in (("first_stages", self.first_stages), ("depths", self.depths)):
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice is not None:
+                raise UserError(f"{key} names {twice!r} twice")
+
+    def matches(self, config: dict) -> bool:
+        """Whether a retriever run's config (``config.json``'s dict) passes :attr:`first_stage_filter` (a budget of
+        every training query is ``"all"``, as the grid names it)."""
+        def text(key: str) -> str:
+            value = config.get(key)
+            return "all" if key == "budget" and value is None else str(value)
+        return all(text(key) in values for key, values in self.first_stage_filter)
 
 
 LEGACY_SLURM = {"slurm_partition": "partition", "slurm_gpus": "gpus_per_node", "slurm_cpus": "cpus_per_task",
@@ -119,7 +184,7 @@ def sections() -> dict[str, set[str]]:
     """``section -> keys`` an experiment file may hold: the common settings', ``[slurm]``'s and the model
     families' own, and ``[hardware.sizes.<size>]`` profiles (read when a file is, not on import: the family
     registry imports this package's ``fields``)."""
-    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware, Slurm)
+    out = section_keys(StudyInfo, RunConfig, EvalSpec, Hardware, Slurm, ChainSettings)
     for f in family_fields():
         out.setdefault(meta(f)["section"], set()).add(file_key(f))
     out["hardware"].add("sizes")  # [hardware.sizes.<size>]: per-size profiles
@@ -144,6 +209,12 @@ class Experiment:
     study: StudyInfo  # as the file gives it (name may be None)
     slurm: Slurm = Slurm()  # [slurm]: every cell's
     profiles: dict[str, Slurm] = dataclasses.field(default_factory=dict)  # size -> its [slurm] with overrides
+    chain: ChainSettings | None = None  # [chain]: chained evaluation after the cells (None: no chains)
+
+    @property
+    def rerankers(self) -> list[RunConfig]:
+        """The cells a chain reranks with: the cross-encoder cells that save their model."""
+        return [c for c in self.cells if c.family == "cross-encoder" and c.save_model]
 
     def slurm_of(self, cell: RunConfig) -> Slurm:
         """The ``[slurm]`` settings of a cell: its size's profile's, else the file's."""
@@ -420,7 +491,32 @@ def load_experiment(path: Path | str, text: str | None = None) -> Experiment:
         except UserError as exc:
             raise _fail(path, str(exc)) from None
     return Experiment(study.name or path.stem, path, study.description, cells, hardware, evals, study,
-                      slurm, profiles)
+                      slurm, profiles, _chain(path, raw, cells))
+
+
+def _chain(path: Path, raw: dict, cells: list[RunConfig]) -> ChainSettings | None:
+    """``[chain]`` checked against the grid: rerankers to chain, retriever cells where it names ``grid``;
+    ``study:PATH`` resolved against the file's folder (read when the chains are planned)."""
+    if "chain" not in raw:
+        return None
+    table = dict(raw["chain"])
+    if isinstance(table.get("first_stages"), list):
+        base = path.resolve().parent
+        table["first_stages"] = [f"study:{_resolve(base, s.removeprefix('study:'))}"
+                                 if isinstance(s, str) and s.startswith("study:") and len(s) > 6 else s
+                                 for s in table["first_stages"]]
+    chain = _typed(ChainSettings, table, path, "chain")
+    if not any(c.family == "cross-encoder" and c.save_model for c in cells):
+        raise _fail(path, "[chain] has no reranker: chains rerank with the grid's cross-encoder cells that keep "
+                    "their model ([train] save_model = true)")
+    if "grid" in chain.first_stages:
+        from rerank_scaling.models import FAMILIES
+
+        if not any(FAMILIES[c.family].stage == "retrieval" and c.save_model and chain.matches(c.to_dict())
+                   for c in cells):
+            raise _fail(path, "chain.first_stages: \"grid\" but no retriever cell of the grid keeps its model "
+                        "(save_model = true) and passes first_stage_filter")
+    return chain
 
 
 def study_changes(old: Experiment, new: Experiment) -> list[str]:

@@ -7,6 +7,7 @@ them, as a module-level ``METRICS`` tuple of :class:`MetricInfo`:
 * :mod:`.contrastive` -- contrastive entropy (``ce@M``, ``ce-candidates@M``, ``ce-corpus@M``);
 * :mod:`.sparsity` -- a sparse retriever's costs (``active-q``, ``active-d``, ``flops``);
 * :mod:`.distilled` -- a distilled query tower's ``retained-<metric>`` and ``query-ms-<device>``;
+* :mod:`.chain` -- a chain's ``fs-recall``, ``chain-flops``, ``chain-ms``, ``chain-ms-batched``;
 
 and :data:`PUBLISHED` here holds the names of published tables the analyzer
 reads (``acc``, ``loss``: reports/ladders/published). A declaration names a
@@ -54,6 +55,7 @@ DECLARING = (
     "rerank_scaling.evaluation.contrastive",
     "rerank_scaling.evaluation.sparsity",
     "rerank_scaling.evaluation.distilled",
+    "rerank_scaling.evaluation.chain",
 )
 
 

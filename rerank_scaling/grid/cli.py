@@ -35,7 +35,8 @@ def register(sub) -> None:
                                        "candidates, teacher caches), as its own job")
     p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
     p.set_defaults(func=prepare_command)
-    p = gsub.add_parser("run", help="train every cell of an experiment file (resumable)")
+    p = gsub.add_parser("run", help="train every cell of an experiment file, then evaluate its [chain] chains "
+                                   "(resumable)")
     p.add_argument("experiment", type=EXPERIMENT_FILE, help="experiment file (TOML)")
     p.add_argument("--out", type=OUTPUT_FOLDER, help="study folder (default: runs/<study name>)")
     p.add_argument("--workers", type=POSITIVE_INT,
@@ -45,7 +46,8 @@ def register(sub) -> None:
     p.add_argument("--gpus", type=GpuList(), default=None, metavar="IDS",
                    help="local executor: the GPUs cells may use, e.g. 0,1,2,3, or none (default: every visible GPU)")
     p.add_argument("--dry-run", action="store_true",
-                   help="print every cell's resources, memory estimate, steps and FLOPs; train and download nothing")
+                   help="print every cell's resources, memory estimate, steps and FLOPs, and the [chain] chains; "
+                        "train and download nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--gpu-memory", type=POSITIVE, default=None, metavar="GB",
                    help="with --dry-run: mark cells whose memory estimate exceeds GB per device")
@@ -116,8 +118,7 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     visible one); ``on_submit(parameters, run_ids)``: told of each SLURM array submitted."""
     from rich.console import Console
 
-    from rerank_scaling.grid.executors import local_gpus, run_local, run_submitit
-    from rerank_scaling.grid.live import GridProgress
+    from rerank_scaling.grid.chains import chain_summary, plan_chains, run_chains
     from rerank_scaling.grid.prepare import prepare_study
 
     console = console or Console(stderr=True)
@@ -127,6 +128,7 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     out = output_folder(Path(out or Path("runs") / experiment.name))
     study = StudyFolder(out)
     check_study(out, experiment)  # [hardware]/[slurm] edits are fine; anything that changes numbers is not
+    plan_chains(experiment, out, strict=True)  # a study: first stage that is missing fails before any cell runs
     todo = [c for c in experiment.cells if _needs_run(study.cell(c.run_id), retry_failed)]
     with console.status("preparing: collections, BM25 index and candidates, teacher caches"):
         prepare_study(experiment, todo)
@@ -135,7 +137,18 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     cells = [(c, study.cell(c.run_id)) for c in schedule(todo)]
     if not cells:
         console.print(f"every cell of {out} is finished")
-        return out
+    else:
+        _run_cells(experiment, out, cells, executor, workers, retry_failed, gpus, on_submit, console)
+    if experiment.chain is not None:
+        console.print(chain_summary(run_chains(experiment, out, console)) + f" -> {out}")
+    return out
+
+
+def _run_cells(experiment, out, cells, executor, workers, retry_failed, gpus, on_submit, console) -> None:
+    from rerank_scaling.grid.executors import local_gpus, run_local, run_submitit
+    from rerank_scaling.grid.live import GridProgress
+
+    study = StudyFolder(out)
     started = time.perf_counter()
     with GridProgress(out, experiment.cells, console) as progress:
         if executor == "local":
@@ -150,7 +163,6 @@ def run_grid(experiment_path: Path, out: Path | None = None, workers: int | None
     failed = [s for s in states if s.state in ("failed", "damaged")]
     console.print(f"[bold]{len(states) - len(failed)}[/] cells done, [bold red]{len(failed)}[/] failed "
                   f"in {time.perf_counter() - started:.0f}s -> {out}")
-    return out
 
 
 def failed_cells(study: Path) -> list:
@@ -161,6 +173,7 @@ def failed_cells(study: Path) -> list:
 def plan_command(args) -> int:
     from rich.console import Console
 
+    from rerank_scaling.grid.chains import plan_chains, plan_json, plan_table
     from rerank_scaling.grid.plan import as_json, plan, table
 
     experiment = load_experiment(args.experiment)
@@ -169,10 +182,15 @@ def plan_command(args) -> int:
     if (out / StudyFolder.cells_dir).is_dir():
         states = {s.run: s.state for s in StudyFolder(out).states()}
     cells = plan(experiment, states)
+    chains = plan_chains(experiment, out)
     if args.json:
-        print(json.dumps(as_json(experiment, cells), indent=2))
+        print(json.dumps({**as_json(experiment, cells), **({"chains": plan_json(chains)} if chains else {})},
+                         indent=2))
     else:
-        Console(width=max(Console().width, 200)).print(table(experiment, cells, args.gpu_memory))
+        console = Console(width=max(Console().width, 200))
+        console.print(table(experiment, cells, args.gpu_memory))
+        if chains:
+            console.print(plan_table(chains))
     return 0
 
 
@@ -262,6 +280,11 @@ def status_command(args) -> int:
 def collect_command(args) -> int:
     from rerank_scaling.results import collect
 
+    import polars as pl
+
     table, path = collect(args.study)
-    print(f"{path}: {table.height} rows, {table['run'].n_unique() - 1} runs + bm25")
+    chains = table.filter(pl.col("stage") == "chain")
+    runs = table.filter(pl.col("stage").is_null())["run"].n_unique() - 1
+    more = f", {chains.select('first_stage', 'run', 'depth').unique().height} chains" if chains.height else ""
+    print(f"{path}: {table.height} rows, {runs} runs + bm25{more}")
     return 0

@@ -6,7 +6,7 @@ import pytest
 
 from rerank_scaling.cli import build_parser, main
 from rerank_scaling.config import EvalSpec, RunConfig, train_settings
-from rerank_scaling.config.experiment import Hardware, Slurm, StudyInfo, sections
+from rerank_scaling.config.experiment import ChainSettings, Hardware, Slurm, StudyInfo, sections
 from rerank_scaling.config.fields import check, hints, meta, parse_text, section_keys, setting, settings
 from rerank_scaling.errors import UserError
 from rerank_scaling.models import FAMILIES
@@ -20,7 +20,7 @@ def _field(name):
 def test_every_setting_has_one_home_in_the_experiment_file():
     owners = {("hardware", "sizes"): "the per-size profiles ([hardware.sizes.<size>])"}
     families = {info.settings for info in FAMILIES.values()}
-    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware, Slurm, *families):
+    for cls in (StudyInfo, RunConfig, EvalSpec, Hardware, Slurm, ChainSettings, *families):
         for f in settings(cls):
             if meta(f).get("tables"):
                 continue
