@@ -408,6 +408,17 @@ def _training(study: Study) -> str | None:
     return "**Under-trained**: " + "; ".join(parts) + ": " + end
 
 
+# a SPLADE document expands each of its tokens into a few terms (MS MARCO passages of ~70 tokens keep ~150-250);
+# more than this many active terms per token is a dense model over the vocabulary
+EXPANSION_LIMIT = 10
+
+
+def not_sparse(active_per_doc: float, max_length: int | None) -> bool:
+    """Whether documents of at most ``max_length`` tokens keeping ``active_per_doc`` active terms are a dense
+    model over the vocabulary: more than :data:`EXPANSION_LIMIT` terms a token."""
+    return max_length is not None and active_per_doc > EXPANSION_LIMIT * max_length
+
+
 def _sparsity(study: Study) -> str | None:
     if "sparse" not in study.families or "active-d" not in study.metrics:
         return None
@@ -416,11 +427,11 @@ def _sparsity(study: Study) -> str | None:
         return None
     length = max((c.get("max_length") or 0) for c in study.configs() if c.get("family") == "sparse") or None
     active = float(rows["value"].median())
-    if length is None or active <= length:
+    if not not_sparse(active, length):
         return None
     return (f"**Not sparse**: the sparse retrievers' documents keep a median {active:,.0f} active vocabulary terms "
-            f"(at most {length} tokens each): the regulariser never made them sparse, so they are dense models "
-            "over the vocabulary, and their costs are not a SPLADE's.")
+            f"(at most {length} tokens each, more than {EXPANSION_LIMIT} terms a token): the regulariser never made "
+            "them sparse, so they are dense models over the vocabulary, and their costs are not a SPLADE's.")
 
 
 def _teacher(study: Study) -> list[str]:

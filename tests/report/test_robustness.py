@@ -86,3 +86,4 @@ def test_a_study_without_noise_has_no_section(tmp_path):
     clean = study.finals.filter(pl.col("supervision") == "human")
     study.finals = clean
     assert systems(study, "cranfield-test", "ndcg@10") == [] and robustness_section(study) == []
+

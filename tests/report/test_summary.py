@@ -167,3 +167,13 @@ def test_a_report_folder_regenerates_without_the_study(tmp_path):
     assert again == out and again.read_text() == first
     assert {p.name: p.read_bytes() for p in (folder / "figures").iterdir()} == figures
     assert "- **Cells**: 8 done, 2 failed" in first and "**Failed cells**" in first  # from the digest, too
+
+
+def test_a_sparse_model_that_expands_each_token_into_a_few_terms_is_sparse():
+    """The report's "not sparse" confound: the new sparse demo's 55 active terms for 48-token documents (lexical
+    head, expansion) are sparse; the earlier demo's ~30,000 of 30,522 are not."""
+    from rerank_scaling.report.summary import not_sparse
+
+    assert not not_sparse(55.0, 48) and not not_sparse(480.0, 48)
+    assert not_sparse(30_205.0, 48) and not_sparse(481.0, 48)
+    assert not not_sparse(30_205.0, None)  # no length recorded: no claim
