@@ -159,13 +159,14 @@ def robustness_section(study: Study) -> list[str]:
                 fa, fb = contrasts[0]["families"]
                 crow = [[f"`{c['model']}`", c["objective"], T.signed(c["changes"][0]), T.signed(c["changes"][1]),
                          T.signed(c["changes"][0] - c["changes"][1]), _p(t)] for c, t in zip(contrasts, ctests)]
-                lines += [f"Which family loses less? Per model and objective, {fa}'s change minus {fb}'s (positive: "
-                          f"{fa} loses less), tested per query as a difference of differences, Holm over the pairs.", "",
+                lines += [f"Which family is more robust? Per model and objective, {fa}'s change minus {fb}'s (positive: "
+                          f"{fa} loses less or gains more), tested per query as a difference of differences, Holm over "
+                          "the pairs.", "",
                           T.md_table(["model", "objective", f"{fa} change", f"{fb} change", "difference",
                                       "p (Holm)"], crow, "llrrrr"), ""]
                 less = sum(c["changes"][0] > c["changes"][1] for c in contrasts)
                 signif = [(c, t) for c, t in zip(contrasts, ctests) if t is not None and t[1] < sig.ALPHA]
-                lines += [f"{fa} loses less than {fb} in {less} of {len(contrasts)} pairs; differences significant: "
+                lines += [f"{fa} fares better under noise than {fb} in {less} of {len(contrasts)} pairs; differences significant: "
                           f"{len(signif)} of {len(contrasts)}"
                           + (" (" + ", ".join(f"`{c['model']}` {c['objective']}: {T.signed(c['changes'][0] - c['changes'][1])}"
                                              for c, _ in signif) + ")." if signif else "."), ""]

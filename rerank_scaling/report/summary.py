@@ -218,6 +218,29 @@ def _largest(study: Study, row: dict) -> tuple[str, float, float] | None:
     return str(top["model"][0]), float(top["params"][0]), float(top["value"].mean())
 
 
+def sampling_error(study: Study, eval_set: str) -> float:
+    """The standard error of a mean HEADLINE over ``eval_set``'s queries (BM25's per-query spread; 0 without
+    per-query values): no forecast of a mean can be surer than the measurement of one."""
+    if study.per_query is None:
+        return 0.0
+    b = sig.bm25_values(study.per_query, eval_set, HEADLINE)
+    se = sig.standard_error(b) if b.height else None
+    return se or 0.0
+
+
+COLLAPSED = 0.1  # an interval narrower than this share of a measured mean's standard error has collapsed
+
+
+def credible(row: dict, floor: float) -> bool:
+    """Whether a forecast's interval can be acted on: finite, and wider than :data:`COLLAPSED` x ``floor`` (a
+    measured mean's standard error over the set's queries). Sizes share their queries, so a forecast may be
+    narrower than that error, but not ten times narrower: an interval from a law that passes through every
+    fitted point (three sizes, three parameters, one run each, so the residual scatter that stands in for the
+    unmeasured noise is ~0) collapses to a point, and is no evidence of a gain."""
+    lo, hi = row["lower"], row["upper"]
+    return T.finite(lo) and T.finite(hi) and hi - lo > max(COLLAPSED * floor, 1e-12)
+
+
 def forecast_block(study: Study, analysis: Analysis, eval_set: str) -> list[str]:
     rows = [r for r in analysis.next_forecasts.get(HEADLINE, []) if r["eval_set"] == eval_set]
     budgets = _variant_finals(study, eval_set, HEADLINE)
@@ -232,9 +255,16 @@ def forecast_block(study: Study, analysis: Analysis, eval_set: str) -> list[str]
                else "no calibrated default estimator" if name is None else "the estimator gave no forecast")
         return lines + [f"No forecast: {why}.", ""]
     body = []
+    floor = sampling_error(study, eval_set)
     for r in sorted(rows, key=lambda r: (str(r.get("family")), r["objective"], str(r.get("supervision")))):
         top = _largest(study, r)
         gain = T.DASH
+        if not credible(r, floor):  # narrower than the query sampling noise of a measured mean: nothing to act on
+            body.append([*([str(r.get("family"))] if _several(study) else []), r["objective"],
+                         T.DASH if top is None else f"`{top[0]}` {T.num(top[2], 3)}", T.size(r["params"]),
+                         T.num(r["predicted"], 3), f"not identified ({T.interval(r['lower'], r['upper'], 4)})",
+                         "not judged: the interval collapsed (far narrower than a measured mean's standard error)"])
+            continue
         if top is not None:
             d = direction(HEADLINE)
             inside = r["lower"] <= top[2] <= r["upper"]
@@ -322,7 +352,7 @@ def _forecast_finding(study: Study, analysis: Analysis, eval_set: str) -> str | 
     gains = []
     for r in rows:
         top = _largest(study, r)
-        if top is not None:
+        if top is not None and credible(r, sampling_error(study, eval_set)):  # a collapsed interval is not judged
             gains.append(direction(HEADLINE) * (r["lower"] - top[2]) > 0)
     if not gains:
         return None

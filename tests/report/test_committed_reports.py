@@ -16,8 +16,8 @@ COMMITTED = sorted((REPO / "reports").rglob("REPORT.md")) + [REPO / "reports" / 
 
 def test_there_are_reports_to_scan():
     names = {p.parent.name for p in COMMITTED}
-    # sparse-dense-demo is withdrawn until its redesign (README)
-    assert {"demo", "dense-demo", "scalingnote-demo", "late-interaction-demo", "ladders"} <= names
+    assert {"demo", "dense-demo", "sparse-dense-demo", "pipeline-demo", "scalingnote-demo", "late-interaction-demo",
+            "ladders"} <= names
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(REPO)))

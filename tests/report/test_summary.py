@@ -177,3 +177,16 @@ def test_a_sparse_model_that_expands_each_token_into_a_few_terms_is_sparse():
     assert not not_sparse(55.0, 48) and not not_sparse(480.0, 48)
     assert not_sparse(30_205.0, 48) and not_sparse(481.0, 48)
     assert not not_sparse(30_205.0, None)  # no length recorded: no claim
+
+
+def test_a_forecast_interval_narrower_than_a_measured_means_standard_error_is_not_credible():
+    """The pipeline demo's default forecast at 2x N came with [0.43252, 0.43268] around 0.43247 (three sizes, a
+    law through every point, one run each): 200x narrower than the 0.035 standard error of a mean over its 45
+    queries, so the report calls it not identified and claims no gain from it."""
+    from rerank_scaling.report.summary import credible
+
+    collapsed = {"predicted": 0.43247, "lower": 0.43252, "upper": 0.43268}
+    assert not credible(collapsed, 0.035) and not credible(collapsed | {"upper": 0.43252}, 0.0)
+    assert credible({"predicted": 0.365, "lower": 0.304, "upper": 0.430}, 0.035)  # the default study's
+    assert credible({"predicted": 0.365, "lower": 0.36, "upper": 0.37}, 0.035)  # narrower than the error, not 10x
+    assert not credible({"predicted": 0.4, "lower": float("nan"), "upper": 0.5}, 0.0)
